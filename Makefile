@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: start the engine on its defaults (MLLP 127.0.0.1:2575, data in ./var)
+run: install
+	$(BIN)/swf serve
+
+## system-deps: Debian packages the integration tests use (installs only what is missing)
+system-deps:
+	.ci/system-deps
+
+## test: install everything and run the whole suite (pytest exit 5, no tests, fails too)
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

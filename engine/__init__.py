@@ -1,0 +1,1 @@
+"""swf-engine: HL7 v2 / DICOM integration engine for the IHE Radiology Scheduled Workflow."""

@@ -1,0 +1,106 @@
+"""Assembles and runs the engine: store, profiles, rules (with hot reload), MLLP listener, health page."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.interfaces import IListeningPort
+from twisted.web import resource, server
+
+from .config import Config
+from .hl7.mllp import MLLPServerFactory
+from .hl7.profiles import load_profiles
+from .rules.watcher import RulesHolder
+from .store.database import Store
+from .workflow.ingest import Ingestor, Received
+
+log = logging.getLogger("engine")
+
+
+class Engine:
+    """Everything one running engine holds; ``start`` opens the listeners on the reactor."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+        self.profiles = load_profiles(config.profiles_dir)
+        self.rules = RulesHolder(config.routes_dir, set(self.profiles))
+        self.store = Store(config.database)
+        self.ingestor = Ingestor(config, self.profiles, self.rules)
+        self.ports: dict[str, IListeningPort] = {}
+        self._reload_loop: task.LoopingCall | None = None
+
+    # -- the MLLP adapter's two entry points ----------------------------------------------------------
+    def _deferred(self, work: Any) -> defer.Deferred:
+        result: defer.Deferred = defer.Deferred()
+
+        def resolve(future: Any) -> None:
+            error = future.exception()
+            if error is not None:
+                reactor.callFromThread(result.errback, error)
+            else:
+                reactor.callFromThread(result.callback, future.result())
+
+        self.store.submit(work).add_done_callback(resolve)
+        return result
+
+    def handle_message(self, raw: bytes, peer: str) -> defer.Deferred:
+        received = Received(raw, peer)
+        return self._deferred(lambda txn: self.ingestor(txn, received)).addCallback(lambda r: r.ack)
+
+    def handle_oversize(self, head: bytes, peer: str) -> defer.Deferred:
+        received = Received(head, peer)
+        limit = self.config.mllp.max_message_bytes
+        return self._deferred(lambda txn: self.ingestor.oversized(txn, received, limit)).addCallback(lambda r: r.ack)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.store.start()
+        mllp = self.config.mllp
+        factory = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp.max_message_bytes, mllp.idle_timeout)
+        self.ports["mllp"] = reactor.listenTCP(mllp.port, factory, interface=mllp.host)
+        log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
+                 mllp.host, self.ports["mllp"].getHost().port)
+        http = self.config.http
+        if http.port >= 0:
+            site = server.Site(HealthPage(self))
+            self.ports["http"] = reactor.listenTCP(http.port, site, interface=http.host)
+            log.info("HTTP listener on %s:%d: health (GET /health)", http.host, self.ports["http"].getHost().port)
+        log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
+                 len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
+        if self.config.rules_reload_seconds > 0:
+            self._reload_loop = task.LoopingCall(self.rules.reload_if_changed)
+            self._reload_loop.start(self.config.rules_reload_seconds, now=False)
+
+    def stop(self) -> defer.Deferred:
+        if self._reload_loop is not None and self._reload_loop.running:
+            self._reload_loop.stop()
+        stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]
+        return defer.DeferredList(stopping).addBoth(lambda _: self.store.close())
+
+
+class HealthPage(resource.Resource):
+    """``GET /health``: whether the engine runs, its rules state and journal size (for monitoring)."""
+
+    isLeaf = True
+
+    def __init__(self, engine: Engine):
+        super().__init__()
+        self.engine = engine
+
+    def render_GET(self, request: Any) -> bytes:
+        def counts(txn: Any) -> dict[str, Any]:
+            rows = txn.query("SELECT status, COUNT(*) AS n FROM journal GROUP BY status")
+            return {row["status"]: row["n"] for row in rows}
+
+        body = {
+            "status": "ok",
+            "rules": len(self.engine.rules.current.rules),
+            "rules_problems": [str(p) for p in self.engine.rules.last_problems],
+            "journal": self.engine.store.read(counts),
+        }
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(body).encode()

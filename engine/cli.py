@@ -1,0 +1,307 @@
+"""The ``swf`` command: serve, replay, rules check, orders, patients, journal."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import Config, load_config
+from .yamlfile import YamlProblem
+
+EPILOG = "Settings: defaults < --config FILE < flags.  Docs: README.md, routes/README.md, profiles/README.md."
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="engine config file (YAML); see README 'Configuration'")
+    parser.add_argument("--data-dir", metavar="DIR", help="data folder holding the SQLite database (default ./var)")
+    parser.add_argument("--database-url", metavar="URL",
+                        help="sqlite:///PATH (default <data-dir>/swf.sqlite) or postgresql://user@host/db")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swf", description="HL7 v2 / DICOM engine for the IHE Radiology "
+                                     "Scheduled Workflow.", epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="run the engine", epilog=EPILOG,
+                                description="Run the engine: MLLP listener for ADT and orders, health page. "
+                                "Listens on 127.0.0.1 unless --host says otherwise.")
+    _data_options(serve)
+    serve.add_argument("--host", metavar="ADDR", help="interface for every listener (default 127.0.0.1; "
+                       "0.0.0.0 = all interfaces)")
+    serve.add_argument("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)")
+    serve.add_argument("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112)")
+    serve.add_argument("--http-port", type=int, metavar="N", help="HTTP health port (default 8080; -1 = off)")
+    serve.add_argument("--ae-title", metavar="TITLE", help="the engine's DICOM AE title (default SWF_ENGINE)")
+    serve.add_argument("--routes", metavar="DIR", help="routing rules folder (default ./routes)")
+    serve.add_argument("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)")
+    serve.add_argument("--max-message-bytes", type=int, metavar="N", help="largest MLLP message (default 1 MiB)")
+    serve.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="close silent MLLP connections "
+                       "after this long (default 300)")
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+
+    replay = commands.add_parser("replay", help="send the HL7 messages of files over MLLP and tally the ACKs",
+                                 description="Send every message of the files (text with CR/LF/CRLF segment ends, "
+                                 "blank lines between messages, or MLLP frames), one at a time, waiting for each "
+                                 "ACK. Exit status 1 when any message was not accepted or not answered.")
+    replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    replay.add_argument("--to", required=True, metavar="HOST:PORT", help="the MLLP listener, e.g. 127.0.0.1:2575")
+    replay.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="wait for each ACK (default 30)")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    rules = commands.add_parser("rules", help="routing rules tools")
+    rules_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    check = rules_commands.add_parser("check", help="validate rules; prints file:line: reason per problem",
+                                      description="Validate the rules (and the profiles they name). Exit 1 on any problem.")
+    check.add_argument("directory", nargs="?", default="routes", metavar="DIR", help="default ./routes")
+    check.add_argument("--profiles", default="profiles", metavar="DIR", help="default ./profiles")
+
+    orders = commands.add_parser("orders", help="list orders, or show one order's full history",
+                                 description="Without ACCESSION: the latest orders. With ACCESSION (or a placer/"
+                                 "filler order number): the order, its steps and every message and status change.")
+    orders.add_argument("accession", nargs="?", metavar="ACCESSION")
+    orders.add_argument("--limit", type=int, default=50, metavar="N", help="orders listed (default 50)")
+    _data_options(orders)
+
+    patients = commands.add_parser("patients", help="show a patient with identifiers, visits and merges")
+    patients.add_argument("patient_id", metavar="PATIENT_ID")
+    patients.add_argument("--issuer", metavar="ISSUER", help="assigning authority (PID-3.4); default: any")
+    _data_options(patients)
+
+    journal = commands.add_parser("journal", help="list received messages, or show one with its ACK",
+                                  description="Every received HL7 message is journaled, rejected ones included.")
+    journal.add_argument("entry", nargs="?", type=int, metavar="ID", help="show this entry's raw message and ACK")
+    journal.add_argument("--status", choices=["applied", "dropped", "rejected", "failed", "duplicate"])
+    journal.add_argument("--limit", type=int, default=50, metavar="N")
+    _data_options(journal)
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    config = load_config(getattr(args, "config", None))
+    if getattr(args, "data_dir", None):
+        config.data_dir = args.data_dir
+    if getattr(args, "database_url", None):
+        config.database_url = args.database_url
+    overrides = {
+        "routes": ("routes_dir",), "profiles": ("profiles_dir",), "log_level": ("log_level",),
+        "mllp_port": ("mllp", "port"), "dicom_port": ("dicom", "port"), "http_port": ("http", "port"),
+        "ae_title": ("dicom", "ae_title"), "max_message_bytes": ("mllp", "max_message_bytes"),
+        "idle_timeout": ("mllp", "idle_timeout"),
+    }
+    for flag, target in overrides.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        holder: Any = config
+        for name in target[:-1]:
+            holder = getattr(holder, name)
+        setattr(holder, target[-1], value)
+    if getattr(args, "host", None):
+        config.mllp.host = config.dicom.host = config.http.host = args.host
+    return config
+
+
+def _print_problems(problems: list[Any]) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from .app import Engine
+    from .rules.watcher import problems_of
+
+    config = resolve_config(args)
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        engine = Engine(config)
+    except Exception as exc:  # noqa: BLE001 - refuse to start with a readable list of problems
+        problems = problems_of(exc)
+        _print_problems(problems or [f"cannot start: {exc}"])
+        return 2
+    try:
+        engine.start()
+    except Exception as exc:  # noqa: BLE001 - a taken port is the common case
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+    reactor.addSystemEventTrigger("before", "shutdown", engine.stop)
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    reactor.run()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .replay import read_messages, replay
+
+    host, _, port = args.to.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"--to must be HOST:PORT, not {args.to!r}", file=sys.stderr)
+        return 2
+    messages: list[bytes] = []
+    for path in args.files:
+        try:
+            messages.extend(read_messages(path))
+        except OSError as exc:
+            print(f"cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+    bar = tqdm(total=len(messages), unit="msg", disable=args.no_progress, file=sys.stderr, desc="replay")
+    try:
+        result = replay(messages, host, int(port), args.timeout, on_answer=lambda: bar.update(1))
+    finally:
+        bar.close()
+    print(f"sent {result.sent}: AA {result.count('AA') + result.count('CA')}, AE {result.count('AE') + result.count('CE')}, "
+          f"AR {result.count('AR') + result.count('CR')}, no answer {len(result.no_answer)}")
+    for control_id, code, reason in result.not_accepted:
+        print(f"  {code} {control_id}: {reason}")
+    for control_id in result.no_answer:
+        print(f"  no answer {control_id}")
+    return 0 if result.ok else 1
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from .hl7.profiles import load_profiles
+    from .rules.watcher import load_checked, problems_of
+
+    problems: list[Any] = []
+    profile_names: set[str] = set()
+    try:
+        profile_names = set(load_profiles(args.profiles))
+    except Exception as exc:  # noqa: BLE001
+        problems.extend(problems_of(exc) or [f"{args.profiles}: {exc}"])
+    try:
+        ruleset = load_checked(args.directory, profile_names)
+    except Exception as exc:  # noqa: BLE001
+        problems.extend(problems_of(exc) or [f"{args.directory}: {exc}"])
+    if problems:
+        _print_problems(problems)
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {len(ruleset.rules)} rules in {len(ruleset.files)} files, {len(ruleset.destinations)} destinations, "
+          f"{len(profile_names)} profiles")
+    return 0
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    from .store.database import Store
+
+    config = resolve_config(args)
+    if config.database.startswith("sqlite:///") and not Path(config.database[len("sqlite:///"):]).exists():
+        print(f"no database at {config.database} (use --data-dir or --config)", file=sys.stderr)
+        return None
+    return Store(config.database)
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    from . import reports
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    if not args.accession:
+        rows = store.read(lambda txn: reports.order_list(txn, args.limit))
+        print(f"{'ACCESSION':<18}{'STATUS':<7}{'MOD':<6}{'STATION':<16}{'PATIENT':<28}{'PLACER':<14}UPDATED")
+        for row in rows:
+            print(f"{','.join(row['accessions'])[:17]:<18}{row['status']:<7}{','.join(row['modalities'])[:5]:<6}"
+                  f"{','.join(row['stations'])[:15]:<16}{(row['patient_id'] + ' ' + row['patient_name'])[:27]:<28}"
+                  f"{row['placer_order_number'][:13]:<14}{row['updated_at'][:19]}")
+        return 0
+    detail = store.read(lambda txn: reports.order_detail(txn, args.accession))
+    if detail is None:
+        print(f"no order with accession or order number {args.accession!r}", file=sys.stderr)
+        return 1
+    order, patient = detail["order"], detail["patient"]
+    name = __import__("json").loads(patient["attributes"]).get("PatientName", "")
+    print(f"order placer {order['placer_order_number'] or '-'}  filler {order['filler_order_number'] or '-'}  "
+          f"status {detail['status']}  mode {order['deployment_mode']}  from {order['sending_application']}")
+    print(f"patient {patient['patient_id']}^{patient['issuer']}  {name}")
+    for procedure in detail["procedures"]:
+        print(f"requested procedure {procedure['requested_procedure_id']}  accession {procedure['accession_number']}  "
+              f"study {procedure['study_instance_uid']}")
+    for step in detail["steps"]:
+        print(f"  SPS {step['sps_id']:<16} {step['status']:<12} {step['modality']:<4} {step['station_ae_title']:<16} "
+              f"{step['start_datetime'][:14]}")
+    print("history:")
+    for entry in detail["history"]:
+        message = f"  [{entry['message_code']} {entry['control_id']} {entry['ack_code']}]" if entry["journal_ref"] else ""
+        print(f"  {entry['at'][:23]}  {entry['kind']:<20} {entry['detail']}{message}")
+    return 0
+
+
+def cmd_patients(args: argparse.Namespace) -> int:
+    from . import reports
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    details = store.read(lambda txn: reports.patient_detail(txn, args.patient_id, args.issuer))
+    if not details:
+        print(f"no patient {args.patient_id!r}", file=sys.stderr)
+        return 1
+    for detail in details:
+        patient, attributes = detail["patient"], detail["attributes"]
+        print(f"patient {patient['patient_id']}^{patient['issuer']}  {attributes.get('PatientName', '')}  "
+              f"born {attributes.get('PatientBirthDate', '-')}  sex {attributes.get('PatientSex', '-')}")
+        if detail["merged_into"]:
+            survivor = detail["merged_into"]
+            print(f"  MERGED into {survivor['patient_id']}^{survivor['issuer']}")
+        for identifier in detail["identifiers"]:
+            print(f"  identifier {identifier['patient_id']}^{identifier['issuer']} {identifier['identifier_type']}"
+                  f" ({identifier['source']})")
+        for merged in detail["merged_from"]:
+            print(f"  merged ID {merged['patient_id']}^{merged['issuer']}")
+        for visit in detail["visits"]:
+            print(f"  visit {visit['visit_number']} class {visit['patient_class']} {visit['status']} {visit['location']}")
+        print(f"  orders: {len(detail['orders'])}")
+        for entry in detail["history"]:
+            print(f"  {entry['at'][:23]}  {entry['kind']:<16} {entry['detail']}")
+    return 0
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    from . import reports
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    if args.entry is not None:
+        entry = store.read(lambda txn: reports.journal_entry(txn, args.entry))
+        if entry is None:
+            print(f"no journal entry {args.entry}", file=sys.stderr)
+            return 1
+        print(f"#{entry['id']} {entry['received_at']} from {entry['peer']} {entry['message_code']} "
+              f"{entry['control_id']}: {entry['status']} {entry['ack_code']} {entry['reason']}")
+        print(bytes(entry["raw"]).decode("latin-1").replace("\r", "\n"))
+        if entry["ack"]:
+            print("-- ACK:")
+            print(bytes(entry["ack"]).decode("latin-1").replace("\r", "\n"))
+        return 0
+    for row in store.read(lambda txn: reports.journal_list(txn, args.status, args.limit)):
+        print(f"#{row['id']:<7} {row['received_at'][:23]}  {row['message_code']:<8} {row['control_id']:<22} "
+              f"{row['status']:<9} {row['ack_code']:<3} {row['reason'][:80]}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "replay":
+            return cmd_replay(args)
+        if args.command == "rules":
+            return cmd_rules_check(args)
+        return {"orders": cmd_orders, "patients": cmd_patients, "journal": cmd_journal}[args.command](args)
+    except YamlProblem as problem:
+        print(problem, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""One typed configuration object, built from defaults < config file (YAML) < command-line flags."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from .yamlfile import LineDict, YamlProblem, line_of, load_yaml
+
+
+@dataclass
+class MllpConfig:
+    host: str = "127.0.0.1"
+    port: int = 2575
+    max_message_bytes: int = 1024 * 1024
+    idle_timeout: float = 300.0
+
+
+@dataclass
+class DicomConfig:
+    host: str = "127.0.0.1"
+    port: int = 11112
+    ae_title: str = "SWF_ENGINE"
+
+
+@dataclass
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass
+class Hl7Config:
+    application: str = "SWF_ENGINE"          # our MSH-3 in ACKs when the sender left MSH-5 empty
+    facility: str = "RADIOLOGY"
+    default_version: str = "2.5.1"           # ACK version when the received MSH cannot be read
+    default_charset: str = "latin-1"         # decode messages without MSH-18 (many RIS send Latin-1)
+    accepted_versions: list[str] = field(default_factory=lambda: ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6"])
+    accepted_processing_ids: list[str] = field(default_factory=lambda: ["P", "D", "T"])
+    primary_issuer: str = ""                 # PID-3 repetition with this assigning authority is the patient ID
+    strict_merged_ids: bool = False          # AE 204 for messages naming a merged (prior) patient ID
+
+
+@dataclass
+class OrdersConfig:
+    default_mode: str = "broker"             # broker (RIS sends identifiers) or filler (engine assigns them)
+    nw_for_existing: str = "update"          # update | reject: a NW for an order that already exists
+    uid_root: str = ""                       # Study Instance UIDs: <root>.<n>, or 2.25.<uuid> when empty
+    accession_prefix: str = "A"              # accession = prefix + yyMMdd + 5-digit daily sequence
+    filler_prefix: str = "F"
+
+
+@dataclass
+class Config:
+    data_dir: str = "var"
+    database_url: str = ""                   # default: sqlite:///<data_dir>/swf.sqlite
+    routes_dir: str = "routes"
+    profiles_dir: str = "profiles"
+    log_level: str = "INFO"
+    rules_reload_seconds: float = 2.0
+    mllp: MllpConfig = field(default_factory=MllpConfig)
+    dicom: DicomConfig = field(default_factory=DicomConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    hl7: Hl7Config = field(default_factory=Hl7Config)
+    orders: OrdersConfig = field(default_factory=OrdersConfig)
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'swf.sqlite'}"
+
+
+def _apply(target: Any, data: LineDict, file: str, prefix: str = "") -> None:
+    known = {f.name: f for f in fields(target)}
+    for key, value in data.items():
+        line = line_of(data, key)
+        if key not in known:
+            raise YamlProblem(file, line, f"unknown setting {prefix}{key!r}; known: {', '.join(sorted(known))}")
+        current = getattr(target, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise YamlProblem(file, line, f"{prefix}{key} must be a mapping")
+            _apply(current, value, file, f"{prefix}{key}.")
+            continue
+        expected = type(current)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise YamlProblem(file, line, f"{prefix}{key} must be {expected.__name__}, got {value!r}")
+        setattr(target, key, value)
+
+
+def load_config(path: str | None) -> Config:
+    """Defaults, then the file (if any).  Flags are applied by the CLI afterwards."""
+    config = Config()
+    if path:
+        data = load_yaml(path)
+        if data is not None:
+            if not isinstance(data, LineDict):
+                raise YamlProblem(path, 1, "the config file must be a mapping")
+            _apply(config, data, path)
+    return config

@@ -1,0 +1,277 @@
+"""Applies a mapping profile (``profiles/*.yaml``) to an HL7 message: HL7 fields -> DICOM attributes.
+
+A profile names, per DICOM keyword, where the value comes from and how it is converted.  The message
+is cut into order groups (one per ORC) and, inside a group, into step contexts (one per OBR in v2.3.1,
+one per IPC in v2.5.1).  A path is looked up first in the step context's own segment, then in the
+group, then in the whole message, so ``OBR-18`` in a two-OBR order reads each OBR's own value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import convert
+from .message import FieldPath, Message, field_path
+
+# DICOM VR length limits used for the length check of SWF.md 3.3.9.
+VR_MAX_LENGTH = {"SH": 16, "LO": 64, "PN": 64, "AE": 16, "CS": 16, "UI": 64, "DA": 8, "LT": 10240, "ST": 1024}
+
+
+class MappingError(ValueError):
+    """A field cannot be mapped (bad data type, too long); becomes AE with ERR 102 at ``path``."""
+
+    def __init__(self, reason: str, path: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+
+
+@dataclass(frozen=True)
+class AttributeRule:
+    """How one DICOM attribute is filled: candidate HL7 paths (first non-empty wins) and a type."""
+
+    keyword: str
+    paths: tuple[str, ...]
+    kind: str = "text"
+    every_segment: bool = False      # gather from every occurrence of the segment (AL1, OBX ...)
+    components: tuple[int, ...] = ()  # for codes: which components hold value/meaning/scheme
+    max_length: int = 0
+    truncate: bool = False
+    match: dict[str, str] = field(default_factory=dict)  # for obx: {"code": "29463-7|3141-9", "unit": "kg"}
+
+
+KINDS = {"text", "xpn", "xcn", "date", "time", "ts", "sex", "priority", "code", "codes", "list", "joined",
+         "obx_weight", "obx_size", "pregnancy", "number"}
+
+
+@dataclass
+class StepContext:
+    """Where lookups happen for one scheduled step: its own segment, its group, the message."""
+
+    message: Message
+    group: range
+    step_index: int | None
+
+    def occurrences(self, segment: str) -> list[int]:
+        indexes = self.message.segment_indexes(segment)
+        if self.step_index is not None and self.message.segments[self.step_index][0] == segment:
+            return [self.step_index]
+        in_group = [i for i in indexes if i in self.group]
+        if in_group:
+            if self.step_index is not None:
+                # Segments that follow the step segment (ZDS after OBR) belong to that step first.
+                after = [i for i in in_group if i > self.step_index]
+                before = [i for i in in_group if i < self.step_index]
+                return after + before[::-1]
+            return in_group
+        return indexes
+
+    def value(self, path: str) -> str:
+        fp = field_path(path)
+        for index in self.occurrences(fp.segment)[:1]:
+            return self.message.value_in(index, fp).strip()
+        return ""
+
+
+class Profile:
+    """A loaded mapping profile; ``load_profiles`` builds these from YAML."""
+
+    def __init__(self, name: str, data: dict[str, Any]):
+        self.name = name
+        self.title: str = data.get("title", name)
+        self.extends: str = data.get("extends", "")
+        self.messages: list[str] = list(data.get("messages", []))
+        self.order_group_segment: str = data.get("order_group", "ORC")
+        self.step_segment: str = data.get("step_segment", "OBR")
+        self.order_control: str = data.get("order_control", "ORC-1")
+        self.order_status: str = data.get("order_status", "ORC-5")
+        self.coding_schemes: dict[str, str] = dict(data.get("coding_schemes", {}))
+        self.modality_map: dict[str, str] = dict(data.get("modality_map", {}))
+        self.truncate: bool = bool(data.get("truncate", False))
+        self.options: dict[str, Any] = dict(data.get("options", {}))
+        self.patient = [_rule(k, v) for k, v in (data.get("patient") or {}).items()]
+        self.request = [_rule(k, v) for k, v in (data.get("request") or {}).items()]
+        self.step = [_rule(k, v) for k, v in (data.get("step") or {}).items()]
+
+    # -- extraction ---------------------------------------------------------------------------
+    def groups(self, message: Message) -> list[range]:
+        """One range of segment indexes per order group (ORC ... up to the next ORC)."""
+        starts = message.segment_indexes(self.order_group_segment)
+        ends = starts[1:] + [len(message.segments)]
+        return [range(start, end) for start, end in zip(starts, ends)]
+
+    def step_contexts(self, message: Message, group: range) -> list[StepContext]:
+        indexes = [i for i in message.segment_indexes(self.step_segment) if i in group]
+        if not indexes:
+            return [StepContext(message, group, None)]
+        return [StepContext(message, group, index) for index in indexes]
+
+    def patient_attributes(self, message: Message) -> dict[str, Any]:
+        return self._apply(self.patient, StepContext(message, range(len(message.segments)), None))
+
+    def request_attributes(self, context: StepContext) -> dict[str, Any]:
+        return self._apply(self.request, context)
+
+    def step_attributes(self, context: StepContext) -> dict[str, Any]:
+        attributes = self._apply(self.step, context)
+        modality = attributes.get("Modality")
+        if modality:
+            attributes["Modality"] = self.modality_map.get(modality, modality)
+        return attributes
+
+    def _apply(self, rules: list[AttributeRule], context: StepContext) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for rule in rules:
+            value = self._value(rule, context)
+            if value in ("", None, []):
+                continue
+            if isinstance(value, str) and rule.max_length and len(value) > rule.max_length:
+                if rule.truncate or self.truncate:
+                    value = value[:rule.max_length]
+                else:
+                    raise MappingError(f"{rule.keyword} longer than {rule.max_length} characters: {value!r}",
+                                       rule.paths[0])
+            result[rule.keyword] = value
+        return result
+
+    def _value(self, rule: AttributeRule, context: StepContext) -> Any:
+        message = context.message
+        kind = rule.kind
+        if kind in ("obx_weight", "obx_size"):
+            return _observation(rule, context)
+        if rule.every_segment or kind in ("list", "codes"):
+            values: list[Any] = []
+            for path in rule.paths:
+                fp = field_path(path)
+                indexes = context.occurrences(fp.segment) if rule.every_segment else context.occurrences(fp.segment)[:1]
+                for index in indexes:
+                    values.extend(self._field_values(rule, message, index, fp))
+                if values:
+                    break
+            return values
+        for path in rule.paths:
+            fp = field_path(path)
+            for index in context.occurrences(fp.segment)[:1]:
+                try:
+                    converted = self._convert(rule, message, index, fp)
+                except convert.ConversionError as exc:
+                    raise MappingError(str(exc), path) from None
+                if converted not in ("", None, []):
+                    return converted
+        return ""
+
+    def _field_values(self, rule: AttributeRule, message: Message, index: int, fp: FieldPath) -> list[Any]:
+        """Every repetition of a field, converted (multi-valued attributes, code sequences)."""
+        values = []
+        for raw in message.repetitions(str(FieldPath(fp.segment, fp.field)), index):
+            components = message.components(raw)
+            if rule.kind == "codes" or (rule.kind == "code"):
+                item = self._code(rule, components)
+                if item:
+                    values.append(item)
+            else:
+                text = components[fp.component - 1] if fp.component and fp.component <= len(components) else (
+                    components[0] if not fp.component else "")
+                if text.strip():
+                    values.append(text.strip())
+        return values
+
+    def _code(self, rule: AttributeRule, components: list[str]) -> dict[str, str] | None:
+        value_at, meaning_at, scheme_at = rule.components or (1, 2, 3)
+        padded = components + [""] * 9
+        return convert.code_item(padded[value_at - 1].strip(), padded[scheme_at - 1].strip(),
+                                 padded[meaning_at - 1].strip(), self.coding_schemes)
+
+    def _convert(self, rule: AttributeRule, message: Message, index: int, fp: FieldPath) -> Any:
+        kind = rule.kind
+        if kind in ("xpn", "xcn", "code", "joined"):
+            reps = message.repetitions(str(FieldPath(fp.segment, fp.field)), index)
+            if not reps:
+                return ""
+            if reps[0] == '""':
+                return ""
+            chosen = reps[0]
+            if kind == "xpn":
+                legal = [r for r in reps if len(message.components(r)) > 6 and message.components(r)[6] == "L"]
+                chosen = legal[0] if legal else reps[0]
+                return convert.xpn_to_pn(message.components(chosen))
+            if kind == "xcn":
+                return convert.xcn_to_pn(message.components(chosen))
+            if kind == "joined":
+                return "^".join(message.components(chosen)).rstrip("^")
+            return self._code(rule, message.components(chosen))
+        value = message.value_in(index, fp).strip()
+        if value == '""':
+            return ""
+        if kind == "text":
+            return value
+        if kind == "number":
+            return value if _is_number(value) else ""
+        if kind == "date":
+            return convert.parse_ts(value)[0]
+        if kind == "time":
+            return convert.parse_ts(value)[1]
+        if kind == "ts":
+            date, time = convert.parse_ts(value)
+            return f"{date}{'T' + time if time else ''}" if date else ""
+        if kind == "sex":
+            return convert.sex(value)
+        if kind == "priority":
+            return convert.priority(value)
+        if kind == "pregnancy":
+            return 3 if value.upper() == "B6" else ""
+        return value
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _observation(rule: AttributeRule, context: StepContext) -> str:
+    """Patient weight (kg) / size (m) from OBX segments identified by LOINC code or text."""
+    message = context.message
+    codes = rule.match.get("codes", "").split("|")
+    text = rule.match.get("text", "").upper()
+    for index in message.segment_indexes("OBX"):
+        identifier = message.components(message.raw_field(index, 3))
+        if not (identifier[0] in codes or (text and text in " ".join(identifier).upper())):
+            continue
+        value = message.value_in(index, field_path("OBX-5")).strip()
+        unit = message.value_in(index, field_path("OBX-6.1")).strip().lower()
+        if not _is_number(value):
+            continue
+        number = float(value)
+        if rule.kind == "obx_weight" and unit in ("g", "gram"):
+            number /= 1000
+        if rule.kind == "obx_size" and unit in ("cm", "centimeter"):
+            number /= 100
+        return f"{number:g}"
+    return ""
+
+
+def _rule(keyword: str, spec: Any) -> AttributeRule:
+    """Build an AttributeRule from the YAML value: a path, a list of paths or a mapping."""
+    max_length = _max_length(keyword)
+    if isinstance(spec, str):
+        return AttributeRule(keyword, (spec,), max_length=max_length)
+    if isinstance(spec, list):
+        return AttributeRule(keyword, tuple(spec), max_length=max_length)
+    paths = spec.get("path", ())
+    paths = (paths,) if isinstance(paths, str) else tuple(paths)
+    return AttributeRule(
+        keyword, paths, kind=spec.get("type", "text"), every_segment=bool(spec.get("every_segment", False)),
+        components=tuple(spec.get("components", ())), max_length=int(spec.get("max_length", max_length)),
+        truncate=bool(spec.get("truncate", False)), match=dict(spec.get("match", {})))
+
+
+def _max_length(keyword: str) -> int:
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return 0
+    return VR_MAX_LENGTH.get(dictionary_VR(tag), 0)

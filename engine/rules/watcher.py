@@ -1,0 +1,71 @@
+"""Hot reload of ``routes/``: a broken edit is refused with file:line:reason, the last good rules stay."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..yamlfile import YamlProblem
+from .ruleset import RuleSet, check_profiles, load_ruleset
+
+log = logging.getLogger(__name__)
+
+
+def problems_of(group: BaseException) -> list[YamlProblem]:
+    if isinstance(group, ExceptionGroup):
+        return [p for p in group.exceptions if isinstance(p, YamlProblem)]
+    if isinstance(group, YamlProblem):
+        return [group]
+    return []
+
+
+def load_checked(directory: Path | str, profile_names: set[str]) -> RuleSet:
+    """Load the rules and check them against the known profiles; problems raised as ExceptionGroup."""
+    ruleset = load_ruleset(directory)
+    missing = check_profiles(ruleset, profile_names)
+    if missing:
+        raise ExceptionGroup(f"{len(missing)} problem(s)", missing)
+    return ruleset
+
+
+class RulesHolder:
+    """The rules in force; ``reload_if_changed`` is called periodically by the engine."""
+
+    def __init__(self, directory: Path | str, profile_names: set[str]):
+        self.directory = Path(directory)
+        self.profile_names = profile_names
+        self._fingerprint = self._scan()
+        self.current = load_checked(self.directory, profile_names)
+        self.last_problems: list[YamlProblem] = []
+
+    def __call__(self) -> RuleSet:
+        return self.current
+
+    def _scan(self) -> tuple[tuple[str, int, int], ...]:
+        entries = []
+        for path in sorted(self.directory.glob("*.y*ml")):
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue
+            entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(entries)
+
+    def reload_if_changed(self) -> bool:
+        """Reload when a file changed; returns True when new rules are in force."""
+        fingerprint = self._scan()
+        if fingerprint == self._fingerprint:
+            return False
+        self._fingerprint = fingerprint
+        try:
+            ruleset = load_checked(self.directory, self.profile_names)
+        except Exception as group:  # noqa: BLE001 - every problem is reported, the old rules stay
+            self.last_problems = problems_of(group) or [YamlProblem(str(self.directory), 0, str(group))]
+            for problem in self.last_problems:
+                log.error("rules refused: %s", problem)
+            log.error("keeping the last good rules (%d rules)", len(self.current.rules))
+            return False
+        self.current = ruleset
+        self.last_problems = []
+        log.info("rules reloaded from %s: %d rules in %d files", self.directory, len(ruleset.rules), len(ruleset.files))
+        return True

@@ -1,0 +1,132 @@
+"""Database schema and its migrations, written once for both engines (SQLite and PostgreSQL).
+
+``{pk}`` and ``{blob}`` are filled per engine.  Migrations are append-only: a released step is never
+edited, a change is a new step, and the engine applies the missing ones at start.
+"""
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    # 1: journal, patients, visits, orders, requested procedures, scheduled steps, history, counters
+    [
+        """CREATE TABLE journal (
+            id {pk},
+            received_at TEXT NOT NULL,
+            peer TEXT NOT NULL DEFAULT '',
+            sending_application TEXT NOT NULL DEFAULT '',
+            sending_facility TEXT NOT NULL DEFAULT '',
+            control_id TEXT NOT NULL DEFAULT '',
+            message_code TEXT NOT NULL DEFAULT '',
+            hl7_version TEXT NOT NULL DEFAULT '',
+            payload_hash TEXT NOT NULL,
+            raw {blob} NOT NULL,
+            status TEXT NOT NULL,
+            ack_code TEXT NOT NULL DEFAULT '',
+            ack {blob},
+            reason TEXT NOT NULL DEFAULT '',
+            rule TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX journal_key ON journal (sending_application, sending_facility, control_id)",
+        "CREATE INDEX journal_received_at ON journal (received_at)",
+        """CREATE TABLE patients (
+            id {pk},
+            patient_id TEXT NOT NULL,
+            issuer TEXT NOT NULL DEFAULT '',
+            name_norm TEXT NOT NULL DEFAULT '',
+            attributes TEXT NOT NULL DEFAULT '{{}}',
+            merged_into INTEGER REFERENCES patients (id),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX patients_key ON patients (patient_id, issuer)",
+        "CREATE INDEX patients_name_norm ON patients (name_norm)",
+        """CREATE TABLE patient_identifiers (
+            id {pk},
+            patient_ref INTEGER NOT NULL REFERENCES patients (id),
+            patient_id TEXT NOT NULL,
+            issuer TEXT NOT NULL DEFAULT '',
+            identifier_type TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT 'pid'
+        )""",
+        "CREATE UNIQUE INDEX patient_identifiers_key ON patient_identifiers (patient_ref, patient_id, issuer)",
+        "CREATE INDEX patient_identifiers_id ON patient_identifiers (patient_id, issuer)",
+        """CREATE TABLE visits (
+            id {pk},
+            patient_ref INTEGER NOT NULL REFERENCES patients (id),
+            visit_number TEXT NOT NULL,
+            patient_class TEXT NOT NULL DEFAULT '',
+            location TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'active',
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX visits_key ON visits (patient_ref, visit_number)",
+        """CREATE TABLE orders (
+            id {pk},
+            patient_ref INTEGER NOT NULL REFERENCES patients (id),
+            placer_order_number TEXT NOT NULL DEFAULT '',
+            filler_order_number TEXT NOT NULL DEFAULT '',
+            sending_application TEXT NOT NULL DEFAULT '',
+            deployment_mode TEXT NOT NULL DEFAULT 'broker',
+            visit_number TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX orders_placer ON orders (placer_order_number)",
+        "CREATE INDEX orders_filler ON orders (filler_order_number)",
+        "CREATE INDEX orders_patient ON orders (patient_ref)",
+        """CREATE TABLE requested_procedures (
+            id {pk},
+            order_ref INTEGER NOT NULL REFERENCES orders (id),
+            accession_number TEXT NOT NULL,
+            requested_procedure_id TEXT NOT NULL,
+            study_instance_uid TEXT NOT NULL,
+            attributes TEXT NOT NULL DEFAULT '{{}}',
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX requested_procedures_study ON requested_procedures (study_instance_uid)",
+        "CREATE INDEX requested_procedures_accession ON requested_procedures (accession_number)",
+        "CREATE INDEX requested_procedures_order ON requested_procedures (order_ref)",
+        """CREATE TABLE scheduled_steps (
+            id {pk},
+            requested_procedure_ref INTEGER NOT NULL REFERENCES requested_procedures (id),
+            sps_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            station_ae_title TEXT NOT NULL DEFAULT '',
+            station_name TEXT NOT NULL DEFAULT '',
+            location TEXT NOT NULL DEFAULT '',
+            modality TEXT NOT NULL DEFAULT '',
+            start_datetime TEXT NOT NULL DEFAULT '',
+            performing_physician_norm TEXT NOT NULL DEFAULT '',
+            attributes TEXT NOT NULL DEFAULT '{{}}',
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX scheduled_steps_key ON scheduled_steps (requested_procedure_ref, sps_id)",
+        "CREATE INDEX scheduled_steps_station ON scheduled_steps (station_ae_title, start_datetime)",
+        "CREATE INDEX scheduled_steps_modality ON scheduled_steps (modality, start_datetime)",
+        "CREATE INDEX scheduled_steps_start ON scheduled_steps (start_datetime)",
+        "CREATE INDEX scheduled_steps_status ON scheduled_steps (status)",
+        """CREATE TABLE order_history (
+            id {pk},
+            order_ref INTEGER NOT NULL REFERENCES orders (id),
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            journal_ref INTEGER REFERENCES journal (id)
+        )""",
+        "CREATE INDEX order_history_order ON order_history (order_ref, id)",
+        """CREATE TABLE patient_history (
+            id {pk},
+            patient_ref INTEGER NOT NULL REFERENCES patients (id),
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            journal_ref INTEGER REFERENCES journal (id)
+        )""",
+        "CREATE INDEX patient_history_patient ON patient_history (patient_ref, id)",
+        """CREATE TABLE counters (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        )""",
+    ],
+]
+
+LATEST_VERSION = len(MIGRATIONS)

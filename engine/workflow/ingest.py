@@ -1,0 +1,216 @@
+"""Receiving one HL7 message: journal, duplicate check, rules, apply, ACK, all in one transaction.
+
+``Ingestor.__call__`` runs on the store's writer thread inside the batch transaction (see
+``store/database.py``).  The journal row is written first, the message's effects run in their own
+savepoint (rolled back if the message is rejected), and the ACK is stored with the journal row; the
+MLLP adapter sends it only after the batch has committed.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from ..config import Config
+from ..domain.model import DomainEvent, PatientIdentity, Problem, Rejection
+from ..hl7 import ack as ack_builder
+from ..hl7 import extract
+from ..hl7.ack import HL7Error, Identity
+from ..hl7.mapping import Profile
+from ..hl7.message import HL7ParseError, Message, decode_bytes, normalise_segments
+from ..hl7.profiles import select_profile
+from ..rules.ruleset import Decision, RuleSet
+from ..store import repository as repo
+from ..store.database import Transaction
+from . import orders, registration
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MESSAGES = {"ADT", "ORM", "OMI", "OMG"}
+ORDER_TRIGGERS = {"ORM": {"O01"}, "OMI": {"O23"}, "OMG": {"O19"}}
+
+
+@dataclass
+class Received:
+    raw: bytes
+    peer: str = ""
+    received_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat(timespec="milliseconds"))
+
+
+@dataclass
+class IngestResult:
+    control_id: str
+    ack_code: str             # AA/AE/AR (the original-mode meaning even when CA/CE/CR was sent)
+    ack: bytes | None         # bytes to send back; None when the sender asked for no accept ACK
+    status: str               # applied, dropped, rejected, failed, duplicate
+    reason: str = ""
+    journal_id: int = 0
+    events: list[DomainEvent] = field(default_factory=list)
+    message_code: str = ""
+
+
+def payload_hash(raw: bytes) -> str:
+    text = normalise_segments(raw.strip(b"\x0b\x1c\r\n").decode("latin-1"))
+    return hashlib.sha256(text.encode("latin-1")).hexdigest()
+
+
+class Ingestor:
+    """Holds what processing needs (config, profiles, current rules) and processes one message."""
+
+    def __init__(self, config: Config, profiles: dict[str, Profile], rules: Callable[[], RuleSet]):
+        self.config = config
+        self.profiles = profiles
+        self.rules = rules
+        self.identity = Identity(config.hl7.application, config.hl7.facility, config.hl7.default_version)
+
+    def __call__(self, txn: Transaction, received: Received) -> IngestResult:
+        hl7 = self.config.hl7
+        digest = payload_hash(received.raw)
+        message: Message | None = None
+        try:
+            text, codec = decode_bytes(received.raw, hl7.default_charset)
+            message = Message(text, codec)
+        except HL7ParseError as exc:
+            journal_id = repo.journal_insert(txn, received_at=received.received_at, peer=received.peer,
+                                             sending_application="", sending_facility="", control_id="",
+                                             message_code="", hl7_version="", payload_hash=digest, raw=received.raw)
+            return self._finish(txn, journal_id, None, "AR", [HL7Error(100, exc.reason, exc.segment, 1, exc.field)],
+                                "rejected", "")
+        application, facility = message.get("MSH-3.1"), message.get("MSH-4.1")
+        control_id = message.control_id
+        journal_id = repo.journal_insert(txn, received_at=received.received_at, peer=received.peer,
+                                         sending_application=application, sending_facility=facility,
+                                         control_id=control_id, message_code=message.message_code,
+                                         hl7_version=message.version, payload_hash=digest, raw=received.raw)
+        header_error = self._check_header(message)
+        if header_error is not None:
+            return self._finish(txn, journal_id, message, "AR", [header_error], "rejected", "")
+        earlier = repo.journal_processed(txn, application, facility, control_id)
+        if earlier is not None and earlier["id"] != journal_id:
+            if earlier["payload_hash"] == digest:
+                log.info("duplicate message %s from %s/%s: original ACK resent", control_id, application, facility)
+                repo.journal_finish(txn, journal_id, "duplicate", earlier["ack_code"], earlier["ack"],
+                                    f"duplicate of journal #{earlier['id']}", "")
+                return IngestResult(control_id, earlier["ack_code"], earlier["ack"], "duplicate",
+                                    f"duplicate of journal #{earlier['id']}", journal_id,
+                                    message_code=message.message_code)
+            return self._finish(txn, journal_id, message, "AE",
+                                [HL7Error(207, "control ID reused with different content", "MSH", 1, 10)],
+                                "rejected", "")
+        decision = self.rules().evaluate(message)
+        if decision.reject:
+            reason = f"rejected by rule {decision.reject_rule}: {decision.reject['reason']}"
+            return self._finish(txn, journal_id, message, decision.reject["code"], [HL7Error(207, reason)],
+                                "rejected", decision.rule_names)
+        if decision.drop:
+            log.info("message %s dropped by rule: %s", control_id, decision.drop)
+            return self._finish(txn, journal_id, message, "AA", [], "dropped", decision.rule_names, decision.drop)
+        try:
+            with txn.savepoint():
+                events = self._apply(txn, message, decision, journal_id)
+        except Rejection as rejection:
+            segment, _, rest = rejection.location.partition("-")
+            field_number = int(rest.split(".")[0]) if rest.split(".")[0].isdigit() else 0
+            code = "AR" if rejection.hard else "AE"
+            return self._finish(txn, journal_id, message, code,
+                                [HL7Error(int(rejection.problem), rejection.reason, segment, 1, field_number)],
+                                "rejected", decision.rule_names)
+        except Exception as exc:  # noqa: BLE001 - an engine bug must not lose the message or the connection
+            log.exception("message %s could not be applied; kept in journal #%d", control_id, journal_id)
+            return self._finish(txn, journal_id, message, "AR",
+                                [HL7Error(207, f"internal error: {type(exc).__name__}: {exc}")], "failed",
+                                decision.rule_names)
+        result = self._finish(txn, journal_id, message, "AA", [], "applied", decision.rule_names)
+        result.events = events
+        return result
+
+    def oversized(self, txn: Transaction, received: Received, limit: int) -> IngestResult:
+        """A frame over the size limit: AR when its MSH can be read from the head, else ``HL7ParseError``."""
+        head_text, codec = decode_bytes(received.raw, self.config.hl7.default_charset)
+        message = Message(head_text.replace("\n", "\r").split("\r")[0], codec)
+        journal_id = repo.journal_insert(txn, received_at=received.received_at, peer=received.peer,
+                                         sending_application=message.get("MSH-3.1"),
+                                         sending_facility=message.get("MSH-4.1"), control_id=message.control_id,
+                                         message_code=message.message_code, hl7_version=message.version,
+                                         payload_hash=payload_hash(received.raw), raw=received.raw)
+        return self._finish(txn, journal_id, message, "AR",
+                            [HL7Error(207, f"message too large (over {limit} bytes); only its head is journaled")],
+                            "rejected", "")
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _check_header(self, message: Message) -> HL7Error | None:
+        hl7 = self.config.hl7
+        if not message.control_id:
+            return HL7Error(101, "MSH-10 Message Control ID is empty", "MSH", 1, 10)
+        if not message.message_type:
+            return HL7Error(101, "MSH-9 Message Type is empty", "MSH", 1, 9)
+        if message.version not in hl7.accepted_versions:
+            return HL7Error(203, f"HL7 version {message.version or '(empty)'} not supported", "MSH", 1, 12)
+        processing_id = message.get("MSH-11.1")
+        if processing_id and processing_id not in hl7.accepted_processing_ids:
+            return HL7Error(202, f"processing ID {processing_id} not accepted", "MSH", 1, 11)
+        if message.message_type not in SUPPORTED_MESSAGES:
+            return HL7Error(200, f"message type {message.message_type} not supported", "MSH", 1, 9)
+        trigger = message.trigger_event
+        if message.message_type == "ADT":
+            if trigger not in registration.SUPPORTED_TRIGGERS:
+                return HL7Error(201, f"ADT trigger {trigger or '(empty)'} not supported", "MSH", 1, 9)
+        elif trigger and trigger not in ORDER_TRIGGERS[message.message_type]:
+            return HL7Error(201, f"{message.message_type} trigger {trigger} not supported", "MSH", 1, 9)
+        return None
+
+    def _profile(self, message: Message, decision: Decision) -> Profile:
+        code = message.message_code if message.trigger_event else {
+            "ORM": "ORM^O01", "OMI": "OMI^O23", "OMG": "OMG^O19"}.get(message.message_type, message.message_code)
+        profile = select_profile(self.profiles, code, decision.profile)
+        if profile is None:
+            profile = select_profile(self.profiles, "ORM^O01")
+        if profile is None:
+            raise Rejection(Problem.REFUSED, f"no mapping profile for {code}", "MSH-9", hard=True)
+        return profile
+
+    def _apply(self, txn: Transaction, message: Message, decision: Decision, journal_id: int) -> list[DomainEvent]:
+        hl7 = self.config.hl7
+        profile = self._profile(message, decision)
+        patient = extract.patient_data(message, profile, hl7.primary_issuer)
+        if message.message_type == "ADT":
+            prior = None
+            if message.trigger_event in registration.MERGE:
+                priors = extract.patient_identities(message, "MRG-1", hl7.primary_issuer)
+                prior = priors[0] if priors else None
+            return registration.register(txn, message.trigger_event, patient, prior, journal_id, hl7.strict_merged_ids)
+        requests = extract.order_requests(message, profile, decision)
+        patient_ref = registration.upsert_patient(txn, patient, journal_id, hl7.strict_merged_ids,
+                                                  cause=message.message_code)
+        ctx = orders.OrderContext(patient_ref=patient_ref, sending_application=message.get("MSH-3.1"),
+                                  mode=decision.mode or self.config.orders.default_mode,
+                                  visit_number=patient.visit_number, journal_ref=journal_id,
+                                  config=self.config.orders)
+        events: list[DomainEvent] = []
+        for request in requests:
+            events.extend(orders.apply_order(txn, request, ctx))
+        for event in events:
+            log.info("%s accession %s (message %s)", event.kind, event.subject, message.control_id)
+        return events
+
+    def _finish(self, txn: Transaction, journal_id: int, message: Message | None, code: str,
+                errors: list[HL7Error], status: str, rule: str, reason: str = "") -> IngestResult:
+        reason = reason or "; ".join(f"{e.location}: {e.reason}" for e in errors)
+        wanted = ack_builder.accept_ack_wanted(message, code)
+        sent_code = ack_builder.ENHANCED_CODES[code] if wanted is not None else code
+        ack_bytes: bytes | None = None
+        if wanted is not False:
+            text = ack_builder.build_ack(message, sent_code, errors, self.identity)
+            codec = message.codec if message is not None else "ascii"
+            ack_bytes = text.encode(codec, errors="replace")
+        if message is not None and message.get("MSH-16") not in ("", "NE"):
+            log.warning("message %s asks for an application ACK (MSH-16=%s); no return destination is configured",
+                        message.control_id, message.get("MSH-16"))
+        repo.journal_finish(txn, journal_id, status, code, ack_bytes, reason, rule)
+        control_id = message.control_id if message is not None else ""
+        if status != "applied":
+            log.info("message %s %s: %s %s", control_id or "(no MSH)", status, code, reason)
+        return IngestResult(control_id, code, ack_bytes, status, reason, journal_id,
+                            message_code=message.message_code if message is not None else "")

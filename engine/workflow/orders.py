@@ -1,0 +1,243 @@
+"""RAD-2 / RAD-4 / RAD-13: new, changed, cancelled and discontinued orders (SWF.md RAD-13 table).
+
+Every step status change goes through ``domain.status.transition``; a refused transition rejects the
+whole message (its savepoint is rolled back) with the reason.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import OrdersConfig
+from ..domain.model import DomainEvent, OrderRequest, Problem, ProcedureRequest, Rejection, StepRequest
+from ..domain.status import StepEvent, StepStatus, TransitionRefused, order_status, transition
+from ..hl7.convert import normalise_name, sortable_datetime
+from ..store import repository as repo
+from ..store.database import Transaction
+from . import identifiers
+
+log = logging.getLogger(__name__)
+
+# (ORC-1, ORC-5) -> action.  RAD-2 placer orders leave ORC-5 empty.
+ACTIONS = {
+    ("NW", "SC"): "create", ("NW", ""): "create", ("NW", "IP"): "create_started",
+    ("XO", "SC"): "update", ("XO", ""): "update", ("XO", "CM"): "complete",
+    ("CA", "CA"): "cancel", ("CA", ""): "cancel",
+    ("DC", "CA"): "discontinue", ("DC", ""): "discontinue", ("DC", "DC"): "discontinue",
+}
+# Changes to these are refused once a step has started (SWF.md RAD-13).
+LOCKED_WHEN_STARTED = ("modality", "station_ae_title")
+
+
+@dataclass
+class OrderContext:
+    patient_ref: int
+    sending_application: str
+    mode: str
+    visit_number: str
+    journal_ref: int | None
+    config: OrdersConfig
+
+
+def apply_order(txn: Transaction, request: OrderRequest, ctx: OrderContext) -> list[DomainEvent]:
+    action = ACTIONS.get((request.control, request.status))
+    if action is None:
+        raise Rejection(Problem.BAD_CODE, f"ORC-1/ORC-5 combination {request.control}/{request.status or '(empty)'}"
+                        " is not supported", "ORC-1")
+    order = repo.find_order(txn, request.placer_order_number, request.filler_order_number)
+    if order is None and action in ("create", "create_started"):
+        order = _order_of_known_study(txn, request)
+    if action in ("create", "create_started"):
+        if order is None:
+            return _create(txn, request, ctx, StepStatus.STARTED if action == "create_started" else StepStatus.SCHEDULED)
+        if ctx.config.nw_for_existing == "reject":
+            raise Rejection(Problem.DUPLICATE_KEY, f"order {_order_label(order)} already exists (NW)", "ORC-2")
+        repo.add_order_history(txn, order["id"], "NW used as update", "order already known", ctx.journal_ref)
+        log.info("NW for existing order %s applied as an update", _order_label(order))
+        return _update(txn, order, request, ctx)
+    if order is None:
+        key = request.placer_order_number or request.filler_order_number
+        raise Rejection(Problem.UNKNOWN_KEY, f"Unknown order {key} for ORC-1={request.control}", "ORC-2")
+    if order["patient_ref"] != ctx.patient_ref:
+        log.warning("order %s belongs to another patient row than the message's PID", _order_label(order))
+    if action == "update":
+        return _update(txn, order, request, ctx)
+    event = {"complete": StepEvent.COMPLETE, "cancel": StepEvent.CANCEL, "discontinue": StepEvent.DISCONTINUE}[action]
+    return _change_all_steps(txn, order, event, request.control, ctx)
+
+
+def _order_label(order: dict[str, Any]) -> str:
+    return order["placer_order_number"] or order["filler_order_number"] or f"#{order['id']}"
+
+
+def _order_of_known_study(txn: Transaction, request: OrderRequest) -> dict[str, Any] | None:
+    for procedure in request.procedures:
+        if procedure.study_instance_uid:
+            known = repo.find_procedure_by_study(txn, procedure.study_instance_uid)
+            if known:
+                return txn.one("SELECT * FROM orders WHERE id = ?", (known["order_ref"],))
+    return None
+
+
+def _step_values(step: StepRequest, status: StepStatus, default_start: tuple[str, str]) -> dict[str, Any]:
+    date, time = (step.start_date, step.start_time) if step.start_date else default_start
+    attributes = dict(step.attributes)
+    attributes["ScheduledProcedureStepStartDate"] = date
+    attributes["ScheduledProcedureStepStartTime"] = time
+    attributes["ScheduledProcedureStepID"] = step.sps_id
+    return {
+        "sps_id": step.sps_id,
+        "status": status.value,
+        "station_ae_title": attributes.get("ScheduledStationAETitle", ""),
+        "station_name": attributes.get("ScheduledStationName", ""),
+        "location": attributes.get("ScheduledProcedureStepLocation", ""),
+        "modality": attributes.get("Modality", ""),
+        "start_datetime": sortable_datetime(date, time),
+        "performing_physician_norm": normalise_name(attributes.get("ScheduledPerformingPhysicianName", "")),
+        "attributes": attributes,
+    }
+
+
+def _fill_identifiers(txn: Transaction, procedure: ProcedureRequest, index: int, accession: str,
+                      config: OrdersConfig) -> None:
+    procedure.accession_number = procedure.accession_number or accession
+    procedure.requested_procedure_id = procedure.requested_procedure_id or identifiers.derived_id(
+        txn, procedure.accession_number, str(index), "rp")
+    procedure.study_instance_uid = procedure.study_instance_uid or identifiers.study_instance_uid(txn, config)
+    for number, step in enumerate(procedure.steps, 1):
+        step.sps_id = step.sps_id or identifiers.derived_id(txn, procedure.requested_procedure_id, str(number), "sps")
+
+
+def _insert_procedure(txn: Transaction, order_ref: int, procedure: ProcedureRequest, status: StepStatus,
+                      request: OrderRequest, ctx: OrderContext) -> None:
+    clash = repo.find_procedure_by_study(txn, procedure.study_instance_uid)
+    if clash is not None:
+        raise Rejection(Problem.DUPLICATE_KEY, f"Study Instance UID {procedure.study_instance_uid} already belongs"
+                        f" to accession {clash['accession_number']}", "ZDS-1")
+    procedure_ref = repo.insert_procedure(txn, order_ref, procedure.accession_number, procedure.requested_procedure_id,
+                                          procedure.study_instance_uid, procedure.attributes)
+    for step in procedure.steps:
+        values = _step_values(step, status, request.default_start)
+        repo.insert_step(txn, procedure_ref, values)
+        repo.add_order_history(
+            txn, order_ref, f"SPS {status.value}",
+            f"accession {procedure.accession_number} SPS {step.sps_id} {values['modality']} on"
+            f" {values['station_ae_title'] or '(no station)'} at {values['attributes']['ScheduledProcedureStepStartDate']}"
+            f" {values['attributes']['ScheduledProcedureStepStartTime']}".rstrip(), ctx.journal_ref)
+
+
+def _create(txn: Transaction, request: OrderRequest, ctx: OrderContext, status: StepStatus) -> list[DomainEvent]:
+    filler = request.filler_order_number
+    if not filler and ctx.mode == "filler":
+        filler = identifiers.filler_order_number(txn, ctx.config)
+    order_ref = repo.insert_order(txn, ctx.patient_ref, request.placer_order_number, filler,
+                                  ctx.sending_application, ctx.mode, ctx.visit_number)
+    repo.add_order_history(txn, order_ref, f"order {request.control}",
+                           f"placer {request.placer_order_number or '-'} filler {filler or '-'} ({ctx.mode} mode)",
+                           ctx.journal_ref)
+    events = []
+    accession = ""
+    for index, procedure in enumerate(request.procedures, 1):
+        if not procedure.accession_number and not accession:
+            accession = identifiers.accession_number(txn, ctx.config)
+        _fill_identifiers(txn, procedure, index, accession, ctx.config)
+        _insert_procedure(txn, order_ref, procedure, status, request, ctx)
+        events.append(DomainEvent("order.scheduled", procedure.accession_number, procedure.study_instance_uid))
+    return events
+
+
+def _find_procedure(existing: list[dict[str, Any]], procedure: ProcedureRequest) -> dict[str, Any] | None:
+    for row in existing:
+        if procedure.study_instance_uid and row["study_instance_uid"] == procedure.study_instance_uid:
+            return row
+        if (procedure.accession_number and row["accession_number"] == procedure.accession_number
+                and (not procedure.requested_procedure_id
+                     or row["requested_procedure_id"] == procedure.requested_procedure_id)):
+            return row
+    if len(existing) == 1 and not (procedure.study_instance_uid or procedure.accession_number):
+        return existing[0]
+    return None
+
+
+def _update(txn: Transaction, order: dict[str, Any], request: OrderRequest, ctx: OrderContext) -> list[DomainEvent]:
+    existing = repo.procedures_of(txn, order["id"])
+    events = []
+    for index, procedure in enumerate(request.procedures, len(existing) + 1):
+        row = _find_procedure(existing, procedure)
+        if row is None:
+            accession = procedure.accession_number or identifiers.accession_number(txn, ctx.config)
+            _fill_identifiers(txn, procedure, index, accession, ctx.config)
+            _insert_procedure(txn, order["id"], procedure, StepStatus.SCHEDULED, request, ctx)
+            events.append(DomainEvent("order.scheduled", procedure.accession_number, procedure.study_instance_uid))
+            continue
+        attributes = repo.loads(row["attributes"])
+        attributes.update(procedure.attributes)
+        repo.update_procedure(txn, row["id"], attributes)
+        steps = repo.steps_of_procedure(txn, row["id"])
+        for number, step in enumerate(procedure.steps, len(steps) + 1):
+            _update_step(txn, order["id"], row, steps, step, number, request, ctx)
+        events.append(DomainEvent("order.changed", row["accession_number"], request.control))
+    repo.touch_order(txn, order["id"])
+    return events
+
+
+def _update_step(txn: Transaction, order_ref: int, procedure: dict[str, Any], steps: list[dict[str, Any]],
+                 step: StepRequest, number: int, request: OrderRequest, ctx: OrderContext) -> None:
+    current = next((s for s in steps if step.sps_id and s["sps_id"] == step.sps_id), None)
+    if current is None and not step.sps_id and len(steps) == 1:
+        current = steps[0]
+    if current is None:
+        step.sps_id = step.sps_id or identifiers.derived_id(txn, procedure["requested_procedure_id"], str(number), "sps")
+        values = _step_values(step, StepStatus.SCHEDULED, request.default_start)
+        repo.insert_step(txn, procedure["id"], values)
+        repo.add_order_history(txn, order_ref, "SPS SCHEDULED", f"SPS {step.sps_id} added by {request.control}",
+                               ctx.journal_ref)
+        return
+    step.sps_id = current["sps_id"]
+    status = StepStatus(current["status"])
+    values = _step_values(step, status, request.default_start)
+    if not step.start_date:  # a change without a start time keeps the scheduled one
+        values["start_datetime"] = current["start_datetime"]
+        old = repo.loads(current["attributes"])
+        for key in ("ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"):
+            values["attributes"][key] = old.get(key, "")
+    changed = [column for column in ("station_ae_title", "station_name", "location", "modality", "start_datetime",
+                                     "performing_physician_norm") if values[column] != current[column]]
+    if status == StepStatus.STARTED and any(column in LOCKED_WHEN_STARTED for column in changed):
+        raise Rejection(Problem.REFUSED, f"SPS {current['sps_id']}: step in progress; cannot change"
+                        f" {', '.join(c for c in changed if c in LOCKED_WHEN_STARTED)}", "ORC-1")
+    if status.is_final:
+        raise Rejection(Problem.REFUSED, f"SPS {current['sps_id']} is {status.value} (final state)", "ORC-1")
+    if status.is_open:
+        transition(status, StepEvent.RESCHEDULE)
+    repo.update_step(txn, current["id"], values)
+    kind = "rescheduled" if "start_datetime" in changed or "station_ae_title" in changed else "changed"
+    repo.add_order_history(txn, order_ref, f"SPS {kind}", f"SPS {current['sps_id']}: {', '.join(changed) or 'attributes'}",
+                           ctx.journal_ref)
+
+
+def _change_all_steps(txn: Transaction, order: dict[str, Any], event: StepEvent, control: str,
+                      ctx: OrderContext) -> list[DomainEvent]:
+    steps = repo.steps_of_order(txn, order["id"])
+    changed = 0
+    for step in steps:
+        status = StepStatus(step["status"])
+        if status.is_final and event != StepEvent.CANCEL:
+            continue
+        if status == StepStatus.CANCELED and event == StepEvent.CANCEL:
+            continue  # a repeated cancel is harmless
+        try:
+            new_status = transition(status, event)
+        except TransitionRefused as refused:
+            raise Rejection(Problem.REFUSED, f"SPS {step['sps_id']}: {refused.reason}", "ORC-1") from None
+        repo.update_step(txn, step["id"], {"status": new_status.value})
+        repo.add_order_history(txn, order["id"], f"SPS {new_status.value}", f"SPS {step['sps_id']} by ORC-1={control}",
+                               ctx.journal_ref)
+        changed += 1
+    repo.touch_order(txn, order["id"])
+    final = order_status([StepStatus(s["status"]) for s in repo.steps_of_order(txn, order["id"])])
+    kind = {StepEvent.CANCEL: "order.cancelled", StepEvent.DISCONTINUE: "order.discontinued",
+            StepEvent.COMPLETE: "order.completed"}[event]
+    accessions = sorted({s["accession_number"] for s in steps})
+    return [DomainEvent(kind, accession, f"{changed} step(s); order status {final}") for accession in accessions]

@@ -1,0 +1,92 @@
+"""RAD-1 / RAD-12: patient registration, update, visit changes and merges."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..domain.model import DomainEvent, PatientData, PatientIdentity, Problem, Rejection
+from ..hl7.convert import normalise_name
+from ..store import repository as repo
+from ..store.database import Transaction
+
+log = logging.getLogger(__name__)
+
+CREATE_OR_UPDATE = {"A01", "A04", "A05", "A08", "A02", "A03", "A06", "A07", "A12", "A13"}
+CANCEL_VISIT = {"A11", "A38"}
+MERGE = {"A40", "A18", "A34"}
+SUPPORTED_TRIGGERS = CREATE_OR_UPDATE | CANCEL_VISIT | MERGE
+VISIT_STATUS = {"A05": "pre-admitted", "A03": "discharged", "A11": "cancelled", "A38": "cancelled",
+                "A13": "active", "A12": "active"}
+
+
+def resolve_patient(txn: Transaction, identity: PatientIdentity, strict_merged: bool) -> dict[str, Any] | None:
+    """The patient row for ``identity``, following merges to the surviving patient."""
+    row = repo.find_patient(txn, identity.patient_id, identity.issuer)
+    seen = set()
+    while row is not None and row["merged_into"] is not None and row["id"] not in seen:
+        seen.add(row["id"])
+        if strict_merged:
+            raise Rejection(Problem.UNKNOWN_KEY, f"patient {identity.patient_id} was merged; use the surviving ID",
+                            "PID-3")
+        log.info("patient %s^%s was merged: using the surviving patient", identity.patient_id, identity.issuer)
+        row = repo.patient_by_ref(txn, row["merged_into"])
+    return row
+
+
+def upsert_patient(txn: Transaction, patient: PatientData, journal_ref: int | None, strict_merged: bool,
+                   cause: str) -> int:
+    """Create the patient or merge the new demographics into it; returns the patient's row id."""
+    identity = patient.identity
+    row = resolve_patient(txn, identity, strict_merged)
+    if row is None:
+        attributes = dict(patient.attributes)
+        patient_ref = repo.insert_patient(txn, identity.patient_id, identity.issuer,
+                                          normalise_name(attributes.get("PatientName", "")), attributes)
+        repo.add_patient_history(txn, patient_ref, "created", cause, journal_ref)
+    else:
+        patient_ref = row["id"]
+        attributes = repo.loads(row["attributes"])
+        changed = {k: v for k, v in patient.attributes.items() if attributes.get(k) != v}
+        if changed:
+            attributes.update(changed)
+            repo.update_patient(txn, patient_ref, normalise_name(attributes.get("PatientName", "")), attributes)
+            repo.add_patient_history(txn, patient_ref, "updated", f"{cause}: {', '.join(sorted(changed))}",
+                                     journal_ref)
+    repo.add_identifier(txn, patient_ref, identity.patient_id, identity.issuer, identity.identifier_type, "pid")
+    for other in patient.other_ids:
+        repo.add_identifier(txn, patient_ref, other.patient_id, other.issuer, other.identifier_type, "pid")
+    return patient_ref
+
+
+def register(txn: Transaction, trigger: str, patient: PatientData, prior: PatientIdentity | None,
+             journal_ref: int | None, strict_merged: bool) -> list[DomainEvent]:
+    """Apply one ADT message; ``prior`` is MRG-1 for merges."""
+    if trigger not in SUPPORTED_TRIGGERS:
+        raise Rejection(Problem.REFUSED, f"ADT trigger {trigger} not supported", "MSH-9.2", hard=True)
+    subject = patient.identity.patient_id
+    if trigger in MERGE:
+        if prior is None:
+            raise Rejection(Problem.REQUIRED_MISSING, "MRG-1 Prior Patient Identifier List is empty", "MRG-1")
+        survivor_ref = upsert_patient(txn, patient, journal_ref, strict_merged=False, cause=f"ADT^{trigger}")
+        prior_row = repo.find_patient(txn, prior.patient_id, prior.issuer)
+        if prior_row is None:
+            log.info("ADT^%s: prior patient %s unknown; survivor %s ensured", trigger, prior.patient_id, subject)
+            repo.add_patient_history(txn, survivor_ref, "merge", f"prior {prior.patient_id} unknown: nothing moved",
+                                     journal_ref)
+            return [DomainEvent("patient.merged", subject, f"prior {prior.patient_id} unknown")]
+        if prior_row["id"] == survivor_ref:
+            return []
+        moved = repo.merge_patient(txn, prior_row["id"], survivor_ref)
+        detail = f"{prior.patient_id}^{prior.issuer} merged into {subject}^{patient.identity.issuer}: {moved} order(s) moved"
+        repo.add_patient_history(txn, survivor_ref, "merge", detail, journal_ref)
+        repo.add_patient_history(txn, prior_row["id"], "merged", detail, journal_ref)
+        for order in txn.query("SELECT id FROM orders WHERE patient_ref = ?", (survivor_ref,)):
+            repo.add_order_history(txn, order["id"], "patient merged", detail, journal_ref)
+        return [DomainEvent("patient.merged", subject, detail)]
+    patient_ref = upsert_patient(txn, patient, journal_ref, strict_merged, cause=f"ADT^{trigger}")
+    if patient.visit_number:
+        status = VISIT_STATUS.get(trigger, "active")
+        repo.upsert_visit(txn, patient_ref, patient.visit_number, patient.patient_class, patient.location, status)
+        if trigger in CANCEL_VISIT:
+            repo.add_patient_history(txn, patient_ref, "visit cancelled", patient.visit_number, journal_ref)
+    return [DomainEvent("patient.updated" if trigger == "A08" else "patient.registered", subject, trigger)]

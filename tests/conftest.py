@@ -1,0 +1,136 @@
+"""Shared fixtures: an in-process ingest pipeline on a real SQLite file, and a real engine process."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from engine.config import Config
+from engine.hl7.profiles import load_profiles
+from engine.rules.ruleset import load_ruleset
+from engine.store.database import Store
+from engine.workflow.ingest import IngestResult, Ingestor, Received
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hl7(*segments: str) -> bytes:
+    """A message from segment strings (CR separated), encoded UTF-8 unless given bytes."""
+    return "\r".join(segments).encode("utf-8")
+
+
+@dataclass
+class Pipeline:
+    store: Store
+    ingestor: Ingestor
+    config: Config
+
+    def send(self, raw: bytes, peer: str = "test") -> IngestResult:
+        return self.store.write(lambda txn: self.ingestor(txn, Received(raw, peer)))
+
+    def read(self, sql: str, params: tuple = ()) -> list[dict]:
+        return self.store.read(lambda txn: txn.query(sql, params))
+
+
+@pytest.fixture
+def make_pipeline(tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
+    stores: list[Store] = []
+
+    def factory(routes: Path | None = None, **orders_settings: object) -> Pipeline:
+        config = Config(data_dir=str(tmp_path / "var"))
+        config.hl7.default_charset = "latin-1"
+        for key, value in orders_settings.items():
+            setattr(config.orders, key, value)
+        store = Store(config.database)
+        stores.append(store)
+        ruleset = load_ruleset(routes or ROOT / "routes")
+        ingestor = Ingestor(config, load_profiles(ROOT / "profiles"), lambda: ruleset)
+        return Pipeline(store, ingestor, config)
+
+    yield factory
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
+    return make_pipeline()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"engine exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+@dataclass
+class EngineProcess:
+    process: subprocess.Popen
+    mllp_port: int
+    http_port: int
+    data_dir: Path
+    log_path: Path
+    routes: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.mllp_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def swf(self, *args: str) -> subprocess.CompletedProcess:
+        return run_swf(*args)
+
+
+def run_swf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def start_engine(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
+    processes: list[EngineProcess] = []
+
+    def start(*extra: str, routes: Path | None = None, data_dir: Path | None = None) -> EngineProcess:
+        mllp_port, http_port = free_port(), free_port()
+        data_dir = data_dir or tmp_path / "var"
+        log_path = tmp_path / f"engine-{len(processes)}.log"
+        routes = routes or ROOT / "routes"
+        command = [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data_dir), "--mllp-port",
+                   str(mllp_port), "--http-port", str(http_port), "--routes", str(routes), *extra]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        engine = EngineProcess(process, mllp_port, http_port, data_dir, log_path, routes)
+        processes.append(engine)
+        wait_for_port(mllp_port, process)
+        return engine
+
+    yield start
+    for engine in processes:
+        if engine.process.poll() is None:
+            engine.process.terminate()
+            try:
+                engine.process.wait(10)
+            except subprocess.TimeoutExpired:
+                engine.process.kill()

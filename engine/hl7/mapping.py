@@ -37,7 +37,11 @@ class AttributeRule:
     components: tuple[int, ...] = ()  # for codes: which components hold value/meaning/scheme
     max_length: int = 0
     truncate: bool = False
-    match: dict[str, str] = field(default_factory=dict)  # for obx: {"code": "29463-7|3141-9", "unit": "kg"}
+    match: dict[str, str] = field(default_factory=dict)  # for obx: {"codes": "29463-7|3141-9", "text": ...}
+    field_paths: tuple[FieldPath, ...] = ()  # ``paths`` parsed once, at load
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field_paths", tuple(field_path(p) for p in self.paths))
 
 
 KINDS = {"text", "xpn", "xcn", "date", "time", "ts", "sex", "priority", "code", "codes", "list", "joined",
@@ -51,20 +55,27 @@ class StepContext:
     message: Message
     group: range
     step_index: int | None
+    _cache: dict[str, list[int]] = field(default_factory=dict)
 
     def occurrences(self, segment: str) -> list[int]:
+        """Indexes of ``segment`` in lookup order: the step's own, then its group's, then the message's."""
+        cached = self._cache.get(segment)
+        if cached is not None:
+            return cached
         indexes = self.message.segment_indexes(segment)
         if self.step_index is not None and self.message.segments[self.step_index][0] == segment:
-            return [self.step_index]
-        in_group = [i for i in indexes if i in self.group]
-        if in_group:
-            if self.step_index is not None:
+            result = [self.step_index]
+        else:
+            in_group = [i for i in indexes if i in self.group]
+            if in_group and self.step_index is not None:
                 # Segments that follow the step segment (ZDS after OBR) belong to that step first.
                 after = [i for i in in_group if i > self.step_index]
                 before = [i for i in in_group if i < self.step_index]
-                return after + before[::-1]
-            return in_group
-        return indexes
+                result = after + before[::-1]
+            else:
+                result = in_group or indexes
+        self._cache[segment] = result
+        return result
 
     def value(self, path: str) -> str:
         fp = field_path(path)
@@ -141,23 +152,28 @@ class Profile:
             return _observation(rule, context)
         if rule.every_segment or kind in ("list", "codes"):
             values: list[Any] = []
-            for path in rule.paths:
-                fp = field_path(path)
+            for fp in rule.field_paths:
                 indexes = context.occurrences(fp.segment) if rule.every_segment else context.occurrences(fp.segment)[:1]
                 for index in indexes:
                     values.extend(self._field_values(rule, message, index, fp))
                 if values:
                     break
             return values
-        for path in rule.paths:
-            fp = field_path(path)
-            for index in context.occurrences(fp.segment)[:1]:
+        for fp in rule.field_paths:
+            indexes = context.occurrences(fp.segment)
+            if not indexes:
+                continue
+            if kind == "text":
+                converted: Any = message.value_in(indexes[0], fp).strip()
+                if converted == '""':
+                    converted = ""
+            else:
                 try:
-                    converted = self._convert(rule, message, index, fp)
+                    converted = self._convert(rule, message, indexes[0], fp)
                 except convert.ConversionError as exc:
-                    raise MappingError(str(exc), path) from None
-                if converted not in ("", None, []):
-                    return converted
+                    raise MappingError(str(exc), str(fp)) from None
+            if converted not in ("", None, []):
+                return converted
         return ""
 
     def _field_values(self, rule: AttributeRule, message: Message, index: int, fp: FieldPath) -> list[Any]:

@@ -39,6 +39,7 @@ class Hl7Config:
     accepted_processing_ids: list[str] = field(default_factory=lambda: ["P", "D", "T"])
     primary_issuer: str = ""                 # PID-3 repetition with this assigning authority is the patient ID
     strict_merged_ids: bool = False          # AE 204 for messages naming a merged (prior) patient ID
+    duplicate_window_days: float = 30.0      # a resent (MSH-3, MSH-4, MSH-10) within this window is a duplicate
 
 
 @dataclass

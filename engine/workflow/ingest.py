@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from ..config import Config
@@ -87,7 +87,8 @@ class Ingestor:
         header_error = self._check_header(message)
         if header_error is not None:
             return self._finish(txn, journal_id, message, "AR", [header_error], "rejected", "")
-        earlier = repo.journal_processed(txn, application, facility, control_id)
+        window_start = (datetime.now().astimezone() - timedelta(days=hl7.duplicate_window_days)).isoformat()
+        earlier = repo.journal_processed(txn, application, facility, control_id, window_start)
         if earlier is not None and earlier["id"] != journal_id:
             if earlier["payload_hash"] == digest:
                 log.info("duplicate message %s from %s/%s: original ACK resent", control_id, application, facility)

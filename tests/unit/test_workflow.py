@@ -261,3 +261,12 @@ def test_latin1_message_without_msh18_keeps_its_name(pipeline: Pipeline) -> None
     patient = pipeline.read("SELECT attributes, name_norm FROM patients")[0]
     assert json.loads(patient["attributes"])["PatientName"].startswith("MÜLLER")
     assert patient["name_norm"].startswith("MULLER^ANNA")
+
+
+def test_duplicate_window_is_configurable(pipeline: Pipeline) -> None:
+    pipeline.send(orm("W1"))
+    pipeline.config.hl7.duplicate_window_days = 0  # everything earlier is outside the window
+    again = pipeline.send(orm("W1"))
+    assert again.status == "applied"
+    kinds = [r["kind"] for r in pipeline.read("SELECT kind FROM order_history ORDER BY id")]
+    assert "NW used as update" in kinds

@@ -38,12 +38,12 @@ def journal_finish(txn: Transaction, journal_id: int, status: str, ack_code: str
 
 
 def journal_processed(txn: Transaction, sending_application: str, sending_facility: str,
-                      control_id: str) -> dict[str, Any] | None:
-    """The first processed entry with this key (failed and duplicate entries do not count)."""
+                      control_id: str, since: str) -> dict[str, Any] | None:
+    """The first processed entry with this key received after ``since`` (failed and duplicate ones do not count)."""
     return txn.one(
         "SELECT id, payload_hash, ack, ack_code, status FROM journal WHERE sending_application = ?"
         " AND sending_facility = ? AND control_id = ? AND status NOT IN ('failed', 'duplicate', 'processing')"
-        " ORDER BY id LIMIT 1", (sending_application, sending_facility, control_id))
+        " AND received_at >= ? ORDER BY id LIMIT 1", (sending_application, sending_facility, control_id, since))
 
 
 # -- counters -------------------------------------------------------------------------------

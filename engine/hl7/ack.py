@@ -5,6 +5,7 @@ path of every message, so the ~1 ms an hl7apy tree costs would be a large share 
 """
 from __future__ import annotations
 
+import codecs
 import itertools
 import os
 import time
@@ -80,19 +81,39 @@ def _version_at_least(version: str, minimum: tuple[int, ...]) -> bool:
 
 def _err_segments(errors: list[HL7Error], version: str, d: Delimiters) -> list[str]:
     c, s, f = d.component, d.subcomponent, d.field
+    if not errors:
+        return []
+    if not _version_at_least(version, (2, 5)):
+        # v2.3.1/2.4: ERR-1 (ELD) segment^sequence^field^code&text&HL70357, repeated in one ERR segment
+        # (ACK has a single optional ERR there); the reason texts go to MSA-3.
+        elds = []
+        for err in errors:
+            location = c.join([err.segment, str(err.sequence) if err.segment else "", str(err.field or "")])
+            code_text = escape(ERROR_CODE_TEXT.get(err.code, "Application error"), d)
+            elds.append(f"{location}{c}{err.code}{s}{code_text}{s}HL70357")
+        return [f.join(["ERR", d.repetition.join(elds)])]
     segments = []
     for err in errors:
         text = escape(err.reason, d)
         code_text = ERROR_CODE_TEXT.get(err.code, "Application error")
-        if _version_at_least(version, (2, 5)):
-            location = c.join([err.segment, str(err.sequence), str(err.field or ""), "",
-                               str(err.component or ""), ""]).rstrip(c) if err.segment else ""
-            segments.append(f.join(["ERR", "", location, f"{err.code}{c}{code_text}{c}HL70357", "E",
-                                    "", "", "", text]))
-        else:
-            location = c.join([err.segment, str(err.sequence), str(err.field or "")]) if err.segment else ""
-            segments.append(f.join(["ERR", f"{location}{c}{err.code}{s}{text}{s}HL70357"]))
+        # ERR-2 (ERL) segment^sequence^field^repetition^component^subcomponent
+        location = c.join([err.segment, str(err.sequence), str(err.field or ""), "1" if err.component else "",
+                           str(err.component or ""), ""]).rstrip(c) if err.segment else ""
+        segments.append(f.join(["ERR", "", location, f"{err.code}{c}{code_text}{c}HL70357", "E",
+                                "", "", "", text]))
     return segments
+
+
+# Python codec (codecs.lookup name) -> MSH-18 label, for ACKs that need one the sender did not send.
+_CODEC_LABELS = {"iso8859-1": "8859/1", "utf-8": "UNICODE UTF-8", "iso8859-2": "8859/2", "iso8859-5": "8859/5",
+                 "iso8859-7": "8859/7", "iso8859-9": "8859/9", "iso8859-15": "8859/15"}
+
+
+def _charset_label(codec: str) -> str:
+    try:
+        return _CODEC_LABELS.get(codecs.lookup(codec).name, "")
+    except LookupError:
+        return ""
 
 
 def build_ack(received: Message | None, code: str, errors: list[HL7Error] | None = None,
@@ -105,31 +126,40 @@ def build_ack(received: Message | None, code: str, errors: list[HL7Error] | None
         sending = (identity.application, identity.facility)
         receiving = ("", "")
         processing_id, trigger, charset, received_id = "P", "", "", ""
+        version_field = version
     else:
         d = received.delimiters
-        version = received.get("MSH-12.1") or identity.default_version
         raw_msh = received.segments[0]
-        msh5 = raw_msh[5] if len(raw_msh) > 5 else ""
-        msh6 = raw_msh[6] if len(raw_msh) > 6 else ""
-        sending = (msh5 or identity.application, msh6 or identity.facility)
-        receiving = (raw_msh[3] if len(raw_msh) > 3 else "", raw_msh[4] if len(raw_msh) > 4 else "")
-        processing_id = received.get("MSH-11") or "P"
+
+        def raw(n: int) -> str:
+            return raw_msh[n] if len(raw_msh) > n else ""
+
+        version = received.get("MSH-12.1") or identity.default_version
+        version_field = raw(12) if received.get("MSH-12.1") else version  # MSH-12 as received
+        sending = (raw(5) or identity.application, raw(6) or identity.facility)
+        receiving = (raw(3), raw(4))
+        processing_id = raw(11) or "P"  # MSH-11 as received (raw, so escapes stay escaped)
         trigger = received.get("MSH-9.2")
-        charset = raw_msh[18] if len(raw_msh) > 18 else ""
+        charset = raw(18)
         received_id = received.get("MSH-10")
     c = d.component
+    trigger = escape(trigger, d)
     if trigger and _version_at_least(version, (2, 3, 1)):
         message_type = f"ACK{c}{trigger}{c}ACK"
     else:
         message_type = f"ACK{c}{trigger}" if trigger else "ACK"
     msh = ["MSH", d.encoding_characters, sending[0], sending[1], receiving[0], receiving[1], hl7_timestamp(),
-           "", message_type, control_id or new_control_id(), processing_id, version]
-    if charset:
-        msh += ["", "", "", "", "", charset]
+           "", message_type, control_id or new_control_id(), processing_id, version_field]
     msa = ["MSA", code, escape(received_id, d)]
     if errors and not _version_at_least(version, (2, 5)):
         msa.append(escape(errors[0].reason, d))
-    segments = [d.field.join(msh), d.field.join(msa)] + _err_segments(errors, version, d)
+    err = _err_segments(errors, version, d)
+    if not charset and received is not None and not "".join(msh + msa + err).isascii():
+        # MSH-18 is omitted only when the sender sent none and the ACK is pure ASCII (SWF.md 8.3).
+        charset = _charset_label(received.codec)
+    if charset:
+        msh += ["", "", "", "", "", charset]
+    segments = [d.field.join(msh), d.field.join(msa)] + err
     return "\r".join(segments) + "\r"
 
 
@@ -140,15 +170,16 @@ def accept_ack_wanted(received: Message | None, code: str) -> bool | None:
     """Enhanced mode (MSH-15): True/False whether to answer; None when the sender uses original mode."""
     if received is None:
         return None
-    mode = received.get("MSH-15").upper()
-    if not mode and not received.get("MSH-16"):
+    mode = received.get("MSH-15").strip().upper()
+    if not mode and not received.get("MSH-16").strip():
         return None
+    success = code in ("AA", "CA")
     if not mode or mode == "AL":
         return True
     if mode == "NE":
         return False
     if mode == "ER":
-        return code != "AA"
+        return not success
     if mode == "SU":
-        return code == "AA"
+        return success
     return True

@@ -1,8 +1,9 @@
 """HL7 v2 data type -> DICOM value conversions (SWF.md section 3.3).  Pure functions of decoded text."""
 from __future__ import annotations
 
+import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 SEX = {"F": "F", "M": "M", "O": "O", "A": "O", "N": "O"}
 PRIORITY = {"S": "STAT", "A": "HIGH", "P": "HIGH", "C": "HIGH", "R": "ROUTINE", "T": "MEDIUM"}
@@ -37,41 +38,57 @@ def xcn_to_pn(components: list[str]) -> str:
     return _pn([c[1], c[2], c[3], c[5], suffix])
 
 
+# Letters whose diacritic is not a combining mark (NFKD leaves them alone): fold them by hand.
+_STROKE_LETTERS = str.maketrans("ØøŁłĐđĦħ", "OoLlDdHh")
+
+
 def normalise_name(pn: str) -> str:
     """Upper-cased, accent-folded alphabetic group of a PN: the column PN matching compares."""
     alphabetic = pn.split("=")[0].rstrip("^")
-    folded = unicodedata.normalize("NFKD", alphabetic)
+    folded = unicodedata.normalize("NFKD", alphabetic.translate(_STROKE_LETTERS))
     return "".join(ch for ch in folded if not unicodedata.combining(ch)).upper()
 
 
-def parse_ts(value: str, local_zone: timezone | None = None) -> tuple[str, str]:
-    """HL7 TS/DTM -> (DA, TM).  An explicit offset is converted to the engine's local zone."""
+_TS = re.compile(r"^(\d+)(\.\d+)?([+-]\d{4})?$", re.ASCII)
+
+
+def parse_ts(value: str, local_zone: tzinfo | None = None) -> tuple[str, str]:
+    """HL7 TS/DTM -> (DA, TM).  An explicit offset is converted to the engine's local zone.
+
+    ``YYYY[MM[DD[HH[MM[SS[.S...]]]]]][+/-ZZZZ]``; a fraction needs seconds (kept to 6 digits, the most a
+    DICOM TM holds).  Anything else raises ``ConversionError``.
+    """
+    original = value
     value = value.strip()
     if not value:
         return "", ""
-    offset = ""
-    for sign in ("+", "-"):
-        if sign in value[8:]:
-            position = value.index(sign, 8)
-            value, offset = value[:position], value[position:]
-            break
-    digits = value.split(".")[0]
-    fraction = value[len(digits):]
-    if not digits.isdigit() or len(digits) < 4 or len(digits) % 2:
-        raise ConversionError(f"not an HL7 date/time: {value + offset!r}")
+    match = _TS.match(value)
+    if not match:
+        raise ConversionError(f"not an HL7 date/time: {original!r}")
+    digits, fraction, offset = match.group(1), match.group(2) or "", match.group(3) or ""
+    if len(digits) < 4 or len(digits) > 14 or len(digits) % 2 or (fraction and len(digits) != 14):
+        raise ConversionError(f"not an HL7 date/time: {original!r}")
+    fraction = fraction[:7]
+    if offset and (int(offset[1:3]) > 23 or int(offset[3:5]) > 59):
+        raise ConversionError(f"invalid time zone offset {offset!r}")
     padded = (digits + "0101")[:8] if len(digits) < 8 else digits
     try:
         stamp = datetime.strptime(padded[:14].ljust(14, "0"), "%Y%m%d%H%M%S")
     except ValueError as exc:
-        raise ConversionError(f"invalid date/time {value + offset!r}: {exc}") from None
+        raise ConversionError(f"invalid date/time {original!r}: {exc}") from None
     if offset and len(digits) > 8:
-        if len(offset) != 5 or not offset[1:].isdigit():
-            raise ConversionError(f"invalid time zone offset {offset!r}")
         minutes = int(offset[1:3]) * 60 + int(offset[3:5])
         zone = timezone(timedelta(minutes=minutes if offset[0] == "+" else -minutes))
         target = local_zone or datetime.now().astimezone().tzinfo
-        stamp = stamp.replace(tzinfo=zone).astimezone(target)
-        return stamp.strftime("%Y%m%d"), stamp.strftime("%H%M%S")[:len(digits) - 8] + fraction
+        try:
+            stamp = stamp.replace(tzinfo=zone).astimezone(target)
+        except (OverflowError, ValueError) as exc:
+            raise ConversionError(f"invalid date/time {original!r}: {exc}") from None
+        full = stamp.strftime("%H%M%S")
+        width = len(digits) - 8
+        while width < 6 and full[width:].strip("0"):
+            width += 2  # a half-hour offset must not lose the minutes of an hour-precision value
+        return stamp.strftime("%Y%m%d"), full[:width] + fraction
     date = digits[:8]
     time = digits[8:] + fraction if len(digits) > 8 else ""
     return date, time

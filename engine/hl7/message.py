@@ -77,6 +77,8 @@ class FieldPath:
         if not match:
             raise ValueError(f"not a field path: {text!r} (expected e.g. PID-3, PID-3.1, PID-3[2].4.1)")
         seg, fld, rep, comp, sub = match.groups()
+        if any(part is not None and int(part) == 0 for part in (fld, rep, comp, sub)):
+            raise ValueError(f"not a field path: {text!r} (field, repetition, component and subcomponent count from 1)")
         return cls(seg, int(fld), int(rep or 1), int(comp or 0), int(sub or 0))
 
     def __str__(self) -> str:
@@ -107,13 +109,16 @@ def normalise_segments(text: str) -> str:
 
 def _read_msh18(raw: bytes) -> str:
     """MSH-18 read from the raw bytes before the message charset is known (MSH is ASCII)."""
-    head = raw.split(b"\r", 1)[0].split(b"\n", 1)[0]
-    if len(head) < 4 or not head.startswith(b"MSH"):
+    head = raw.lstrip(b"\x0b\r\n").split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if len(head) < 8 or not head.startswith(b"MSH"):
         return ""
-    sep = head[3:4]
+    sep, component, repetition = head[3:4], head[4:5], head[5:6]
     fields = head.split(sep)
-    # fields[0] = 'MSH', fields[1] = MSH-2, so MSH-n = fields[n-1]
-    return fields[17].decode("ascii", "replace").split("~")[0].split("^")[0].strip() if len(fields) > 17 else ""
+    if len(fields) <= 17:
+        return ""
+    # fields[0] = 'MSH', fields[1] = MSH-2, so MSH-n = fields[n-1]; first repetition, first component
+    label = fields[17].split(repetition)[0].split(component)[0]
+    return label.decode("ascii", "replace").strip()
 
 
 def decode_bytes(raw: bytes, default_charset: str = "ascii") -> tuple[str, str]:

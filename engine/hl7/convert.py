@@ -72,8 +72,10 @@ def parse_ts(value: str, local_zone: tzinfo | None = None) -> tuple[str, str]:
     if offset and (int(offset[1:3]) > 23 or int(offset[3:5]) > 59):
         raise ConversionError(f"invalid time zone offset {offset!r}")
     padded = (digits + "0101")[:8] if len(digits) < 8 else digits
-    try:
-        stamp = datetime.strptime(padded[:14].ljust(14, "0"), "%Y%m%d%H%M%S")
+    full = padded[:14].ljust(14, "0")
+    try:  # datetime() validates like strptime at a fraction of its cost (this runs for every order)
+        stamp = datetime(int(full[:4]), int(full[4:6]), int(full[6:8]), int(full[8:10]), int(full[10:12]),
+                         int(full[12:14]))
     except ValueError as exc:
         raise ConversionError(f"invalid date/time {original!r}: {exc}") from None
     if offset and len(digits) > 8:

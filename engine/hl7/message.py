@@ -141,10 +141,11 @@ def decode_bytes(raw: bytes, default_charset: str = "ascii") -> tuple[str, str]:
 class Message:
     """One HL7 v2 message, split into segments and fields; components decoded on access."""
 
-    __slots__ = ("text", "delimiters", "segments", "_by_name", "codec")
+    __slots__ = ("text", "delimiters", "segments", "_by_name", "codec", "_header_cache")
 
     def __init__(self, text: str, codec: str = "utf-8"):
         self.codec = codec  # charset the bytes were decoded with; hex escapes decode in it too
+        self._header_cache: tuple[str, str, str, str] | None = None
         text = normalise_segments(text.lstrip("\x0b").rstrip("\x1c\r\n"))
         if not text.startswith("MSH"):
             raise HL7ParseError("message does not start with an MSH segment", "MSH", 0)
@@ -292,26 +293,35 @@ class Message:
         return "".join(out)
 
     # -- header shortcuts -------------------------------------------------------------------
+    def _header(self) -> tuple[str, str, str, str]:
+        """(MSH-10, MSH-12.1, MSH-9.1, MSH-9.2), read once: rules and logs ask for them many times."""
+        header = self._header_cache
+        if header is None:
+            header = self._header_cache = (self.get("MSH-10"), self.get("MSH-12.1"), self.get("MSH-9.1"),
+                                           self.get("MSH-9.2"))
+        return header
+
     @property
     def control_id(self) -> str:
-        return self.get("MSH-10")
+        return self._header()[0]
 
     @property
     def version(self) -> str:
-        return self.get("MSH-12.1")
+        return self._header()[1]
 
     @property
     def message_type(self) -> str:
-        return self.get("MSH-9.1")
+        return self._header()[2]
 
     @property
     def trigger_event(self) -> str:
-        return self.get("MSH-9.2")
+        return self._header()[3]
 
     @property
     def message_code(self) -> str:
         """``ORM^O01`` style code used by rules and logs."""
-        return f"{self.message_type}^{self.trigger_event}" if self.trigger_event else self.message_type
+        _, _, message_type, trigger = self._header()
+        return f"{message_type}^{trigger}" if trigger else message_type
 
 
 def _hex_escape(hex_digits: str, codec: str) -> str | None:

@@ -5,12 +5,19 @@ the writer takes everything that is waiting, runs each piece in its own SAVEPOIN
 message never undoes another), commits the batch once and only then resolves the futures.  Durability
 therefore costs one disk flush per batch, not per message, and nothing is acknowledged before it is
 on disk.  Reads use their own connections (WAL lets them run beside the writer).
+
+PostgreSQL: the connections run in autocommit mode and the store sends BEGIN/COMMIT itself, exactly
+as on SQLite; statements keep ``?`` placeholders (translated to psycopg's ``%s``, a literal ``%``
+doubled); BYTEA comes back as ``bytes`` like SQLite's BLOB; a read sees one snapshot (REPEATABLE READ,
+READ ONLY), as a WAL read transaction does; a broken connection is replaced before the next batch.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 from concurrent.futures import Future
@@ -36,7 +43,23 @@ class Dialect:
     placeholder: str
 
     def sql(self, text: str) -> str:
-        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+        return text if self.placeholder == "?" else _pyformat(text)
+
+
+# A quoted string or identifier, a comment (all copied, only their '%' doubled), or a bare '?' or '%'.
+_SQL_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|[?%]", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=2048)
+def _pyformat(text: str) -> str:
+    """``?`` placeholders to psycopg's ``%s``; a literal ``%`` becomes ``%%`` (psycopg parses every query
+    given parameters).  A ``?`` inside a quoted string or a comment is left alone."""
+    def replace(match: re.Match[str]) -> str:
+        token = match.group()
+        if token == "?":
+            return "%s"
+        return token.replace("%", "%%")
+    return _SQL_TOKENS.sub(replace, text)
 
 
 SQLITE = Dialect("sqlite", "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", "?")
@@ -96,6 +119,37 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return connection
 
 
+def _postgres_connect(url: str) -> Any:
+    try:
+        import psycopg
+        from psycopg.adapt import Loader
+        from psycopg.pq import Format
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise StoreError("PostgreSQL needs the 'psycopg' package: pip install 'swf-engine[postgres]'") from exc
+
+    class BytesLoader(Loader):
+        """BYTEA in binary format comes as a memoryview; callers compare with bytes, as from SQLite."""
+        format = Format.BINARY
+
+        def load(self, data: Any) -> bytes:
+            return bytes(data)
+
+    # autocommit: psycopg sends nothing implicitly; the store's own BEGIN/COMMIT/SAVEPOINT are the
+    # transactions, as on SQLite (isolation_level=None).  (Text-format BYTEA already loads as bytes.)
+    connection = psycopg.connect(url, autocommit=True)
+    connection.adapters.register_loader("bytea", BytesLoader)
+    return connection
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+# The advisory lock that lets one process at a time migrate a PostgreSQL database ("SWF_").
+_MIGRATION_LOCK = 0x5357465F
+
+
 class Store:
     """Opens the database named by ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
 
@@ -111,47 +165,104 @@ class Store:
             self.dialect = POSTGRES
             self.path = ""
         else:
-            raise StoreError(f"unsupported database URL {url!r} (use sqlite:///PATH or postgresql://...)")
+            raise StoreError(f"unsupported database URL {redact(url)!r} (use sqlite:///PATH or postgresql://...)")
         self._queue: queue.Queue[tuple[Callable[[Transaction], Any], Future] | None] = queue.Queue()
         self._local = threading.local()
+        self._readers: list[tuple[threading.Thread, Any]] = []   # every read connection, to close them
+        self._readers_lock = threading.Lock()
         self._writer: threading.Thread | None = None
-        self._write_connection = self._connect()
-        self._migrate()
+        self._writer_lock = threading.Lock()
+        self._closed = False
         self.batches_committed = 0
+        self._write_connection = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self._write_connection.close()
+            raise
 
     # -- connections --------------------------------------------------------------------------
     def _connect(self) -> Any:
-        if self.dialect is SQLITE:
-            return _sqlite_connect(self.path)
         try:
-            import psycopg
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise StoreError("PostgreSQL needs the 'psycopg' package: pip install 'swf-engine[postgres]'") from exc
-        return psycopg.connect(self.url, autocommit=True)
+            if self.dialect is SQLITE:
+                return _sqlite_connect(self.path)
+            return _postgres_connect(self.url)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot open database {redact(self.url)}: {exc}") from exc
+
+    def _usable(self, connection: Any) -> bool:
+        """False for a PostgreSQL connection that is closed or was broken (server restart, network)."""
+        return self.dialect is SQLITE or not (connection.closed or connection.broken)
 
     def _begin(self, connection: Any) -> None:
         connection.cursor().execute("BEGIN")
 
+    def _begin_read(self, connection: Any) -> None:
+        # One snapshot for the whole read, as a SQLite read transaction in WAL mode has.
+        connection.cursor().execute("BEGIN" if self.dialect is SQLITE else
+                                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def _begin_exclusive(self, connection: Any) -> None:
+        """A write transaction that excludes other processes' migrations until it ends."""
+        if self.dialect is SQLITE:
+            connection.cursor().execute("BEGIN IMMEDIATE")
+        else:
+            connection.cursor().execute("BEGIN")
+            connection.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def _schema_version(self, txn: Transaction) -> int | None:
+        """The applied schema version, None when there is no schema_version table."""
+        if self.dialect is SQLITE:
+            found = txn.one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+        else:
+            found = txn.one("SELECT to_regclass('schema_version') AS name")
+        if not found or found["name"] is None:
+            return None
+        row = txn.one("SELECT MAX(version) AS version FROM schema_version")
+        return (row or {}).get("version") or 0
+
     def _migrate(self) -> None:
+        """Apply the missing migrations, each in its own transaction; several processes may start at once."""
         connection = self._write_connection
         txn = Transaction(connection, self.dialect)
-        txn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = txn.one("SELECT MAX(version) AS version FROM schema_version")
-        current = (row or {}).get("version") or 0
-        for number in range(current + 1, LATEST_VERSION + 1):
-            self._begin(connection)
+        try:
+            if (self._schema_version(txn) or 0) >= LATEST_VERSION:
+                return   # up to date: no lock taken
+        except Exception as exc:
+            raise StoreError(f"database {redact(self.url)}: cannot read the schema version: {exc}") from exc
+        while True:
+            number = 0
             try:
+                self._begin_exclusive(connection)
+                txn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                current = self._schema_version(txn) or 0
+                if current >= LATEST_VERSION:
+                    connection.cursor().execute("COMMIT")
+                    return
+                number = current + 1
                 for statement in MIGRATIONS[number - 1]:
                     txn.execute(statement.format(pk=self.dialect.pk, blob=self.dialect.blob))
                 txn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
                 connection.cursor().execute("COMMIT")
-            except Exception:
-                connection.cursor().execute("ROLLBACK")
-                raise
+            except Exception as exc:
+                try:
+                    connection.cursor().execute("ROLLBACK")
+                except Exception:
+                    log.debug("rollback after a failed migration failed too", exc_info=True)
+                what = f"migration {number}" if number else "reading the schema version"
+                raise StoreError(f"database {redact(self.url)}: {what} failed: {exc}") from exc
             log.info("database schema migrated to version %d", number)
 
     # -- writes (group commit) ----------------------------------------------------------------
     def start(self) -> None:
+        with self._writer_lock:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
             self._writer.start()
@@ -159,9 +270,12 @@ class Store:
     def submit(self, work: Callable[[Transaction], T]) -> "Future[T]":
         """Queue ``work`` to run in a write transaction; the future resolves after the commit."""
         future: Future[T] = Future()
-        if self._writer is None:
-            self.start()
-        self._queue.put((work, future))
+        with self._writer_lock:   # never queued behind close()'s stop marker
+            if self._closed:
+                future.set_exception(StoreError("the store is closed"))
+                return future
+            self._start_writer()
+            self._queue.put((work, future))
         return future
 
     def write(self, work: Callable[[Transaction], T], timeout: float | None = 60) -> T:
@@ -169,7 +283,6 @@ class Store:
         return self.submit(work).result(timeout)
 
     def _write_loop(self) -> None:
-        connection = self._write_connection
         while True:
             item = self._queue.get()
             if item is None:
@@ -184,13 +297,39 @@ class Store:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            self._run_batch(connection, batch)
+            self._run_batch(batch)
 
-    def _run_batch(self, connection: Any, batch: list[tuple[Callable[[Transaction], Any], Future]]) -> None:
+    def _begin_write(self) -> Any:
+        """BEGIN on the write connection; a PostgreSQL connection found broken is re-opened first.
+
+        Nothing of the batch has run yet, so a connection lost while idle (server restart, network)
+        costs no message: BEGIN is simply tried once more on a new connection."""
+        for attempt in (1, 2):
+            connection = self._write_connection
+            if not self._usable(connection):
+                connection.close()
+                connection = self._write_connection = self._connect()
+                log.warning("store write connection re-opened")
+            try:
+                self._begin(connection)
+                return connection
+            except Exception:
+                if attempt == 2 or self._usable(connection):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run_batch(self, batch: list[tuple[Callable[[Transaction], Any], Future]]) -> None:
+        try:
+            connection = self._begin_write()
+        except Exception as exc:
+            log.error("store cannot begin a write transaction (%s); %d pending writes are not acknowledged",
+                      exc, len(batch))
+            for _work, future in batch:
+                future.set_exception(exc if isinstance(exc, StoreError) else StoreError(f"cannot begin: {exc}"))
+            return
         txn = Transaction(connection, self.dialect)
         outcomes: list[tuple[Future, Any, BaseException | None]] = []
         try:
-            self._begin(connection)
             for work, future in batch:
                 try:
                     with txn.savepoint():
@@ -215,25 +354,53 @@ class Store:
                 future.set_result(result)
 
     # -- reads --------------------------------------------------------------------------------
+    def _read_connection(self) -> Any:
+        if self._closed:
+            raise StoreError("the store is closed")
+        lost = getattr(self._local, "connection", None)
+        if lost is not None and self._usable(lost):
+            return lost
+        connection = self._local.connection = self._connect()
+        with self._readers_lock:
+            # a broken connection, and those of threads that have ended, are closed here, not left to the GC
+            keep = []
+            for thread, other in self._readers:
+                if other is lost or not thread.is_alive():
+                    other.close()
+                else:
+                    keep.append((thread, other))
+            keep.append((threading.current_thread(), connection))
+            self._readers = keep
+        return connection
+
     def read(self, work: Callable[[Transaction], T]) -> T:
         """Run ``work`` on this thread's read connection, in one read transaction."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = self._connect()
+        connection = self._read_connection()
+        try:
+            self._begin_read(connection)
+        except Exception:
+            if self._usable(connection):
+                raise
+            connection = self._read_connection()   # lost while idle: once more on a new connection
+            self._begin_read(connection)
         txn = Transaction(connection, self.dialect)
-        self._begin(connection)
         try:
             return work(txn)
         finally:
-            connection.cursor().execute("ROLLBACK")
+            if self._usable(connection):
+                connection.cursor().execute("ROLLBACK")
 
     def close(self) -> None:
-        if self._writer is not None:
+        """Finish the queued writes, then close every connection; later reads and writes fail."""
+        with self._writer_lock:
+            self._closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None:
             self._queue.put(None)
-            self._writer.join(timeout=30)
-            self._writer = None
+            writer.join(timeout=30)
         self._write_connection.close()
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+        with self._readers_lock:
+            for _thread, connection in self._readers:
+                connection.close()
+            self._readers = []
+        self._local.connection = None

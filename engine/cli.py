@@ -293,6 +293,7 @@ def cmd_patients(args: argparse.Namespace) -> int:
 
 def cmd_journal(args: argparse.Namespace) -> int:
     from . import reports
+    from .hl7.message import decode_bytes
 
     store = _open_store(args)
     if store is None:
@@ -304,10 +305,11 @@ def cmd_journal(args: argparse.Namespace) -> int:
             return 1
         print(f"#{entry['id']} {entry['received_at']} from {entry['peer']} {entry['message_code']} "
               f"{entry['control_id']}: {entry['status']} {entry['ack_code']} {entry['reason']}")
-        print(bytes(entry["raw"]).decode("latin-1").replace("\r", "\n"))
-        if entry["ack"]:
-            print("-- ACK:")
-            print(bytes(entry["ack"]).decode("latin-1").replace("\r", "\n"))
+        config = resolve_config(args)
+        for label, data in (("", entry["raw"]), ("-- ACK:", entry["ack"])):
+            if data:
+                text, _codec = decode_bytes(bytes(data), config.hl7.default_charset)  # as MSH-18 says
+                print(label + "\n" + text.replace("\r", "\n") if label else text.replace("\r", "\n"))
         return 0
     for row in store.read(lambda txn: reports.journal_list(txn, args.status, args.limit)):
         print(f"#{row['id']:<7} {row['received_at'][:23]}  {row['message_code']:<8} {row['control_id']:<22} "

@@ -80,7 +80,8 @@ def order_requests(message: Message, profile: Profile, decision: Decision) -> li
         raise Rejection(Problem.SEGMENT_SEQUENCE, f"{profile.order_group_segment} segment missing",
                         profile.order_group_segment)
     fallback = convert.parse_ts(message.get("MSH-7"))
-    requests = []
+    # ORC/OBR pairs with the same order numbers are one order with several steps (RAD-4 v2.3.1 layout).
+    requests: dict[tuple[str, str, str, str], tuple[OrderRequest, dict[tuple[str, ...], ProcedureRequest]]] = {}
     for group in groups:
         top = StepContext(message, group, None)
         control = top.value(profile.order_control).upper()
@@ -90,14 +91,16 @@ def order_requests(message: Message, profile: Profile, decision: Decision) -> li
         filler = top.value("ORC-3.1") or top.value("OBR-3.1")
         if not placer and not filler:
             raise Rejection(Problem.REQUIRED_MISSING, "neither ORC-2 placer nor ORC-3 filler order number", "ORC-2")
-        request = OrderRequest(control=control, status=top.value(profile.order_status).upper(),
-                               placer_order_number=placer, filler_order_number=filler, default_start=fallback)
+        status = top.value(profile.order_status).upper()
+        order_key = (control, status, placer, filler)
+        if order_key not in requests:
+            requests[order_key] = (OrderRequest(control=control, status=status, placer_order_number=placer,
+                                                filler_order_number=filler, default_start=fallback), {})
+        request, procedures = requests[order_key]
         if not any(i in group for i in message.segment_indexes("OBR")):
             if control in ("NW", "XO"):
                 raise Rejection(Problem.SEGMENT_SEQUENCE, f"ORC-1={control} without an OBR segment", "OBR")
-            requests.append(request)
             continue
-        procedures: dict[tuple[str, ...], ProcedureRequest] = {}
         for context in profile.step_contexts(message, group):
             if control in ("NW", "XO") and not context.value("OBR-4.1") and not context.value("OBR-4.2"):
                 raise Rejection(Problem.REQUIRED_MISSING, "OBR-4 Universal Service ID is empty", "OBR-4")
@@ -126,9 +129,9 @@ def order_requests(message: Message, profile: Profile, decision: Decision) -> li
                 _merge_protocol_codes(existing.attributes, step_attributes)
                 continue
             procedure.steps.append(StepRequest(sps_id, date, time, step_attributes))
+    for request, procedures in requests.values():
         request.procedures = list(procedures.values())
-        requests.append(request)
-    return requests
+    return [request for request, _ in requests.values()]
 
 
 def _merge_protocol_codes(target: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -97,6 +97,8 @@ class Transaction:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
+        # Named by nesting depth, not by a running number: the same few statement texts are then
+        # reused from the driver's statement cache instead of being prepared anew each time.
         self._savepoints += 1
         name = f"sp{self._savepoints}"
         self.execute(f"SAVEPOINT {name}")
@@ -108,6 +110,8 @@ class Transaction:
             raise
         else:
             self.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._savepoints -= 1
 
 
 def _sqlite_connect(path: str) -> sqlite3.Connection:

@@ -120,6 +120,8 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     # FULL: a committed (and so acknowledged) transaction survives power loss, not only a crash.
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA foreign_keys=ON")
+    # DICOM matching is case-sensitive (PN keys compare an upper-cased column); PostgreSQL's LIKE is too.
+    connection.execute("PRAGMA case_sensitive_like=ON")
     return connection
 
 

@@ -5,6 +5,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from ..hl7.convert import normalise_name
 from .database import Transaction
 
 
@@ -66,16 +67,25 @@ def patient_by_ref(txn: Transaction, patient_ref: int) -> dict[str, Any] | None:
     return txn.one("SELECT * FROM patients WHERE id = ?", (patient_ref,))
 
 
-def insert_patient(txn: Transaction, patient_id: str, issuer: str, name_norm: str, attributes: dict[str, Any]) -> int:
+def _patient_match_columns(attributes: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """The worklist matching columns derived from a patient's attributes (SWF.md 5.8)."""
+    return (normalise_name(attributes.get("PatientName", "")), attributes.get("PatientBirthDate", ""),
+            attributes.get("PatientSex", ""), normalise_name(attributes.get("ReferringPhysicianName", "")),
+            attributes.get("AdmissionID", ""))
+
+
+def insert_patient(txn: Transaction, patient_id: str, issuer: str, attributes: dict[str, Any]) -> int:
     stamp = now_iso()
     return txn.insert(
-        "INSERT INTO patients (patient_id, issuer, name_norm, attributes, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)", (patient_id, issuer, name_norm, dumps(attributes), stamp, stamp))
+        "INSERT INTO patients (patient_id, issuer, name_norm, birth_date, sex, referring_physician_norm, admission_id,"
+        " attributes, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (patient_id, issuer, *_patient_match_columns(attributes), dumps(attributes), stamp, stamp))
 
 
-def update_patient(txn: Transaction, patient_ref: int, name_norm: str, attributes: dict[str, Any]) -> None:
-    txn.execute("UPDATE patients SET name_norm = ?, attributes = ?, updated_at = ? WHERE id = ?",
-                (name_norm, dumps(attributes), now_iso(), patient_ref))
+def update_patient(txn: Transaction, patient_ref: int, attributes: dict[str, Any]) -> None:
+    txn.execute("UPDATE patients SET name_norm = ?, birth_date = ?, sex = ?, referring_physician_norm = ?,"
+                " admission_id = ?, attributes = ?, updated_at = ? WHERE id = ?",
+                (*_patient_match_columns(attributes), dumps(attributes), now_iso(), patient_ref))
 
 
 def add_identifier(txn: Transaction, patient_ref: int, patient_id: str, issuer: str, identifier_type: str,
@@ -158,17 +168,25 @@ def procedures_of(txn: Transaction, order_ref: int) -> list[dict[str, Any]]:
     return txn.query("SELECT * FROM requested_procedures WHERE order_ref = ? ORDER BY id", (order_ref,))
 
 
+def _procedure_match_columns(attributes: dict[str, Any]) -> tuple[str, str, str, str]:
+    codes = attributes.get("RequestedProcedureCodeSequence") or [{}]
+    return (attributes.get("RequestedProcedurePriority", ""), normalise_name(attributes.get("RequestingPhysician", "")),
+            codes[0].get("CodeValue", ""), codes[0].get("CodingSchemeDesignator", ""))
+
+
 def insert_procedure(txn: Transaction, order_ref: int, accession: str, rp_id: str, study_uid: str,
                      attributes: dict[str, Any]) -> int:
     return txn.insert(
         "INSERT INTO requested_procedures (order_ref, accession_number, requested_procedure_id, study_instance_uid,"
-        " attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (order_ref, accession, rp_id, study_uid, dumps(attributes), now_iso()))
+        " priority, requesting_physician_norm, procedure_code_value, procedure_code_scheme, attributes, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (order_ref, accession, rp_id, study_uid, *_procedure_match_columns(attributes), dumps(attributes), now_iso()))
 
 
 def update_procedure(txn: Transaction, procedure_ref: int, attributes: dict[str, Any]) -> None:
-    txn.execute("UPDATE requested_procedures SET attributes = ?, updated_at = ? WHERE id = ?",
-                (dumps(attributes), now_iso(), procedure_ref))
+    txn.execute("UPDATE requested_procedures SET priority = ?, requesting_physician_norm = ?, procedure_code_value = ?,"
+                " procedure_code_scheme = ?, attributes = ?, updated_at = ? WHERE id = ?",
+                (*_procedure_match_columns(attributes), dumps(attributes), now_iso(), procedure_ref))
 
 
 def steps_of_procedure(txn: Transaction, procedure_ref: int) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ import logging
 from typing import Any
 
 from ..domain.model import DomainEvent, PatientData, PatientIdentity, Problem, Rejection
-from ..hl7.convert import normalise_name
 from ..store import repository as repo
 from ..store.database import Transaction
 
@@ -40,8 +39,7 @@ def upsert_patient(txn: Transaction, patient: PatientData, journal_ref: int | No
     row = resolve_patient(txn, identity, strict_merged)
     if row is None:
         attributes = dict(patient.attributes)
-        patient_ref = repo.insert_patient(txn, identity.patient_id, identity.issuer,
-                                          normalise_name(attributes.get("PatientName", "")), attributes)
+        patient_ref = repo.insert_patient(txn, identity.patient_id, identity.issuer, attributes)
         repo.add_patient_history(txn, patient_ref, "created", cause, journal_ref)
     else:
         patient_ref = row["id"]
@@ -49,7 +47,7 @@ def upsert_patient(txn: Transaction, patient: PatientData, journal_ref: int | No
         changed = {k: v for k, v in patient.attributes.items() if attributes.get(k) != v}
         if changed:
             attributes.update(changed)
-            repo.update_patient(txn, patient_ref, normalise_name(attributes.get("PatientName", "")), attributes)
+            repo.update_patient(txn, patient_ref, attributes)
             repo.add_patient_history(txn, patient_ref, "updated", f"{cause}: {', '.join(sorted(changed))}",
                                      journal_ref)
     repo.add_identifier(txn, patient_ref, identity.patient_id, identity.issuer, identity.identifier_type, "pid")

@@ -118,18 +118,18 @@ def test_insert_returns_ids_and_blobs_read_back_as_bytes(store: Store) -> None:
     assert [r["id"] for r in rows] == ids
     assert all(type(r["raw"]) is bytes and r["raw"] == raw for r in rows)
     assert all(r["ack"] is None for r in rows)
-    first, second = store.write(lambda txn: (repo.insert_patient(txn, "P1", "", "", {}),
-                                             repo.insert_patient(txn, "P2", "", "", {})))
+    first, second = store.write(lambda txn: (repo.insert_patient(txn, "P1", "", {}),
+                                             repo.insert_patient(txn, "P2", "", {})))
     assert isinstance(first, int) and second > first
     assert store.read(lambda txn: repo.patient_by_ref(txn, second))["patient_id"] == "P2"
 
 
 def test_query_one_rowcount_and_literal_percent_and_question_marks(store: Store) -> None:
-    store.write(lambda txn: [repo.insert_patient(txn, f"P{n}", "H", "what?", {"n": n}) for n in range(3)])
+    store.write(lambda txn: [repo.insert_patient(txn, f"P{n}", "H", {"PatientName": "what?", "n": n}) for n in range(3)])
 
     def look(txn: Transaction) -> dict[str, Any]:
         return {
-            "like": txn.query("SELECT patient_id FROM patients WHERE patient_id LIKE ? AND name_norm = 'what?'"
+            "like": txn.query("SELECT patient_id FROM patients WHERE patient_id LIKE ? AND name_norm = 'WHAT?'"
                               " ORDER BY id", ("P%",)),
             "percent": txn.one("SELECT '100%' AS pct, 'a?b' AS q"),
             "none": txn.one("SELECT id FROM patients WHERE patient_id = ?", ("nobody",)),
@@ -171,7 +171,7 @@ def test_many_submits_from_several_threads_all_resolve(store: Store) -> None:
 
 
 def test_a_failing_work_rolls_back_only_its_own_effects(store: Store) -> None:
-    store.write(lambda txn: repo.insert_patient(txn, "TAKEN", "", "", {}))
+    store.write(lambda txn: repo.insert_patient(txn, "TAKEN", "", {}))
     before = store.batches_committed
 
     def python_error(txn: Transaction) -> None:
@@ -180,7 +180,7 @@ def test_a_failing_work_rolls_back_only_its_own_effects(store: Store) -> None:
 
     def sql_error(txn: Transaction) -> None:
         put_counter("sql-error")(txn)
-        repo.insert_patient(txn, "TAKEN", "", "", {})   # unique (patient_id, issuer): the statement fails
+        repo.insert_patient(txn, "TAKEN", "", {})   # unique (patient_id, issuer): the statement fails
 
     gate = hold_writer(store)
     futures = [store.submit(put_counter("ok-1")), store.submit(python_error), store.submit(put_counter("ok-2")),
@@ -263,7 +263,7 @@ def test_next_counter(store: Store) -> None:
 
 
 def test_insert_and_find_patient(store: Store) -> None:
-    ref = store.write(lambda txn: repo.insert_patient(txn, "PAT1", "GENHOSP", "MULLER^ANNA",
+    ref = store.write(lambda txn: repo.insert_patient(txn, "PAT1", "GENHOSP",
                                                       {"PatientName": "MÜLLER^ANNA", "n": 1}))
     found = store.read(lambda txn: repo.find_patient(txn, "PAT1", "GENHOSP"))
     assert found is not None and found["id"] == ref
@@ -273,14 +273,14 @@ def test_insert_and_find_patient(store: Store) -> None:
     assert store.read(lambda txn: repo.find_patient(txn, "PAT1", "OTHER")) is None
     assert store.read(lambda txn: repo.patient_by_ref(txn, ref))["patient_id"] == "PAT1"
     with pytest.raises(Exception, match="(?i)unique"):
-        store.write(lambda txn: repo.insert_patient(txn, "PAT1", "GENHOSP", "", {}))
+        store.write(lambda txn: repo.insert_patient(txn, "PAT1", "GENHOSP", {}))
 
 
 def merge_scenario(txn: Transaction) -> dict[str, Any]:
     """Prior patient with 2 orders, 2 identifiers, visits V1+V2 and an earlier merged patient; survivor has V1."""
-    prior = repo.insert_patient(txn, "PRIOR", "H", "", {})
-    survivor = repo.insert_patient(txn, "SURV", "H", "", {})
-    older = repo.insert_patient(txn, "OLDER", "H", "", {})
+    prior = repo.insert_patient(txn, "PRIOR", "H", {})
+    survivor = repo.insert_patient(txn, "SURV", "H", {})
+    older = repo.insert_patient(txn, "OLDER", "H", {})
     txn.execute("UPDATE patients SET merged_into = ? WHERE id = ?", (prior, older))
     for placer in ("PL1", "PL2"):
         repo.insert_order(txn, prior, placer, "", "RIS", "broker", "V1")

@@ -11,6 +11,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.web import resource, server
 
 from .config import Config
+from .dicom.ae import DicomContext, DicomServer, build_server, start_server
+from .dicom.directory import AEDirectory
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
 from .rules.watcher import RulesHolder
@@ -30,6 +32,8 @@ class Engine:
         self.rules = RulesHolder(config.routes_dir, set(self.profiles))
         self.store = Store(config.database)
         self.ingestor = Ingestor(config, self.profiles, self.rules)
+        self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
+        self.dicom: DicomServer | None = None
         self.ports: dict[str, IListeningPort] = {}
         self._reload_loop: task.LoopingCall | None = None
 
@@ -64,6 +68,13 @@ class Engine:
         self.ports["mllp"] = reactor.listenTCP(mllp.port, factory, interface=mllp.host)
         log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
                  mllp.host, self.ports["mllp"].getHost().port)
+        dicom = self.config.dicom
+        if dicom.port >= 0:
+            self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
+            start_server(self.dicom, dicom.host, dicom.port)
+            access = "any calling AE" if self.directory.allow_any else f"{len(self.directory.entries)} known AE(s)"
+            log.info("DICOM listener on %s:%d, AE %s: %s; %s", dicom.host, self.dicom.port, dicom.ae_title,
+                     ", ".join(service.name for service in self.dicom.services), access)
         http = self.config.http
         if http.port >= 0:
             site = server.Site(HealthPage(self))
@@ -78,6 +89,8 @@ class Engine:
     def stop(self) -> defer.Deferred:
         if self._reload_loop is not None and self._reload_loop.running:
             self._reload_loop.stop()
+        if self.dicom is not None:
+            self.dicom.stop()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]
         return defer.DeferredList(stopping).addBoth(lambda _: self.store.close())
 

@@ -33,9 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", metavar="ADDR", help="interface for every listener (default 127.0.0.1; "
                        "0.0.0.0 = all interfaces)")
     serve.add_argument("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)")
-    serve.add_argument("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112)")
+    serve.add_argument("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)")
     serve.add_argument("--http-port", type=int, metavar="N", help="HTTP health port (default 8080; -1 = off)")
     serve.add_argument("--ae-title", metavar="TITLE", help="the engine's DICOM AE title (default SWF_ENGINE)")
+    serve.add_argument("--allow-any-ae", action="store_true", default=None,
+                       help="admit any calling AE title (default: only the AEs listed under dicom.aes)")
     serve.add_argument("--routes", metavar="DIR", help="routing rules folder (default ./routes)")
     serve.add_argument("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)")
     serve.add_argument("--max-message-bytes", type=int, metavar="N", help="largest MLLP message (default 1 MiB)")
@@ -97,7 +99,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         "routes": ("routes_dir",), "profiles": ("profiles_dir",), "log_level": ("log_level",),
         "mllp_port": ("mllp", "port"), "dicom_port": ("dicom", "port"), "http_port": ("http", "port"),
         "ae_title": ("dicom", "ae_title"), "max_message_bytes": ("mllp", "max_message_bytes"),
-        "idle_timeout": ("mllp", "idle_timeout"),
+        "idle_timeout": ("mllp", "idle_timeout"), "allow_any_ae": ("dicom", "allow_any_ae"),
     }
     for flag, target in overrides.items():
         value = getattr(args, flag, None)
@@ -125,6 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = resolve_config(args)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.log_level != "DEBUG":  # pynetdicom logs every DIMSE message at INFO; ours name what matters
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     try:
         engine = Engine(config)
     except Exception as exc:  # noqa: BLE001 - refuse to start with a readable list of problems

@@ -21,6 +21,20 @@ class DicomConfig:
     host: str = "127.0.0.1"
     port: int = 11112
     ae_title: str = "SWF_ENGINE"
+    allow_any_ae: bool = False               # admit unknown calling AE titles (testing, small sites)
+    aes: dict = field(default_factory=dict)  # known AEs: TITLE: {host, port, permissions, stations, charset}
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 30.0
+    network_timeout: float = 60.0
+    max_pdu_bytes: int = 262144              # the largest PDU we accept (0 = no limit)
+    max_associations: int = 32
+    storage_dir: str = ""                    # received instances; default <data_dir>/dicom
+    duplicate_policy: str = "ignore"         # ignore | overwrite: a second copy of a stored SOP Instance UID
+    worklist_charset: str = "ISO_IR 192"     # response repertoire when the AE entry does not name one
+    commitment_grace_seconds: float = 30.0   # wait for in-flight C-STOREs before failing a reference
+    commitment_retry_seconds: float = 30.0   # first retry of an undeliverable N-EVENT-REPORT (doubles)
+    commitment_max_retry_seconds: float = 1800.0
+    commitment_give_up_hours: float = 24.0
 
 
 @dataclass
@@ -69,6 +83,10 @@ class Config:
     def database(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.data_dir) / 'swf.sqlite'}"
 
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.dicom.storage_dir or Path(self.data_dir) / "dicom")
+
 
 def _apply(target: Any, data: LineDict, file: str, prefix: str = "") -> None:
     known = {f.name: f for f in fields(target)}
@@ -83,6 +101,11 @@ def _apply(target: Any, data: LineDict, file: str, prefix: str = "") -> None:
             _apply(current, value, file, f"{prefix}{key}.")
             continue
         expected = type(current)
+        if expected is dict:
+            if not isinstance(value, dict):
+                raise YamlProblem(file, line, f"{prefix}{key} must be a mapping")
+            setattr(target, key, value)
+            continue
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):

@@ -138,4 +138,79 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+MIGRATIONS.append([
+    # 2: DICOM side: performed procedure steps (MPPS), stored instances, storage commitment requests
+    """CREATE TABLE performed_steps (
+        id {pk},
+        sop_instance_uid TEXT NOT NULL,
+        status TEXT NOT NULL,
+        pps_id TEXT NOT NULL DEFAULT '',
+        performed_station_ae_title TEXT NOT NULL DEFAULT '',
+        calling_ae_title TEXT NOT NULL DEFAULT '',
+        study_instance_uid TEXT NOT NULL DEFAULT '',
+        unscheduled INTEGER NOT NULL DEFAULT 0,
+        dataset {blob} NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX performed_steps_uid ON performed_steps (sop_instance_uid)",
+    """CREATE TABLE performed_step_versions (
+        id {pk},
+        performed_step_ref INTEGER NOT NULL REFERENCES performed_steps (id),
+        at TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        status TEXT NOT NULL,
+        dataset {blob} NOT NULL
+    )""",
+    "CREATE INDEX performed_step_versions_step ON performed_step_versions (performed_step_ref, id)",
+    """CREATE TABLE performed_step_links (
+        performed_step_ref INTEGER NOT NULL REFERENCES performed_steps (id),
+        step_ref INTEGER NOT NULL REFERENCES scheduled_steps (id)
+    )""",
+    "CREATE UNIQUE INDEX performed_step_links_key ON performed_step_links (performed_step_ref, step_ref)",
+    "CREATE INDEX performed_step_links_step ON performed_step_links (step_ref)",
+    """CREATE TABLE instances (
+        id {pk},
+        sop_instance_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        study_instance_uid TEXT NOT NULL,
+        series_instance_uid TEXT NOT NULL,
+        patient_id TEXT NOT NULL DEFAULT '',
+        patient_name_norm TEXT NOT NULL DEFAULT '',
+        accession_number TEXT NOT NULL DEFAULT '',
+        modality TEXT NOT NULL DEFAULT '',
+        study_date TEXT NOT NULL DEFAULT '',
+        series_number TEXT NOT NULL DEFAULT '',
+        instance_number TEXT NOT NULL DEFAULT '',
+        transfer_syntax_uid TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        received_from TEXT NOT NULL DEFAULT '',
+        received_at TEXT NOT NULL,
+        requested_procedure_ref INTEGER REFERENCES requested_procedures (id),
+        hidden INTEGER NOT NULL DEFAULT 0,
+        attributes TEXT NOT NULL DEFAULT '{{}}'
+    )""",
+    "CREATE UNIQUE INDEX instances_uid ON instances (sop_instance_uid)",
+    "CREATE INDEX instances_study ON instances (study_instance_uid, series_instance_uid)",
+    "CREATE INDEX instances_series ON instances (series_instance_uid)",
+    "CREATE INDEX instances_patient ON instances (patient_id)",
+    "CREATE INDEX instances_accession ON instances (accession_number)",
+    """CREATE TABLE commitments (
+        id {pk},
+        transaction_uid TEXT NOT NULL,
+        calling_ae_title TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        request TEXT NOT NULL,
+        result TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL DEFAULT '',
+        last_error TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX commitments_transaction ON commitments (transaction_uid)",
+    "CREATE INDEX commitments_status ON commitments (status, next_attempt_at)",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

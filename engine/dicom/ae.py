@@ -1,0 +1,131 @@
+"""The engine's one DICOM Application Entity: contexts, access control, and the service modules.
+
+Each module of ``engine/dicom/services`` contributes its presentation contexts and event handlers
+through ``create(context) -> Service``.  pynetdicom runs associations in its own threads; handlers call
+the workflow, which goes through the store's single writer (thread safety is worked out there).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from pynetdicom import AE, evt
+from pynetdicom.presentation import PresentationContext
+
+from ..config import Config
+from ..store.database import Store
+from . import services as services_package
+from .directory import AEDirectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DicomContext:
+    """What every service needs: configuration, the store, the AE directory."""
+
+    config: Config
+    store: Store
+    directory: AEDirectory
+
+    @property
+    def ae_title(self) -> str:
+        return self.config.dicom.ae_title
+
+
+class Service(Protocol):
+    name: str
+
+    def contexts(self) -> list[PresentationContext]: ...
+
+    def handlers(self) -> list[tuple]: ...
+    """(event, handler) or, for C-FIND/C-MOVE/C-GET, (event, handler, [SOP Class UIDs it serves])."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class DicomServer:
+    ae: AE
+    services: list[Service]
+    server: Any = None
+    port: int = 0
+    handlers: list[tuple[Any, Callable]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for service in self.services:
+            service.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+
+def load_services(context: DicomContext) -> list[Service]:
+    """Every module in engine/dicom/services that defines ``create``, in name order."""
+    found = []
+    for module_info in sorted(pkgutil.iter_modules(services_package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{services_package.__name__}.{module_info.name}")
+        create = getattr(module, "create", None)
+        if create is not None:
+            found.append(create(context))
+    return found
+
+
+def _log_association(event: Any) -> None:
+    requestor = event.assoc.requestor
+    log.info("DICOM association from %s (%s:%s) to %s", requestor.ae_title, requestor.address, requestor.port,
+             event.assoc.acceptor.ae_title)
+
+
+def build_server(context: DicomContext) -> DicomServer:
+    dicom = context.config.dicom
+    ae = AE(ae_title=dicom.ae_title)
+    ae.require_called_aet = True
+    if not context.directory.allow_any:
+        ae.require_calling_aet = sorted(context.directory.entries) or ["\u0000no-known-aes"]
+    ae.acse_timeout = dicom.acse_timeout
+    ae.dimse_timeout = dicom.dimse_timeout
+    ae.network_timeout = dicom.network_timeout
+    ae.maximum_associations = dicom.max_associations
+    ae.maximum_pdu_size = dicom.max_pdu_bytes
+    services = load_services(context)
+    for service in services:
+        for presentation in service.contexts():
+            ae.add_supported_context(presentation.abstract_syntax, presentation.transfer_syntax,
+                                     scu_role=presentation.scu_role, scp_role=presentation.scp_role)
+    handlers: list[tuple[Any, Callable]] = [(evt.EVT_ACCEPTED, _log_association)]
+    by_sop_class: dict[Any, dict[str, Callable]] = {}
+    for service in services:
+        for entry in service.handlers():
+            if len(entry) == 3:
+                event, handler, sop_classes = entry
+                for sop_class in sop_classes:
+                    by_sop_class.setdefault(event, {})[str(sop_class)] = handler
+            else:
+                handlers.append(entry)
+    for event, table in by_sop_class.items():
+        handlers.append((event, _dispatcher(table)))
+    return DicomServer(ae, services, handlers=handlers)
+
+
+def _dispatcher(table: dict[str, Callable]) -> Callable:
+    """One handler per intervention event (pynetdicom allows one): route by the request's SOP class."""
+    def dispatch(event: Any) -> Any:
+        handler = table.get(str(event.request.AffectedSOPClassUID))
+        if handler is None:
+            return iter([(0x0122, None)])  # SOP class not supported
+        return handler(event)
+
+    return dispatch
+
+
+def start_server(server: DicomServer, host: str, port: int) -> None:
+    for service in server.services:
+        service.start()
+    server.server = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
+    server.port = server.server.server_address[1]

@@ -63,11 +63,6 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         self.store.start()
-        mllp = self.config.mllp
-        factory = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp.max_message_bytes, mllp.idle_timeout)
-        self.ports["mllp"] = reactor.listenTCP(mllp.port, factory, interface=mllp.host)
-        log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
-                 mllp.host, self.ports["mllp"].getHost().port)
         dicom = self.config.dicom
         if dicom.port >= 0:
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
@@ -75,6 +70,11 @@ class Engine:
             access = "any calling AE" if self.directory.allow_any else f"{len(self.directory.entries)} known AE(s)"
             log.info("DICOM listener on %s:%d, AE %s: %s; %s", dicom.host, self.dicom.port, dicom.ae_title,
                      ", ".join(service.name for service in self.dicom.services), access)
+        mllp = self.config.mllp
+        factory = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp.max_message_bytes, mllp.idle_timeout)
+        self.ports["mllp"] = reactor.listenTCP(mllp.port, factory, interface=mllp.host)
+        log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
+                 mllp.host, self.ports["mllp"].getHost().port)
         http = self.config.http
         if http.port >= 0:
             site = server.Site(HealthPage(self))

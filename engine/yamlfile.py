@@ -1,10 +1,25 @@
-"""YAML loading that remembers line numbers, so every config/rules/profile problem names file:line."""
+"""YAML loading that remembers line numbers, so every config/rules/profile problem names file:line.
+
+Two flavours:
+
+* the default loader (config, profiles) resolves plain scalars the YAML 1.1 way: ``2575`` is a number,
+  ``true`` a boolean;
+* ``load_yaml(..., text_scalars=True)`` (the routing rules) keeps every plain scalar as the text that was
+  written, except ``true``/``false`` and ``null``/``~``/empty.  HL7 values are text: a facility code
+  ``0123`` must not become the octal number 83, a country code ``NO`` must not become ``False`` and
+  a version ``2.50`` must not become ``2.5``.
+
+Both support anchors, aliases and ``<<`` merge keys; a key written twice in one mapping is an error.
+"""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class YamlProblem(Exception):
@@ -28,6 +43,8 @@ class LineDict(dict):
 
 
 class LineList(list):
+    """A sequence from YAML with the line of the sequence and of each item (1-based)."""
+
     line: int = 0
     item_lines: list[int]
 
@@ -37,16 +54,26 @@ class LineList(list):
 
 class _LineLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:  # type: ignore[override]
+        own = sum(1 for key_node, _ in node.value if key_node.tag != MERGE_TAG)
+        self.flatten_mapping(node)  # ``<<: *anchor`` entries first, then the mapping's own keys
+        merged = len(node.value) - own
         mapping = LineDict()
         mapping.line = node.start_mark.line + 1
         mapping.key_lines = {}
-        for key_node, value_node in node.value:
+        own_keys: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)):
                 raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value",
                                                         key_node.start_mark)
-            if key in mapping:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            if index < merged:
+                if key in mapping:  # of several merged mappings, the first one wins (YAML merge spec)
+                    continue
+            else:
+                if key in own_keys:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                            key_node.start_mark)
+                own_keys.add(key)  # a key of the mapping itself overrides a merged one
             mapping[key] = self.construct_object(value_node, deep=True)
             mapping.key_lines[str(key)] = key_node.start_mark.line + 1
         return mapping
@@ -62,15 +89,29 @@ _LineLoader.add_constructor("tag:yaml.org,2002:map", _LineLoader.construct_mappi
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _LineLoader.construct_sequence)
 
 
-def load_yaml(path: Path | str, text: str | None = None) -> Any:
+class _TextLoader(_LineLoader):
+    """Plain scalars stay text; only true/false, null and the ``<<`` merge key are resolved."""
+
+    yaml_implicit_resolvers: dict = {}
+
+
+_TextLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                  list("tTfF"))
+_TextLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"),
+                                  ["~", "n", "N", ""])
+_TextLoader.add_implicit_resolver(MERGE_TAG, re.compile(r"^(?:<<)$"), ["<"])
+
+
+def load_yaml(path: Path | str, text: str | None = None, *, text_scalars: bool = False) -> Any:
     """Parse one YAML file; syntax errors become ``YamlProblem`` with the file and line."""
     path = Path(path)
     try:
         source = text if text is not None else path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise YamlProblem(str(path), 1, f"cannot read: {exc}") from None
+    loader = _TextLoader if text_scalars else _LineLoader
     try:
-        return yaml.load(source, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(source, Loader=loader)  # noqa: S506 - SafeLoader subclasses
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -80,6 +121,7 @@ def load_yaml(path: Path | str, text: str | None = None) -> Any:
 
 
 def line_of(node: Any, key: str | int | None = None, default: int = 1) -> int:
+    """Line of ``key`` in a LineDict / index in a LineList, else of the node, else ``default``."""
     if isinstance(node, LineDict):
         return node.line_of(str(key)) if key is not None else node.line
     if isinstance(node, LineList):

@@ -88,6 +88,7 @@ class EngineProcess:
     process: subprocess.Popen
     mllp_port: int
     http_port: int
+    dicom_port: int
     data_dir: Path
     log_path: Path
     routes: Path
@@ -112,18 +113,21 @@ def run_swf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def start_engine(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     processes: list[EngineProcess] = []
 
-    def start(*extra: str, routes: Path | None = None, data_dir: Path | None = None) -> EngineProcess:
-        mllp_port, http_port = free_port(), free_port()
+    def start(*extra: str, routes: Path | None = None, data_dir: Path | None = None,
+              allow_any_ae: bool = True) -> EngineProcess:
+        mllp_port, http_port, dicom_port = free_port(), free_port(), free_port()
         data_dir = data_dir or tmp_path / "var"
         log_path = tmp_path / f"engine-{len(processes)}.log"
         routes = routes or ROOT / "routes"
         command = [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data_dir), "--mllp-port",
-                   str(mllp_port), "--http-port", str(http_port), "--routes", str(routes), *extra]
+                   str(mllp_port), "--http-port", str(http_port), "--dicom-port", str(dicom_port),
+                   "--routes", str(routes), *(["--allow-any-ae"] if allow_any_ae else []), *extra]
         process = subprocess.Popen(command, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        engine = EngineProcess(process, mllp_port, http_port, data_dir, log_path, routes)
+        engine = EngineProcess(process, mllp_port, http_port, dicom_port, data_dir, log_path, routes)
         processes.append(engine)
         wait_for_port(mllp_port, process)
+        wait_for_port(dicom_port, process)
         return engine
 
     yield start

@@ -87,7 +87,8 @@ def build_server(context: DicomContext) -> DicomServer:
     ae = AE(ae_title=dicom.ae_title)
     ae.require_called_aet = True
     if not context.directory.allow_any:
-        ae.require_calling_aet = sorted(context.directory.entries) or ["\u0000no-known-aes"]
+        # An empty list would admit everyone; a title nobody can configure (it starts with '-') admits no one.
+        ae.require_calling_aet = sorted(context.directory.entries) or ["-NO-KNOWN-AES-"]
     ae.acse_timeout = dicom.acse_timeout
     ae.dimse_timeout = dicom.dimse_timeout
     ae.network_timeout = dicom.network_timeout

@@ -2,43 +2,72 @@
 
 A rule has a ``name``, a ``when`` (conditions on the message type and any field path) and actions.
 Rules are evaluated in order (files by name, rules in file order); the first match wins unless the
-rule says ``continue: true``, in which case its actions are kept and evaluation goes on.
-routes/README.md documents the language for users.
+rule says ``continue: true``, in which case its actions are kept and evaluation goes on.  A rule that
+rejects or drops always ends the evaluation.  routes/README.md documents the language for users.
+
+Rules files are read with ``text_scalars``: every plain YAML value is text (``0123`` stays ``0123``,
+``NO`` stays ``NO``); only ``true``/``false`` and ``null``/``~``/empty are special.
 """
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..hl7.message import FieldPath, Message, field_path
+from ..hl7.message import FieldPath, Message, escape, field_path
 from ..yamlfile import LineDict, LineList, YamlProblem, line_of, load_yaml
 
 RULE_KEYS = {"name", "when", "mode", "profile", "schedule", "set", "map", "reject", "drop", "outbound", "continue"}
-SCHEDULE_KEYS = {"station_ae", "station_name", "location", "modality", "start"}
+# Scheduled Procedure Step attributes a rule may fill (engine/hl7/extract.py SCHEDULE_TO_KEYWORD).
+# There is no ``start``: the start date/time comes from the message (profile) or, without one, MSH-7.
+SCHEDULE_KEYS = {"station_ae", "station_name", "location", "modality"}
 MODES = {"broker", "filler"}
 SPECIAL_CONDITIONS = {"message", "version"}
+REJECT_KEYS = {"code", "reason"}
+REJECT_CODES = {"AE", "AR"}
+# set/map may not touch the delimiters (MSH-1/2) nor the control ID the ACK must echo (MSH-10).
+PROTECTED_FIELDS = {("MSH", 1), ("MSH", 2), ("MSH", 10)}
 
+_MODALITY = re.compile(r"^[A-Z0-9 _]{1,16}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 Matcher = Callable[[str], bool]
 
 
+def rule_files(directory: Path | str) -> list[Path]:
+    """The rules files of a folder in evaluation order: ``*.yaml`` and ``*.yml`` sorted by file name.
+
+    Hidden files (editor lock files such as ``.#10-senders.yaml``) are ignored.
+    """
+    directory = Path(directory)
+    files = [p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+             and p.is_file()] if directory.is_dir() else []
+    return sorted(files, key=lambda p: p.name)
+
+
+def _glob(text: str) -> re.Pattern[str]:
+    """``*`` any text, ``?`` one character; everything else (``[``, ``.`` ...) is literal."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text), re.DOTALL)
+
+
 def compile_matcher(spec: Any, file: str, line: int) -> Matcher:
-    """Exact text, glob (``*``/``?``), ``re:`` regular expression, ``{not: ...}`` or a list (any of)."""
+    """Exact text, glob (``*``/``?``), ``re:`` regular expression, ``{not: ...}``, null or a list (any of)."""
     if isinstance(spec, list):
-        matchers = [compile_matcher(item, file, line) for item in spec]
+        if not spec:
+            raise YamlProblem(file, line, "an empty list never matches; remove the condition or list values")
+        matchers = [compile_matcher(item, file, line_of(spec, index, line)) for index, item in enumerate(spec)]
         return lambda value: any(m(value) for m in matchers)
     if isinstance(spec, dict):
         if set(spec) != {"not"}:
-            raise YamlProblem(file, line, f"a condition mapping may only hold 'not', got {sorted(spec)}")
-        inner = compile_matcher(spec["not"], file, line)
+            raise YamlProblem(file, line, f"a condition mapping may only hold 'not', got {sorted(map(str, spec))}")
+        inner = compile_matcher(spec["not"], file, line_of(spec, "not", line))
         return lambda value: not inner(value)
     if spec is None:
         return lambda value: value == ""
     if isinstance(spec, bool):
-        raise YamlProblem(file, line, "a condition value must be text, a list or {not: ...}, not true/false")
+        raise YamlProblem(file, line, "a condition value must be text, a list or {not: ...}, not true/false "
+                                      "(quote it: 'true')")
     text = str(spec)
     if text.startswith("re:"):
         try:
@@ -47,8 +76,8 @@ def compile_matcher(spec: Any, file: str, line: int) -> Matcher:
             raise YamlProblem(file, line, f"bad regular expression {text[3:]!r}: {exc}") from None
         return lambda value: pattern.search(value) is not None
     if "*" in text or "?" in text:
-        pattern = re.compile(fnmatch.translate(text))
-        return lambda value: pattern.match(value) is not None
+        glob = _glob(text)
+        return lambda value: glob.fullmatch(value) is not None
     return lambda value: value == text
 
 
@@ -67,6 +96,7 @@ class Rule:
     drop: str = ""
     outbound: list[str] = field(default_factory=list)
     keep_going: bool = False
+    lines: dict[str, int] = field(default_factory=dict)  # line of each rule key, for later checks
 
     def matches(self, message: Message) -> bool:
         for key, matcher in self.conditions:
@@ -76,9 +106,12 @@ class Rule:
                 value = message.version
             else:
                 value = message.get(key)
-            if not matcher(value):
+            if not matcher(value.strip()):
                 return False
         return True
+
+    def line_of(self, key: str) -> int:
+        return self.lines.get(key, self.line)
 
     @property
     def where(self) -> str:
@@ -103,6 +136,30 @@ class Decision:
         return ", ".join(self.rules)
 
 
+def _write_occurrence(message: Message, index: int, fp: FieldPath, value: str) -> None:
+    """``Message.set`` for one occurrence of the segment (``map`` translates each occurrence's own value)."""
+    d = message.delimiters
+    encoded = escape(value, d)
+    fields = message.segments[index]
+    fields.extend([""] * (fp.field + 1 - len(fields)))
+    reps = fields[fp.field].split(d.repetition) if fields[fp.field] else [""]
+    reps.extend([""] * (fp.repetition - len(reps)))
+    if not fp.component:
+        reps[fp.repetition - 1] = encoded
+    else:
+        comps = reps[fp.repetition - 1].split(d.component)
+        comps.extend([""] * (fp.component - len(comps)))
+        if fp.subcomponent:
+            subs = comps[fp.component - 1].split(d.subcomponent)
+            subs.extend([""] * (fp.subcomponent - len(subs)))
+            subs[fp.subcomponent - 1] = encoded
+            comps[fp.component - 1] = d.subcomponent.join(subs)
+        else:
+            comps[fp.component - 1] = encoded
+        reps[fp.repetition - 1] = d.component.join(comps).rstrip(d.component)
+    fields[fp.field] = d.repetition.join(reps)
+
+
 @dataclass
 class RuleSet:
     rules: list[Rule]
@@ -110,7 +167,11 @@ class RuleSet:
     files: list[str]
 
     def evaluate(self, message: Message) -> Decision:
-        """Apply ``set``/``map`` actions to ``message`` in place and return the decision."""
+        """Apply ``set``/``map`` actions to ``message`` in place and return the decision.
+
+        Later matching rules (after ``continue: true``) override ``mode``, ``profile`` and each
+        ``schedule`` key of earlier ones; ``outbound`` destinations accumulate.
+        """
         decision = Decision()
         for rule in self.rules:
             if not rule.matches(message):
@@ -119,15 +180,19 @@ class RuleSet:
             for path, value in rule.set_fields.items():
                 message.set(path, value)
             for path, table in rule.map_fields.items():
-                current = message.get(path)
-                if current in table:
-                    message.set(path, table[current])
+                fp = field_path(path)
+                for index in message.segment_indexes(fp.segment):
+                    current = message.get(fp, index).strip()
+                    if current in table:
+                        _write_occurrence(message, index, fp, table[current])
             decision.mode = rule.mode or decision.mode
             decision.profile = rule.profile or decision.profile
             decision.schedule.update(rule.schedule)
-            decision.outbound.extend(d for d in rule.outbound if d not in decision.outbound)
+            for name in rule.outbound:
+                if name not in decision.outbound:
+                    decision.outbound.append(name)
             if rule.reject:
-                decision.reject = rule.reject
+                decision.reject = dict(rule.reject)
                 decision.reject_rule = rule.name
                 break
             if rule.drop:
@@ -138,31 +203,17 @@ class RuleSet:
         return decision
 
 
-def _text(value: Any, file: str, line: int, what: str) -> str:
-    if isinstance(value, (dict, list)) or value is None:
-        raise YamlProblem(file, line, f"{what} must be a text value")
-    return str(value)
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
 
 
-def _parse_rule(raw: Any, file: str, line: int, problems: list[YamlProblem]) -> Rule | None:
-    if not isinstance(raw, LineDict):
-        problems.append(YamlProblem(file, line, "a rule must be a mapping with at least 'name' and 'when'"))
-        return None
-    start = len(problems)
-    for key in raw:
-        if key not in RULE_KEYS:
-            problems.append(YamlProblem(file, line_of(raw, key),
-                                        f"unknown rule key {key!r}; allowed: {', '.join(sorted(RULE_KEYS))}"))
-    name = raw.get("name")
-    if not name:
-        problems.append(YamlProblem(file, raw.line, "rule has no 'name'"))
-    rule = Rule(name=str(name or "?"), file=file, line=raw.line, conditions=[])
-    when = raw.get("when", {})
+def _parse_when(raw: LineDict, rule: Rule, file: str, problems: list[YamlProblem]) -> None:
+    when = raw.get("when")
     if when is None:
-        when = {}
+        return  # no conditions: the rule matches every message
     if not isinstance(when, dict):
         problems.append(YamlProblem(file, line_of(raw, "when"), "'when' must be a mapping of conditions"))
-        when = {}
+        return
     for key, spec in when.items():
         key_line = line_of(when, key)
         key = str(key)
@@ -176,88 +227,176 @@ def _parse_rule(raw: Any, file: str, line: int, problems: list[YamlProblem]) -> 
             rule.conditions.append((key, compile_matcher(spec, file, key_line)))
         except YamlProblem as problem:
             problems.append(problem)
-    try:
-        if "mode" in raw:
-            rule.mode = _text(raw["mode"], file, line_of(raw, "mode"), "mode")
-            if rule.mode not in MODES:
-                problems.append(YamlProblem(file, line_of(raw, "mode"), f"mode must be broker or filler, not {rule.mode!r}"))
-        if "profile" in raw:
-            rule.profile = _text(raw["profile"], file, line_of(raw, "profile"), "profile")
-        schedule = raw.get("schedule") or {}
-        if not isinstance(schedule, dict):
-            problems.append(YamlProblem(file, line_of(raw, "schedule"), "'schedule' must be a mapping"))
-            schedule = {}
-        for key, value in schedule.items():
-            if key not in SCHEDULE_KEYS:
-                problems.append(YamlProblem(file, line_of(schedule, key),
-                                            f"unknown schedule key {key!r}; allowed: {', '.join(sorted(SCHEDULE_KEYS))}"))
-            rule.schedule[str(key)] = _text(value, file, line_of(schedule, key), f"schedule.{key}")
-        station = rule.schedule.get("station_ae", "")
-        if len(station) > 16:
-            problems.append(YamlProblem(file, line_of(schedule, "station_ae"), "station_ae longer than 16 characters"))
-        for key, target in (("set", rule.set_fields), ("map", rule.map_fields)):
-            block = raw.get(key) or {}
-            if not isinstance(block, dict):
-                problems.append(YamlProblem(file, line_of(raw, key), f"'{key}' must be a mapping of field paths"))
+
+
+def _parse_schedule(raw: LineDict, rule: Rule, file: str, problems: list[YamlProblem]) -> None:
+    schedule = raw["schedule"]
+    if not isinstance(schedule, dict):
+        problems.append(YamlProblem(file, line_of(raw, "schedule"), "'schedule' must be a mapping"))
+        return
+    for key, value in schedule.items():
+        line = line_of(schedule, key)
+        key = str(key)
+        if key not in SCHEDULE_KEYS:
+            hint = (" (a rule cannot set the start: it comes from the message, ORC-7.4/OBR-27.4/TQ1-7, else MSH-7)"
+                    if key == "start" else "")
+            problems.append(YamlProblem(file, line, f"unknown schedule key {key!r}; allowed: "
+                                                    f"{', '.join(sorted(SCHEDULE_KEYS))}{hint}"))
+            continue
+        if not _is_text(value) or not value.strip():
+            problems.append(YamlProblem(file, line, f"schedule.{key} must be a non-empty text value"))
+            continue
+        if key == "modality":
+            if not _MODALITY.match(value):
+                problems.append(YamlProblem(file, line, f"schedule.modality {value!r}: a DICOM modality code is "
+                                                        "1-16 upper-case letters, digits, '_' or space (CT, MR ...)"))
                 continue
-            for path, value in block.items():
-                try:
-                    field_path(str(path))
-                except ValueError as exc:
-                    problems.append(YamlProblem(file, line_of(block, path), str(exc)))
-                    continue
-                if key == "map":
-                    if not isinstance(value, dict):
-                        problems.append(YamlProblem(file, line_of(block, path), "a map entry must be {from: to, ...}"))
-                        continue
-                    target[str(path)] = {str(k): str(v) for k, v in value.items()}
-                else:
-                    target[str(path)] = "" if value is None else _text(value, file, line_of(block, path), f"set.{path}")
-        if "reject" in raw:
-            reject = raw["reject"]
-            if isinstance(reject, str):
-                reject = {"code": "AE", "reason": reject}
-            if not isinstance(reject, dict) or not reject.get("reason"):
-                problems.append(YamlProblem(file, line_of(raw, "reject"), "reject needs a reason: {code: AE|AR, reason: ...}"))
-            else:
-                code = str(reject.get("code", "AE"))
-                if code not in ("AE", "AR"):
-                    problems.append(YamlProblem(file, line_of(raw, "reject"), f"reject code must be AE or AR, not {code!r}"))
-                rule.reject = {"code": code, "reason": str(reject["reason"])}
-        if "drop" in raw:
-            drop = raw["drop"]
-            rule.drop = (f"dropped by rule {rule.name}" if drop is True else "" if drop is False else str(drop))
-        if "outbound" in raw:
-            outbound = raw["outbound"]
-            outbound = [outbound] if isinstance(outbound, str) else outbound
-            if not isinstance(outbound, list):
-                problems.append(YamlProblem(file, line_of(raw, "outbound"), "outbound must be a destination name or a list"))
-            else:
-                rule.outbound = [str(d) for d in outbound]
-        if "continue" in raw:
-            if not isinstance(raw["continue"], bool):
-                problems.append(YamlProblem(file, line_of(raw, "continue"), "continue must be true or false"))
-            rule.keep_going = bool(raw["continue"])
-    except YamlProblem as problem:
-        problems.append(problem)
-    if rule.reject and rule.drop:
+        else:
+            limit = 64 if key == "location" else 16
+            if len(value) > limit:
+                problems.append(YamlProblem(file, line, f"schedule.{key} longer than {limit} characters"))
+                continue
+            if _CONTROL.search(value):
+                problems.append(YamlProblem(file, line, f"schedule.{key} may not hold '\\' or control characters"))
+                continue
+        rule.schedule[key] = value
+
+
+def _parse_field_block(raw: LineDict, key: str, rule: Rule, file: str, problems: list[YamlProblem]) -> None:
+    block = raw[key]
+    if not isinstance(block, dict):
+        problems.append(YamlProblem(file, line_of(raw, key), f"'{key}' must be a mapping of field paths"))
+        return
+    for path, value in block.items():
+        line = line_of(block, path)
+        path = str(path)
+        try:
+            fp = FieldPath.parse(path)
+        except ValueError as exc:
+            problems.append(YamlProblem(file, line, str(exc)))
+            continue
+        if (fp.segment, fp.field) in PROTECTED_FIELDS:
+            problems.append(YamlProblem(file, line, f"{key} may not change {fp.segment}-{fp.field} "
+                                                    "(delimiters and the control ID the ACK echoes)"))
+            continue
+        if key == "set":
+            if value is not None and not _is_text(value):
+                problems.append(YamlProblem(file, line, f"set.{path} must be a text value (null = empty)"))
+                continue
+            rule.set_fields[path] = value or ""
+            continue
+        if not isinstance(value, dict) or not value:
+            problems.append(YamlProblem(file, line, "a map entry must be {from: to, ...}"))
+            continue
+        table: dict[str, str] = {}
+        for source, target in value.items():
+            if target is not None and not _is_text(target):
+                problems.append(YamlProblem(file, line_of(value, source),
+                                            f"map.{path}: {source!r} must map to a text value (null = empty)"))
+                continue
+            table[str(source)] = target or ""
+        rule.map_fields[path] = table
+
+
+def _parse_reject(raw: LineDict, rule: Rule, file: str, problems: list[YamlProblem]) -> None:
+    reject = raw["reject"]
+    line = line_of(raw, "reject")
+    if _is_text(reject):
+        reject = {"code": "AE", "reason": reject}
+    if not isinstance(reject, dict) or not _is_text(reject.get("reason")) or not reject["reason"].strip():
+        problems.append(YamlProblem(file, line, "reject needs a reason: {code: AE|AR, reason: ...} or a text"))
+        return
+    for key in reject:
+        if key not in REJECT_KEYS:
+            problems.append(YamlProblem(file, line_of(reject, key, line), f"unknown reject key {key!r}; "
+                                                                          "allowed: code, reason"))
+    code = reject.get("code", "AE")
+    if code not in REJECT_CODES:
+        problems.append(YamlProblem(file, line_of(reject, "code", line), f"reject code must be AE or AR, not {code!r}"))
+        return
+    rule.reject = {"code": code, "reason": reject["reason"]}
+
+
+def _parse_rule(raw: Any, file: str, line: int, problems: list[YamlProblem]) -> Rule | None:
+    """The rule, also when it has problems (they are appended); None when it is not a mapping."""
+    if not isinstance(raw, LineDict):
+        problems.append(YamlProblem(file, line, "a rule must be a mapping with a 'name', conditions under 'when' "
+                                                "and actions"))
+        return None
+    for key in raw:
+        if key not in RULE_KEYS:
+            problems.append(YamlProblem(file, line_of(raw, key),
+                                        f"unknown rule key {key!r}; allowed: {', '.join(sorted(RULE_KEYS))}"))
+    name = raw.get("name")
+    if not _is_text(name) or not name.strip():
+        problems.append(YamlProblem(file, line_of(raw, "name"), "rule has no 'name' (a text)"))
+        name = "?"
+    rule = Rule(name=name, file=file, line=raw.line, conditions=[],
+                lines={str(key): line_of(raw, key) for key in raw})
+    _parse_when(raw, rule, file, problems)
+    if "mode" in raw:
+        mode = raw["mode"]
+        if mode not in MODES:
+            problems.append(YamlProblem(file, line_of(raw, "mode"), f"mode must be broker or filler, not {mode!r}"))
+        else:
+            rule.mode = mode
+    if "profile" in raw:
+        profile = raw["profile"]
+        if not _is_text(profile) or not profile.strip():
+            problems.append(YamlProblem(file, line_of(raw, "profile"), "profile must be a profile name"))
+        else:
+            rule.profile = profile
+    if "schedule" in raw:
+        _parse_schedule(raw, rule, file, problems)
+    for key in ("set", "map"):
+        if key in raw:
+            _parse_field_block(raw, key, rule, file, problems)
+    if "reject" in raw:
+        _parse_reject(raw, rule, file, problems)
+    if "drop" in raw:
+        drop = raw["drop"]
+        if drop is True:
+            rule.drop = f"dropped by rule {rule.name}"
+        elif _is_text(drop) and drop.strip():
+            rule.drop = drop
+        elif drop is not False:
+            problems.append(YamlProblem(file, line_of(raw, "drop"), "drop must be true, false or a reason (text)"))
+    if "outbound" in raw:
+        outbound = raw["outbound"]
+        outbound = [outbound] if _is_text(outbound) else outbound
+        if not isinstance(outbound, list) or not all(_is_text(d) and d for d in outbound):
+            problems.append(YamlProblem(file, line_of(raw, "outbound"),
+                                        "outbound must be a destination name or a list of names"))
+        else:
+            rule.outbound = list(outbound)
+    if "continue" in raw:
+        if not isinstance(raw["continue"], bool):
+            problems.append(YamlProblem(file, line_of(raw, "continue"), "continue must be true or false"))
+        rule.keep_going = raw["continue"] is True
+    if "reject" in raw and "drop" in raw and raw["drop"] is not False:
         problems.append(YamlProblem(file, raw.line, "a rule cannot both reject and drop"))
-    return rule if len(problems) == start else None
+    elif rule.keep_going and ("reject" in raw or rule.drop):
+        problems.append(YamlProblem(file, line_of(raw, "continue"),
+                                    "a rule that rejects or drops ends the evaluation; 'continue: true' cannot apply"))
+    return rule
 
 
-def load_ruleset(directory: Path | str) -> RuleSet:
-    """Load every ``*.yaml`` of ``directory``; all problems are raised together (ExceptionGroup)."""
+def load_ruleset(directory: Path | str, profile_names: set[str] | None = None) -> RuleSet:
+    """Load every ``*.yaml``/``*.yml`` of ``directory``; all problems are raised together (ExceptionGroup).
+
+    With ``profile_names``, a rule naming another profile is a problem too (reported with the others).
+    """
     directory = Path(directory)
-    problems: list[YamlProblem] = []
-    rules: list[Rule] = []
-    destinations: dict[str, Any] = {}
-    destination_lines: dict[str, tuple[str, int]] = {}
-    files = sorted(str(p) for p in directory.glob("*.yaml")) + sorted(str(p) for p in directory.glob("*.yml"))
     if not directory.is_dir():
         raise ExceptionGroup("rules folder missing", [YamlProblem(str(directory), 0, "rules folder does not exist")])
+    problems: list[YamlProblem] = []
+    rules: list[Rule] = []  # every parsed rule: names of destinations and profiles are checked in all of them
+    destinations: dict[str, Any] = {}
+    destination_lines: dict[str, tuple[str, int]] = {}
+    files = [str(p) for p in rule_files(directory)]
     for file in files:
         try:
-            data = load_yaml(file)
+            data = load_yaml(file, text_scalars=True)
         except YamlProblem as problem:
             problems.append(problem)
             continue
@@ -269,17 +408,24 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         for key in data:
             if key not in ("rules", "destinations"):
                 problems.append(YamlProblem(file, line_of(data, key), f"unknown top-level key {key!r}; use 'rules' or 'destinations'"))
-        block = data.get("destinations") or {}
+        block = data.get("destinations")
+        if block is None:
+            block = {}
         if not isinstance(block, dict):
             problems.append(YamlProblem(file, line_of(data, "destinations"), "'destinations' must be a mapping"))
             block = {}
         for name, spec in block.items():
+            line = line_of(block, name)
+            name = str(name)
             if name in destinations:
                 other = destination_lines[name]
-                problems.append(YamlProblem(file, line_of(block, name), f"destination {name!r} already defined at {other[0]}:{other[1]}"))
-            destinations[str(name)] = spec
-            destination_lines[str(name)] = (file, line_of(block, name))
-        entries = data.get("rules") or []
+                problems.append(YamlProblem(file, line, f"destination {name!r} already defined at {other[0]}:{other[1]}"))
+                continue
+            destinations[name] = spec
+            destination_lines[name] = (file, line)
+        entries = data.get("rules")
+        if entries is None:
+            continue
         if not isinstance(entries, LineList):
             problems.append(YamlProblem(file, line_of(data, "rules"), "'rules' must be a list"))
             continue
@@ -290,13 +436,17 @@ def load_ruleset(directory: Path | str) -> RuleSet:
     for rule in rules:
         for name in rule.outbound:
             if name not in destinations:
-                problems.append(YamlProblem(rule.file, rule.line, f"rule {rule.name!r} names unknown destination {name!r}"))
+                problems.append(YamlProblem(rule.file, rule.line_of("outbound"),
+                                            f"rule {rule.name!r} names unknown destination {name!r}"))
+    if profile_names is not None:
+        problems.extend(check_profiles(RuleSet(rules, destinations, files), profile_names))
     if problems:
         raise ExceptionGroup(f"{len(problems)} problem(s) in {directory}", problems)
-    return RuleSet(rules, destinations, files)
+    return RuleSet(rules, destinations, files)  # no problem at all: every rule is complete
 
 
 def check_profiles(ruleset: RuleSet, profile_names: set[str]) -> list[YamlProblem]:
-    """Rules that name a profile that does not exist."""
-    return [YamlProblem(rule.file, rule.line, f"rule {rule.name!r} names unknown profile {rule.profile!r}")
+    """Rules that name a profile that does not exist (reported at the rule's ``profile:`` line)."""
+    return [YamlProblem(rule.file, rule.line_of("profile"), f"rule {rule.name!r} names unknown profile {rule.profile!r}"
+                        + (f"; known: {', '.join(sorted(profile_names))}" if profile_names else ""))
             for rule in ruleset.rules if rule.profile and rule.profile not in profile_names]

@@ -1,12 +1,17 @@
-"""Hot reload of ``routes/``: a broken edit is refused with file:line:reason, the last good rules stay."""
+"""Hot reload of ``routes/``: a broken edit is refused with file:line:reason, the last good rules stay.
+
+The folder is fingerprinted by file name and content hash (not modification time: two same-size edits in
+one timestamp tick, or a copy that keeps the old mtime, must not be missed).  The profiles are not
+reloaded: a rule may only name a profile the engine loaded at start.
+"""
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 from pathlib import Path
 
 from ..yamlfile import YamlProblem
-from .ruleset import RuleSet, check_profiles, load_ruleset
+from .ruleset import RuleSet, load_ruleset, rule_files
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +26,7 @@ def problems_of(group: BaseException) -> list[YamlProblem]:
 
 def load_checked(directory: Path | str, profile_names: set[str]) -> RuleSet:
     """Load the rules and check them against the known profiles; problems raised as ExceptionGroup."""
-    ruleset = load_ruleset(directory)
-    missing = check_profiles(ruleset, profile_names)
-    if missing:
-        raise ExceptionGroup(f"{len(missing)} problem(s)", missing)
-    return ruleset
+    return load_ruleset(directory, profile_names)
 
 
 class RulesHolder:
@@ -41,18 +42,22 @@ class RulesHolder:
     def __call__(self) -> RuleSet:
         return self.current
 
-    def _scan(self) -> tuple[tuple[str, int, int], ...]:
+    def _scan(self) -> tuple[tuple[str, str], ...]:
         entries = []
-        for path in sorted(self.directory.glob("*.y*ml")):
+        for path in rule_files(self.directory):
             try:
-                stat = os.stat(path)
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
             except OSError:
-                continue
-            entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+                digest = "unreadable"
+            entries.append((path.name, digest))
         return tuple(entries)
 
     def reload_if_changed(self) -> bool:
-        """Reload when a file changed; returns True when new rules are in force."""
+        """Reload when a file changed, was added or removed; returns True when new rules are in force.
+
+        A refused edit is not retried until the folder changes again; its problems stay in
+        ``last_problems`` (and in the log) and the previous rules stay in force.
+        """
         fingerprint = self._scan()
         if fingerprint == self._fingerprint:
             return False

@@ -221,3 +221,11 @@ def update_step(txn: Transaction, step_ref: int, values: dict[str, Any]) -> None
 def add_order_history(txn: Transaction, order_ref: int, kind: str, detail: str, journal_ref: int | None) -> None:
     txn.execute("INSERT INTO order_history (order_ref, at, kind, detail, journal_ref) VALUES (?, ?, ?, ?, ?)",
                 (order_ref, now_iso(), kind, detail, journal_ref))
+
+
+# -- domain events --------------------------------------------------------------------------
+def record_event(txn: Transaction, kind: str, subject: str, detail: str, order_ref: int | None = None,
+                 journal_ref: int | None = None) -> None:
+    """Keep a domain event (order.scheduled, mpps.completed ...) for the outbound side to turn into messages."""
+    txn.execute("INSERT INTO events (at, kind, subject, detail, order_ref, journal_ref) VALUES (?, ?, ?, ?, ?, ?)",
+                (now_iso(), kind, subject, detail, order_ref, journal_ref))

@@ -211,6 +211,16 @@ MIGRATIONS.append([
     )""",
     "CREATE INDEX commitments_transaction ON commitments (transaction_uid)",
     "CREATE INDEX commitments_status ON commitments (status, next_attempt_at)",
+    """CREATE TABLE events (
+        id {pk},
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '',
+        order_ref INTEGER REFERENCES orders (id),
+        journal_ref INTEGER REFERENCES journal (id)
+    )""",
+    "CREATE INDEX events_kind ON events (kind, id)",
 ])
 
 LATEST_VERSION = len(MIGRATIONS)

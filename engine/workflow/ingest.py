@@ -193,6 +193,7 @@ class Ingestor:
         for request in requests:
             events.extend(orders.apply_order(txn, request, ctx))
         for event in events:
+            repo.record_event(txn, event.kind, event.subject, event.detail, journal_ref=journal_id)
             log.info("%s accession %s (message %s)", event.kind, event.subject, message.control_id)
         return events
 

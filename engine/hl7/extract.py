@@ -6,7 +6,7 @@ location.  It writes nothing; the workflow does that.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..domain.model import (OrderRequest, PatientData, PatientIdentity, Problem, ProcedureRequest, Rejection,
                             StepRequest)
@@ -74,7 +74,9 @@ def _split_start(value: str) -> tuple[str, str]:
     return date, time
 
 
-def order_requests(message: Message, profile: Profile, decision: Decision) -> list[OrderRequest]:
+def order_requests(message: Message, profile: Profile, decision: Decision,
+                   schedule_for: Callable[[StepContext], dict[str, str]] | None = None) -> list[OrderRequest]:
+    """The orders of a message; ``schedule_for`` routes each step by its own fields (else the message's)."""
     groups = profile.groups(message)
     if not groups:
         raise Rejection(Problem.SEGMENT_SEQUENCE, f"{profile.order_group_segment} segment missing",
@@ -109,9 +111,10 @@ def order_requests(message: Message, profile: Profile, decision: Decision) -> li
                 step_attributes = profile.step_attributes(context)
             except MappingError as exc:
                 raise Rejection(Problem.BAD_VALUE, exc.reason, exc.path) from None
+            schedule = schedule_for(context) if schedule_for is not None else decision.schedule
             for key, keyword in SCHEDULE_TO_KEYWORD.items():
-                if decision.schedule.get(key):
-                    step_attributes[keyword] = decision.schedule[key]
+                if schedule.get(key):
+                    step_attributes[keyword] = schedule[key]
             accession = request_attributes.pop("AccessionNumber", "")
             rp_id = request_attributes.pop("RequestedProcedureID", "")
             study_uid = request_attributes.pop("StudyInstanceUID", "")

@@ -98,14 +98,15 @@ class Rule:
     keep_going: bool = False
     lines: dict[str, int] = field(default_factory=dict)  # line of each rule key, for later checks
 
-    def matches(self, message: Message) -> bool:
+    def matches(self, message: Message, lookup: Callable[[str], str] | None = None) -> bool:
+        """Whether every condition holds; ``lookup`` reads field paths in a narrower scope (one order step)."""
         for key, matcher in self.conditions:
             if key == "message":
                 value = message.message_code
             elif key == "version":
                 value = message.version
             else:
-                value = message.get(key)
+                value = lookup(key) if lookup is not None else message.get(key)
             if not matcher(value.strip()):
                 return False
         return True
@@ -201,6 +202,22 @@ class RuleSet:
             if not rule.keep_going:
                 break
         return decision
+
+
+    def schedule_for(self, message: Message, lookup: Callable[[str], str]) -> dict[str, str]:
+        """The ``schedule`` actions of the rules matching one order step, whose fields ``lookup`` reads.
+
+        A message may hold several orders (one CT, one CR): each is routed by its own OBR/IPC fields.
+        ``set``/``map``/``reject``/``drop`` were applied once for the whole message by ``evaluate``.
+        """
+        schedule: dict[str, str] = {}
+        for rule in self.rules:
+            if not rule.matches(message, lookup):
+                continue
+            schedule.update(rule.schedule)
+            if rule.reject or rule.drop or not rule.keep_going:
+                break
+        return schedule
 
 
 def _is_text(value: Any) -> bool:

@@ -182,7 +182,9 @@ class Ingestor:
                 priors = extract.patient_identities(message, "MRG-1", hl7.primary_issuer)
                 prior = priors[0] if priors else None
             return registration.register(txn, message.trigger_event, patient, prior, journal_id, hl7.strict_merged_ids)
-        requests = extract.order_requests(message, profile, decision)
+        rules = self.rules()
+        requests = extract.order_requests(message, profile, decision,
+                                          lambda context: rules.schedule_for(message, context.value))
         patient_ref = registration.upsert_patient(txn, patient, journal_id, hl7.strict_merged_ids,
                                                   cause=message.message_code)
         ctx = orders.OrderContext(patient_ref=patient_ref, sending_application=message.get("MSH-3.1"),

@@ -182,8 +182,6 @@ def test_day_v231_is_accepted_and_builds_the_expected_worklist(start_engine) -> 
     assert "BAUMGÄRTNER^JÜRGEN  born 19610722" in swf(engine, "patients", "PAT20001")
 
 
-@pytest.mark.xfail(strict=True, reason="routing rules are evaluated once per message on the first OBR-24: the "
-                   "second order of a two-order ORM (US + CR) is scheduled as US on US1_AE")
 def test_day_v231_two_orders_in_one_message_are_routed_by_their_own_modality(start_engine) -> None:
     engine = start_engine()
     done = replay(engine, DAY_V231)

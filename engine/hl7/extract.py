@@ -85,7 +85,7 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
     # ORC/OBR pairs with the same order numbers are one order with several steps (RAD-4 v2.3.1 layout).
     requests: dict[tuple[str, str, str, str], tuple[OrderRequest, dict[tuple[str, ...], ProcedureRequest]]] = {}
     for group in groups:
-        top = StepContext(message, group, None)
+        top = StepContext(message, group, None, groups[0].start)
         control = top.value(profile.order_control).upper()
         if not control:
             raise Rejection(Problem.REQUIRED_MISSING, "ORC-1 Order Control is empty", profile.order_control)

@@ -55,6 +55,7 @@ class StepContext:
     message: Message
     group: range
     step_index: int | None
+    header_end: int = -1  # first segment of the first order group; -1 for the whole-message context
     _cache: dict[str, list[int]] = field(default_factory=dict)
 
     def occurrences(self, segment: str) -> list[int]:
@@ -72,8 +73,14 @@ class StepContext:
                 after = [i for i in in_group if i > self.step_index]
                 before = [i for i in in_group if i < self.step_index]
                 result = after + before[::-1]
+            elif in_group:
+                result = in_group
+            elif self.header_end >= 0:
+                # Outside its group an order only sees the message header part (PID, PV1, AL1 ...), never
+                # another order's segments, and never an NTE (an NTE there is a patient note).
+                result = [] if segment == "NTE" else [i for i in indexes if i < self.header_end]
             else:
-                result = in_group or indexes
+                result = indexes
         self._cache[segment] = result
         return result
 
@@ -113,9 +120,10 @@ class Profile:
 
     def step_contexts(self, message: Message, group: range) -> list[StepContext]:
         indexes = [i for i in message.segment_indexes(self.step_segment) if i in group]
+        header_end = message.segment_indexes(self.order_group_segment)[0]
         if not indexes:
-            return [StepContext(message, group, None)]
-        return [StepContext(message, group, index) for index in indexes]
+            return [StepContext(message, group, None, header_end)]
+        return [StepContext(message, group, index, header_end) for index in indexes]
 
     def patient_attributes(self, message: Message) -> dict[str, Any]:
         return self._apply(self.patient, StepContext(message, range(len(message.segments)), None))

@@ -270,3 +270,16 @@ def test_duplicate_window_is_configurable(pipeline: Pipeline) -> None:
     assert again.status == "applied"
     kinds = [r["kind"] for r in pipeline.read("SELECT kind FROM order_history ORDER BY id")]
     assert "NW used as update" in kinds
+
+
+def test_order_without_own_nte_does_not_take_the_patient_note(pipeline: Pipeline) -> None:
+    message = hl7(MSH_ORM.format(app="RIS", cid="N1"), PID, "NTE|1||patient is deaf",
+                  "ORC|NW|PN1^HIS|F-PN1^RIS||SC||1^once^^20250304100000^^R",
+                  "OBR|1|PN1^HIS|F-PN1^RIS|CT1^CT head^99RAD||||||||||||||ACCN1|RPN1|SPSN1||||CT",
+                  "ORC|NW|PN2^HIS|F-PN2^RIS||SC||1^once^^20250304110000^^R",
+                  "OBR|1|PN2^HIS|F-PN2^RIS|CT2^CT neck^99RAD||||||||||||||ACCN2|RPN2|SPSN2||||CT",
+                  "NTE|1||contrast allergy suspected")
+    assert pipeline.send(message).ack_code == "AA"
+    comments = {row["accession_number"]: json.loads(row["attributes"]).get("RequestedProcedureComments")
+                for row in pipeline.read("SELECT accession_number, attributes FROM requested_procedures")}
+    assert comments == {"ACCN1": None, "ACCN2": ["contrast allergy suspected"]}

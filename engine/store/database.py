@@ -62,7 +62,9 @@ def _pyformat(text: str) -> str:
     return _SQL_TOKENS.sub(replace, text)
 
 
-SQLITE = Dialect("sqlite", "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", "?")
+# Plain INTEGER PRIMARY KEY (no AUTOINCREMENT): AUTOINCREMENT writes sqlite_sequence on every insert, and
+# the engine never deletes the newest row of a table whose ids must not come back.
+SQLITE = Dialect("sqlite", "INTEGER PRIMARY KEY", "BLOB", "?")
 POSTGRES = Dialect("postgresql", "BIGSERIAL PRIMARY KEY", "BYTEA", "%s")
 
 

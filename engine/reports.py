@@ -86,3 +86,107 @@ def journal_list(txn: Transaction, status: str | None, limit: int) -> list[dict[
 
 def journal_entry(txn: Transaction, journal_id: int) -> dict[str, Any] | None:
     return txn.one("SELECT * FROM journal WHERE id = ?", (journal_id,))
+
+
+# -- storage commitment (swf commitments) ------------------------------------------------------------
+def commitment_list(txn: Transaction, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """The latest storage commitment requests with their reference and failure counts."""
+    where, params = ("WHERE status = ?", [status]) if status else ("", [])
+    rows = txn.query(f"SELECT * FROM commitments {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+    for row in rows:
+        request, result = repo.loads(row["request"]), repo.loads(row["result"])
+        row["references"] = len(request.get("references", []))
+        row["committed"] = len(result.get("committed", [])) if result else None
+        row["failed"] = len(result.get("failed", [])) if result else None
+    return rows
+
+
+def commitment_detail(txn: Transaction, transaction_uid: str) -> list[dict[str, Any]]:
+    """Every request made with this Transaction UID (a duplicate is its own request), oldest first, with
+    each reference's outcome and the accessions its instances are linked to."""
+    rows = txn.query("SELECT * FROM commitments WHERE transaction_uid = ? ORDER BY id", (transaction_uid,))
+    for row in rows:
+        request, result = repo.loads(row["request"]), repo.loads(row["result"])
+        outcomes = {entry["sop_instance_uid"]: entry for entry in result.get("committed", []) + result.get("failed", [])}
+        references = []
+        for reference in request.get("references", []):
+            outcome = outcomes.get(reference["sop_instance_uid"])
+            instance = txn.one(
+                "SELECT i.sop_class_uid, r.accession_number FROM instances i"
+                " LEFT JOIN requested_procedures r ON r.id = i.requested_procedure_ref WHERE i.sop_instance_uid = ?",
+                (reference["sop_instance_uid"],))
+            references.append({**reference,
+                               "outcome": None if outcome is None else outcome.get("failure_reason", 0),
+                               "why": (outcome or {}).get("why", ""),
+                               "accession_number": (instance or {}).get("accession_number") or ""})
+        row["request"], row["result"], row["references"] = request, result, references
+    return rows
+
+
+# -- performed procedure steps (MPPS) -------------------------------------------------------------------
+def _performed_step_links(txn: Transaction, performed_ref: int) -> list[dict[str, Any]]:
+    return txn.query(
+        "SELECT r.accession_number, r.requested_procedure_id, s.sps_id, s.status, s.modality, r.order_ref"
+        " FROM performed_step_links l JOIN scheduled_steps s ON s.id = l.step_ref"
+        " JOIN requested_procedures r ON r.id = s.requested_procedure_ref WHERE l.performed_step_ref = ?"
+        " ORDER BY s.id", (performed_ref,))
+
+
+def performed_step_list(txn: Transaction, limit: int, unscheduled_only: bool = False) -> list[dict[str, Any]]:
+    """The latest performed steps (MPPS), each with the accessions and scheduled steps it is linked to."""
+    where = "WHERE unscheduled = 1" if unscheduled_only else ""
+    rows = txn.query(
+        "SELECT id, sop_instance_uid, status, pps_id, performed_station_ae_title, calling_ae_title,"
+        f" study_instance_uid, unscheduled, created_at, updated_at FROM performed_steps {where}"
+        " ORDER BY id DESC LIMIT ?", (limit,))
+    for row in rows:
+        row["steps"] = _performed_step_links(txn, row["id"])
+        row["accessions"] = sorted({step["accession_number"] for step in row["steps"]})
+    return rows
+
+
+def mpps_summary(dataset: bytes) -> dict[str, Any]:
+    """The attributes an operator looks at first, read from a stored MPPS dataset (Part 10 bytes)."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    ds = dcmread(BytesIO(bytes(dataset)))
+    series = ds.get("PerformedSeriesSequence") or []
+    reasons = ds.get("PerformedProcedureStepDiscontinuationReasonCodeSequence") or []
+    return {
+        "PatientID": str(ds.get("PatientID", "")),
+        "PatientName": str(ds.get("PatientName", "")),
+        "Modality": str(ds.get("Modality", "")),
+        "Description": str(ds.get("PerformedProcedureStepDescription", "")),
+        "Start": f"{ds.get('PerformedProcedureStepStartDate', '')} {ds.get('PerformedProcedureStepStartTime', '')}".strip(),
+        "End": f"{ds.get('PerformedProcedureStepEndDate', '') or ''} {ds.get('PerformedProcedureStepEndTime', '') or ''}".strip(),
+        "Series": len(series),
+        "Images": sum(len(item.get("ReferencedImageSequence") or []) for item in series),
+        "Reason": "; ".join(f"{item.get('CodeValue', '')} {item.get('CodeMeaning', '')}".strip() for item in reasons),
+        "Dataset": ds,
+    }
+
+
+def performed_step_detail(txn: Transaction, uid_or_pps_id: str) -> dict[str, Any] | None:
+    """One performed step by SOP Instance UID (else the latest with this PPS ID), with links and versions."""
+    row = txn.one("SELECT * FROM performed_steps WHERE sop_instance_uid = ?", (uid_or_pps_id,))
+    if row is None:
+        row = txn.one("SELECT * FROM performed_steps WHERE pps_id = ? ORDER BY id DESC LIMIT 1", (uid_or_pps_id,))
+    if row is None:
+        return None
+    return {
+        "step": row,
+        "steps": _performed_step_links(txn, row["id"]),
+        "versions": txn.query("SELECT at, operation, status FROM performed_step_versions WHERE performed_step_ref = ?"
+                              " ORDER BY id", (row["id"],)),
+        "summary": mpps_summary(row["dataset"]),
+    }
+
+
+def outbox_list(txn: Transaction, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """Outbox messages: pending by default, or those with ``status`` (dead, delivered, discarded, all)."""
+    where, params = ("", []) if status == "all" else ("WHERE status = ?", [status or "pending"])
+    return txn.query(
+        "SELECT id, destination, created_at, kind, control_id, accession_number, status, attempts, rejections,"
+        f" next_attempt_at, last_error, delivered_at FROM outbox {where} ORDER BY id LIMIT ?", [*params, limit])

@@ -13,6 +13,7 @@ Both support anchors, aliases and ``<<`` merge keys; a key written twice in one 
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,26 @@ _LineLoader.add_constructor("tag:yaml.org,2002:map", _LineLoader.construct_mappi
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _LineLoader.construct_sequence)
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_environment(text: str) -> str:
+    """``${NAME}`` / ``${NAME:-default}`` -> the environment's value (empty, or the default, when unset)."""
+    return _ENV_REFERENCE.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), text)
+
+
 class _TextLoader(_LineLoader):
-    """Plain scalars stay text; only true/false, null and the ``<<`` merge key are resolved."""
+    """Plain scalars stay text; only true/false, null and the ``<<`` merge key are resolved.
+
+    String values may name environment variables (``${NAME}``, ``${NAME:-default}``), so one rules set
+    serves test and production.
+    """
 
     yaml_implicit_resolvers: dict = {}
+
+    def construct_scalar(self, node: yaml.ScalarNode) -> Any:  # type: ignore[override]
+        value = super().construct_scalar(node)
+        return expand_environment(value) if isinstance(value, str) and "${" in value else value
 
 
 _TextLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),

@@ -14,6 +14,7 @@ import pytest
 
 from engine.config import Config
 from engine.hl7.profiles import load_profiles
+from engine.outbound.dispatch import EventDispatcher
 from engine.rules.ruleset import load_ruleset
 from engine.store.database import Store
 from engine.workflow.ingest import IngestResult, Ingestor, Received
@@ -51,7 +52,9 @@ def make_pipeline(tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
         store = Store(config.database)
         stores.append(store)
         ruleset = load_ruleset(routes or ROOT / "routes")
-        ingestor = Ingestor(config, load_profiles(ROOT / "profiles"), lambda: ruleset)
+        profiles = load_profiles(ROOT / "profiles")
+        ingestor = Ingestor(config, profiles, lambda: ruleset)
+        store.before_commit.append(EventDispatcher(lambda: ruleset, profiles, ingestor.identity))
         return Pipeline(store, ingestor, config)
 
     yield factory
@@ -114,7 +117,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     processes: list[EngineProcess] = []
 
     def start(*extra: str, routes: Path | None = None, data_dir: Path | None = None,
-              allow_any_ae: bool = True) -> EngineProcess:
+              allow_any_ae: bool = True, env: dict[str, str] | None = None) -> EngineProcess:
         mllp_port, http_port, dicom_port = free_port(), free_port(), free_port()
         data_dir = data_dir or tmp_path / "var"
         log_path = tmp_path / f"engine-{len(processes)}.log"
@@ -123,7 +126,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
                    str(mllp_port), "--http-port", str(http_port), "--dicom-port", str(dicom_port),
                    "--routes", str(routes), *(["--allow-any-ae"] if allow_any_ae else []), *extra]
         process = subprocess.Popen(command, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         engine = EngineProcess(process, mllp_port, http_port, dicom_port, data_dir, log_path, routes)
         processes.append(engine)
         wait_for_port(mllp_port, process)

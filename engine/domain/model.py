@@ -87,3 +87,4 @@ class DomainEvent:
     kind: str              # order.scheduled, order.changed, order.cancelled, patient.merged ...
     subject: str           # accession number or patient ID
     detail: str = ""
+    order_ref: int | None = None  # the order it concerns, so the outbound side can describe it

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..hl7.message import FieldPath, Message, escape, field_path
+from ..outbound.destinations import Destination, parse_destination
 from ..yamlfile import LineDict, LineList, YamlProblem, line_of, load_yaml
 
 RULE_KEYS = {"name", "when", "mode", "profile", "schedule", "set", "map", "reject", "drop", "outbound", "continue"}
@@ -164,7 +165,7 @@ def _write_occurrence(message: Message, index: int, fp: FieldPath, value: str) -
 @dataclass
 class RuleSet:
     rules: list[Rule]
-    destinations: dict[str, Any]
+    destinations: dict[str, Destination]
     files: list[str]
 
     def evaluate(self, message: Message) -> Decision:
@@ -438,7 +439,11 @@ def load_ruleset(directory: Path | str, profile_names: set[str] | None = None) -
                 other = destination_lines[name]
                 problems.append(YamlProblem(file, line, f"destination {name!r} already defined at {other[0]}:{other[1]}"))
                 continue
-            destinations[name] = spec
+            try:
+                destinations[name] = parse_destination(name, spec, file, line)
+            except YamlProblem as problem:
+                problems.append(problem)
+                continue
             destination_lines[name] = (file, line)
         entries = data.get("rules")
         if entries is None:

@@ -182,6 +182,11 @@ class Store:
         self._writer_lock = threading.Lock()
         self._closed = False
         self.batches_committed = 0
+        # Run inside every write transaction after its work, before COMMIT (e.g. turning new domain events
+        # into outbox messages, so both commit together).  Each runs in its own savepoint.
+        self.before_commit: list[Callable[[Transaction], None]] = []
+        # Run on the writer thread after each successful COMMIT (e.g. waking the outbox delivery).
+        self.after_commit: list[Callable[[], None]] = []
         self._write_connection = self._connect()
         try:
             self._migrate()
@@ -344,8 +349,19 @@ class Store:
                         outcomes.append((future, work(txn), None))
                 except Exception as exc:  # the work's own effects are rolled back; others stay
                     outcomes.append((future, None, exc))
+            for hook in self.before_commit:
+                try:
+                    with txn.savepoint():
+                        hook(txn)
+                except Exception:  # a hook's trouble must not cost the batch: its own work is undone
+                    log.exception("before-commit hook %s failed; the batch commits without it", hook)
             connection.cursor().execute("COMMIT")
             self.batches_committed += 1
+            for notify in self.after_commit:
+                try:
+                    notify()
+                except Exception:  # noqa: BLE001 - a notification must not undo a commit
+                    log.exception("after-commit hook %s failed", notify)
         except Exception as exc:
             log.exception("store commit failed; %d pending writes are not acknowledged", len(batch))
             try:

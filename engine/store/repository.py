@@ -153,12 +153,12 @@ def find_order(txn: Transaction, placer_order_number: str, filler_order_number: 
 
 
 def insert_order(txn: Transaction, patient_ref: int, placer: str, filler: str, sending_application: str,
-                 mode: str, visit_number: str) -> int:
+                 mode: str, visit_number: str, outbound: tuple[str, ...] = ()) -> int:
     stamp = now_iso()
     return txn.insert(
         "INSERT INTO orders (patient_ref, placer_order_number, filler_order_number, sending_application,"
-        " deployment_mode, visit_number, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (patient_ref, placer, filler, sending_application, mode, visit_number, stamp, stamp))
+        " deployment_mode, visit_number, outbound, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (patient_ref, placer, filler, sending_application, mode, visit_number, " ".join(outbound), stamp, stamp))
 
 
 def touch_order(txn: Transaction, order_ref: int) -> None:
@@ -230,7 +230,12 @@ def add_order_history(txn: Transaction, order_ref: int, kind: str, detail: str, 
 
 # -- domain events --------------------------------------------------------------------------
 def record_event(txn: Transaction, kind: str, subject: str, detail: str, order_ref: int | None = None,
-                 journal_ref: int | None = None) -> None:
-    """Keep a domain event (order.scheduled, mpps.completed ...) for the outbound side to turn into messages."""
-    txn.execute("INSERT INTO events (at, kind, subject, detail, order_ref, journal_ref) VALUES (?, ?, ?, ?, ?, ?)",
-                (now_iso(), kind, subject, detail, order_ref, journal_ref))
+                 journal_ref: int | None = None, destinations: tuple[str, ...] | list[str] = ()) -> None:
+    """Keep a domain event (order.scheduled, mpps.completed ...) for the outbound side to turn into messages.
+
+    ``destinations`` are those the rules named for the message that caused it; without them the event
+    goes where its order reports to (``orders.outbound``).  The outbox is filled before the same commit.
+    """
+    txn.execute("INSERT INTO events (at, kind, subject, detail, order_ref, journal_ref, destinations)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (now_iso(), kind, subject, detail, order_ref, journal_ref, " ".join(destinations)))

@@ -221,6 +221,54 @@ MIGRATIONS.append([
         journal_ref INTEGER REFERENCES journal (id)
     )""",
     "CREATE INDEX events_kind ON events (kind, id)",
+    # Q/R (RAD-11) matching columns of the required study-level keys, and what else the index needs
+    "ALTER TABLE instances ADD COLUMN study_time TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE instances ADD COLUMN study_id TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE instances ADD COLUMN referring_physician_norm TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX instances_patient_name ON instances (patient_name_norm)",
+    "CREATE INDEX instances_study_date ON instances (study_date)",
+    "CREATE INDEX instances_procedure ON instances (requested_procedure_ref)",
+    # series a presentation state references (RAD-9: a PS is returned with the study it annotates)
+    """CREATE TABLE instance_references (
+        instance_ref INTEGER NOT NULL REFERENCES instances (id),
+        series_instance_uid TEXT NOT NULL
+    )""",
+    "CREATE INDEX instance_references_series ON instance_references (series_instance_uid)",
+    "CREATE INDEX instance_references_instance ON instance_references (instance_ref)",
+    # instances or series withdrawn from Q/R (MPPS discontinued 110514), also those not received yet
+    """CREATE TABLE hidden_references (
+        uid TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        performed_step_ref INTEGER REFERENCES performed_steps (id),
+        at TEXT NOT NULL
+    )""",
+    "CREATE INDEX hidden_references_uid ON hidden_references (uid)",
+])
+
+MIGRATIONS.append([
+    # 3: outbound: which destinations an order reports to, event dispatch state, the durable outbox
+    "ALTER TABLE orders ADD COLUMN outbound TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE events ADD COLUMN destinations TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE events ADD COLUMN dispatched INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX events_undispatched ON events (dispatched, id)",
+    """CREATE TABLE outbox (
+        id {pk},
+        destination TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        event_ref INTEGER REFERENCES events (id),
+        kind TEXT NOT NULL,
+        control_id TEXT NOT NULL,
+        accession_number TEXT NOT NULL DEFAULT '',
+        message {blob} NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        rejections INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        ack {blob},
+        delivered_at TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX outbox_queue ON outbox (destination, status, id)",
 ])
 
 LATEST_VERSION = len(MIGRATIONS)

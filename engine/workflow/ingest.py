@@ -181,7 +181,12 @@ class Ingestor:
             if message.trigger_event in registration.MERGE:
                 priors = extract.patient_identities(message, "MRG-1", hl7.primary_issuer)
                 prior = priors[0] if priors else None
-            return registration.register(txn, message.trigger_event, patient, prior, journal_id, hl7.strict_merged_ids)
+            events = registration.register(txn, message.trigger_event, patient, prior, journal_id,
+                                           hl7.strict_merged_ids)
+            for event in events:
+                repo.record_event(txn, event.kind, event.subject, event.detail, journal_ref=journal_id,
+                                  destinations=decision.outbound)
+            return events
         rules = self.rules()
         requests = extract.order_requests(message, profile, decision,
                                           lambda context: rules.schedule_for(message, context.value))
@@ -190,12 +195,13 @@ class Ingestor:
         ctx = orders.OrderContext(patient_ref=patient_ref, sending_application=message.get("MSH-3.1"),
                                   mode=decision.mode or self.config.orders.default_mode,
                                   visit_number=patient.visit_number, journal_ref=journal_id,
-                                  config=self.config.orders)
+                                  config=self.config.orders, outbound=tuple(decision.outbound))
         events: list[DomainEvent] = []
         for request in requests:
             events.extend(orders.apply_order(txn, request, ctx))
         for event in events:
-            repo.record_event(txn, event.kind, event.subject, event.detail, journal_ref=journal_id)
+            repo.record_event(txn, event.kind, event.subject, event.detail, event.order_ref, journal_id,
+                              decision.outbound)
             log.info("%s accession %s (message %s)", event.kind, event.subject, message.control_id)
         return events
 

@@ -38,6 +38,7 @@ class OrderContext:
     visit_number: str
     journal_ref: int | None
     config: OrdersConfig
+    outbound: tuple[str, ...] = ()  # destinations the matching rules named; kept with a new order
 
 
 def apply_order(txn: Transaction, request: OrderRequest, ctx: OrderContext) -> list[DomainEvent]:
@@ -132,7 +133,7 @@ def _create(txn: Transaction, request: OrderRequest, ctx: OrderContext, status: 
     if not filler and ctx.mode == "filler":
         filler = identifiers.filler_order_number(txn, ctx.config)
     order_ref = repo.insert_order(txn, ctx.patient_ref, request.placer_order_number, filler,
-                                  ctx.sending_application, ctx.mode, ctx.visit_number)
+                                  ctx.sending_application, ctx.mode, ctx.visit_number, ctx.outbound)
     repo.add_order_history(txn, order_ref, f"order {request.control}",
                            f"placer {request.placer_order_number or '-'} filler {filler or '-'} ({ctx.mode} mode)",
                            ctx.journal_ref)
@@ -143,7 +144,8 @@ def _create(txn: Transaction, request: OrderRequest, ctx: OrderContext, status: 
             accession = identifiers.accession_number(txn, ctx.config)
         _fill_identifiers(txn, procedure, index, accession, ctx.config)
         _insert_procedure(txn, order_ref, procedure, status, request, ctx)
-        events.append(DomainEvent("order.scheduled", procedure.accession_number, procedure.study_instance_uid))
+        events.append(DomainEvent("order.scheduled", procedure.accession_number, procedure.study_instance_uid,
+                                   order_ref))
     return events
 
 
@@ -169,7 +171,8 @@ def _update(txn: Transaction, order: dict[str, Any], request: OrderRequest, ctx:
             accession = procedure.accession_number or identifiers.accession_number(txn, ctx.config)
             _fill_identifiers(txn, procedure, index, accession, ctx.config)
             _insert_procedure(txn, order["id"], procedure, StepStatus.SCHEDULED, request, ctx)
-            events.append(DomainEvent("order.scheduled", procedure.accession_number, procedure.study_instance_uid))
+            events.append(DomainEvent("order.scheduled", procedure.accession_number, procedure.study_instance_uid,
+                                      order["id"]))
             continue
         attributes = repo.loads(row["attributes"])
         attributes.update(procedure.attributes)
@@ -177,7 +180,7 @@ def _update(txn: Transaction, order: dict[str, Any], request: OrderRequest, ctx:
         steps = repo.steps_of_procedure(txn, row["id"])
         for number, step in enumerate(procedure.steps, len(steps) + 1):
             _update_step(txn, order["id"], row, steps, step, number, request, ctx)
-        events.append(DomainEvent("order.changed", row["accession_number"], request.control))
+        events.append(DomainEvent("order.changed", row["accession_number"], request.control, order["id"]))
     repo.touch_order(txn, order["id"])
     return events
 
@@ -240,4 +243,28 @@ def _change_all_steps(txn: Transaction, order: dict[str, Any], event: StepEvent,
     kind = {StepEvent.CANCEL: "order.cancelled", StepEvent.DISCONTINUE: "order.discontinued",
             StepEvent.COMPLETE: "order.completed"}[event]
     accessions = sorted({s["accession_number"] for s in steps})
-    return [DomainEvent(kind, accession, f"{changed} step(s); order status {final}") for accession in accessions]
+    return [DomainEvent(kind, accession, f"{changed} step(s); order status {final}", order["id"])
+            for accession in accessions]
+
+
+def operator_cancel(txn: Transaction, accession_number: str, reason: str) -> list[DomainEvent]:
+    """The engine's operator cancels every open step of an order (``swf cancel``); refused once started."""
+    procedure = txn.one("SELECT order_ref FROM requested_procedures WHERE accession_number = ? ORDER BY id DESC LIMIT 1",
+                        (accession_number,))
+    if procedure is None:
+        raise Rejection(Problem.UNKNOWN_KEY, f"no order with accession number {accession_number}")
+    order = txn.one("SELECT * FROM orders WHERE id = ?", (procedure["order_ref"],))
+    assert order is not None
+    for step in repo.steps_of_order(txn, order["id"]):
+        status = StepStatus(step["status"])
+        if status == StepStatus.CANCELED:
+            continue
+        try:
+            new_status = transition(status, StepEvent.CANCEL)
+        except TransitionRefused as refused:
+            raise Rejection(Problem.REFUSED, f"SPS {step['sps_id']}: {refused.reason}") from None
+        repo.update_step(txn, step["id"], {"status": new_status.value})
+        repo.add_order_history(txn, order["id"], "SPS CANCELED", f"SPS {step['sps_id']} by the operator: {reason}", None)
+    repo.touch_order(txn, order["id"])
+    repo.record_event(txn, "order.cancelled_by_operator", accession_number, reason, order["id"])
+    return [DomainEvent("order.cancelled_by_operator", accession_number, reason, order["id"])]

@@ -61,7 +61,8 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
     """Apply one ADT message; ``prior`` is MRG-1 for merges."""
     if trigger not in SUPPORTED_TRIGGERS:
         raise Rejection(Problem.REFUSED, f"ADT trigger {trigger} not supported", "MSH-9.2", hard=True)
-    subject = patient.identity.patient_id
+    # Patient events name the patient as ID^issuer; a merge's detail is the prior ID^issuer (MRG-1).
+    subject = f"{patient.identity.patient_id}^{patient.identity.issuer}"
     if trigger in MERGE:
         if prior is None:
             raise Rejection(Problem.REQUIRED_MISSING, "MRG-1 Prior Patient Identifier List is empty", "MRG-1")
@@ -71,16 +72,16 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
             log.info("ADT^%s: prior patient %s unknown; survivor %s ensured", trigger, prior.patient_id, subject)
             repo.add_patient_history(txn, survivor_ref, "merge", f"prior {prior.patient_id} unknown: nothing moved",
                                      journal_ref)
-            return [DomainEvent("patient.merged", subject, f"prior {prior.patient_id} unknown")]
+            return [DomainEvent("patient.merged", subject, f"{prior.patient_id}^{prior.issuer}")]
         if prior_row["id"] == survivor_ref:
             return []
         moved = repo.merge_patient(txn, prior_row["id"], survivor_ref)
-        detail = f"{prior.patient_id}^{prior.issuer} merged into {subject}^{patient.identity.issuer}: {moved} order(s) moved"
+        detail = f"{prior.patient_id}^{prior.issuer} merged into {subject}: {moved} order(s) moved"
         repo.add_patient_history(txn, survivor_ref, "merge", detail, journal_ref)
         repo.add_patient_history(txn, prior_row["id"], "merged", detail, journal_ref)
         for order in txn.query("SELECT id FROM orders WHERE patient_ref = ?", (survivor_ref,)):
             repo.add_order_history(txn, order["id"], "patient merged", detail, journal_ref)
-        return [DomainEvent("patient.merged", subject, detail)]
+        return [DomainEvent("patient.merged", subject, f"{prior.patient_id}^{prior.issuer}")]
     patient_ref = upsert_patient(txn, patient, journal_ref, strict_merged, cause=f"ADT^{trigger}")
     if patient.visit_number:
         status = VISIT_STATUS.get(trigger, "active")

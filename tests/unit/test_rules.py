@@ -227,8 +227,8 @@ def test_hidden_and_other_files_are_ignored(tmp_path: Path) -> None:
 def test_continue_accumulates_and_later_rules_override(tmp_path: Path) -> None:
     folder = write(tmp_path / "routes", """
         destinations:
-          archive: {host: pacs.example, port: 2575}
-          ris: {host: ris.example, port: 2576}
+          archive: {address: "pacs.example:2575", sends: procedure}
+          ris: {address: "ris.example:2576"}
         rules:
           - name: sender
             when: {MSH-3: RIS}
@@ -435,7 +435,7 @@ def test_bad_mode(tmp_path: Path) -> None:
 
 
 def test_unknown_destination_at_the_outbound_line(tmp_path: Path) -> None:
-    folder = write(tmp_path / "routes", "destinations:\n  archive: {host: pacs, port: 2575}\n", "05-dest.yaml")
+    folder = write(tmp_path / "routes", "destinations:\n  archive: {address: 'pacs:2575'}\n", "05-dest.yaml")
     write(folder, """
         rules:
           - name: send
@@ -446,8 +446,8 @@ def test_unknown_destination_at_the_outbound_line(tmp_path: Path) -> None:
 
 
 def test_destination_defined_twice(tmp_path: Path) -> None:
-    folder = write(tmp_path / "routes", "destinations:\n  archive: {host: a}\n", "05-a.yaml")
-    write(folder, "destinations:\n  other: {}\n  archive: {host: b}\n", "06-b.yaml")
+    folder = write(tmp_path / "routes", "destinations:\n  archive: {address: 'a:1'}\n", "05-a.yaml")
+    write(folder, "destinations:\n  other: {}\n  archive: {address: 'b:2'}\n", "06-b.yaml")
     [(file, line, reason)] = problems(folder)
     assert (file, line) == ("06-b.yaml", 3)
     assert reason == f"destination 'archive' already defined at {folder / '05-a.yaml'}:2"
@@ -617,8 +617,9 @@ def shipped() -> RuleSet:
 
 def test_shipped_routes_load_with_the_shipped_profiles() -> None:
     ruleset = shipped()
-    assert [Path(f).name for f in ruleset.files] == ["10-senders.yaml", "20-rooms.yaml"]
-    assert len(ruleset.rules) == 9
+    assert [Path(f).name for f in ruleset.files] == ["05-destinations.yaml", "10-senders.yaml", "20-rooms.yaml"]
+    assert len(ruleset.rules) == 10
+    assert sorted(ruleset.destinations) == ["archive", "his", "ris"]
 
 
 def test_shipped_routes_decide_as_documented() -> None:
@@ -640,7 +641,9 @@ def test_shipped_routes_decide_as_documented() -> None:
     assert training.reject["code"] == "AR" and training.reject_rule.startswith("test messages")
     mg = ruleset.evaluate(order("MG"))
     assert (mg.rules, mg.schedule) == (["RIS orders (broker mode)"], {})
-    assert ruleset.evaluate(message(code="ADT^A08", app="HIS")).rules == []
+    adt = ruleset.evaluate(message(code="ADT^A08", app="HIS"))
+    assert adt.rules == ["patient updates and merges go to the archive too"] and adt.outbound == ["archive"]
+    assert ruleset.evaluate(message(code="ADT^A04", app="HIS")).rules == []
 
 
 # -- swf rules check ----------------------------------------------------------------------------------
@@ -653,7 +656,7 @@ def rules_check(folder: Path | str) -> subprocess.CompletedProcess:
 def test_cli_check_passes_the_shipped_routes() -> None:
     result = rules_check(ROOT / "routes")
     assert result.returncode == 0, result.stderr
-    assert re.fullmatch(r"ok: 9 rules in 2 files, 0 destinations, \d+ profiles\n", result.stdout)
+    assert re.fullmatch(r"ok: 10 rules in 3 files, 3 destinations, \d+ profiles\n", result.stdout)
     assert result.stderr == ""
 
 

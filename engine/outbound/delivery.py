@@ -1,0 +1,225 @@
+"""Delivering the outbox over MLLP (SWF.md 8.6): per destination in order, one message in flight.
+
+AA/CA marks a message delivered.  AE/CE is retried ``max_ae_retries`` times, then the message is parked
+as dead.  AR/CR, an ACK timeout and connection trouble are retried with exponential backoff (and a new
+connection) until ``give_up_hours`` have passed since the message was queued, then it is parked as dead.
+An ACK whose MSA-2 is not the message's control ID is logged and ignored.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from twisted.internet import defer, error, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.python.failure import Failure
+
+from .. import reactor_bridge
+from ..hl7.message import HL7ParseError, Message, decode_bytes
+from ..hl7.mllp import MLLPDecoder, frame
+from ..store import repository as repo
+from ..store.database import Store, Transaction
+from .destinations import Destination
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 1.0
+
+
+class AckTimeout(Exception):
+    pass
+
+
+class MLLPClientProtocol(protocol.Protocol):
+    """Sends one frame at a time and fires the waiting Deferred with the ACK that names its control ID."""
+
+    def __init__(self) -> None:
+        self.decoder = MLLPDecoder(1024 * 1024, self._frame, lambda head: None, self._junk)
+        self.waiting: tuple[str, defer.Deferred] | None = None
+        self.connected_ok = False
+
+    def connectionMade(self) -> None:
+        self.connected_ok = True
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.decoder.feed(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.connected_ok = False
+        if self.waiting is not None:
+            _, waiting = self.waiting
+            self.waiting = None
+            waiting.errback(ConnectionError("connection lost while waiting for the ACK"))
+
+    def send(self, message: bytes, control_id: str) -> defer.Deferred:
+        waiting: defer.Deferred = defer.Deferred()
+        self.waiting = (control_id, waiting)
+        self.transport.write(frame(message))
+        return waiting
+
+    def _frame(self, data: bytes) -> None:
+        try:
+            text, codec = decode_bytes(data)
+            ack = Message(text, codec)
+        except HL7ParseError:
+            log.warning("unreadable answer from the receiver ignored: %r", data[:64])
+            return
+        if self.waiting is None or ack.get("MSA-2") != self.waiting[0]:
+            log.warning("ACK for %r ignored: waiting for %r", ack.get("MSA-2"), self.waiting[0] if self.waiting else None)
+            return
+        _, waiting = self.waiting
+        self.waiting = None
+        waiting.callback((ack.get("MSA-1").upper(), ack.get("ERR-8") or ack.get("MSA-3"), data))
+
+    def _junk(self, data: bytes) -> None:
+        log.warning("receiver sent %d bytes outside a frame", len(data))
+
+
+def _created_epoch(created_at: str) -> float:
+    try:
+        return datetime.fromisoformat(created_at).timestamp()
+    except ValueError:
+        return time.time()
+
+
+class DestinationQueue:
+    """The delivery loop of one destination."""
+
+    def __init__(self, destination: Destination, store: Store):
+        self.destination = destination
+        self.store = store
+        self.client: MLLPClientProtocol | None = None
+        self.running = False
+        self.busy = False
+        self._timer: Any = None
+
+    def start(self) -> None:
+        self.running = True
+        self.wake()
+
+    def stop(self) -> None:
+        self.running = False
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if self.client is not None and self.client.transport is not None:
+            self.client.transport.loseConnection()
+
+    def wake(self) -> None:
+        if self.running and not self.busy:
+            self.busy = True
+            self._cycle().addBoth(self._done)
+
+    def _done(self, result: Any) -> None:
+        self.busy = False
+        if isinstance(result, Failure):
+            log.error("outbox %s: delivery loop error: %s", self.destination.name, result.getErrorMessage())
+        if self.running:
+            delay = result if isinstance(result, (int, float)) else POLL_SECONDS
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            self._timer = reactor.callLater(max(delay, 0.0), self.wake)
+
+    @defer.inlineCallbacks
+    def _cycle(self) -> Any:
+        """Deliver pending messages until none is due; returns the seconds until the next check."""
+        while self.running:
+            head = yield reactor_bridge.read(self.store, self._head)
+            if head is None:
+                return POLL_SECONDS
+            wait = head["next_attempt_at"] - time.time()
+            if wait > 0:
+                return min(wait, POLL_SECONDS * 5)
+            yield self._attempt(head)
+        return POLL_SECONDS
+
+    def _head(self, txn: Transaction) -> dict[str, Any] | None:
+        return txn.one("SELECT id, control_id, kind, accession_number, message, attempts, rejections, next_attempt_at,"
+                       " created_at FROM outbox WHERE destination = ? AND status = 'pending' ORDER BY id LIMIT 1",
+                       (self.destination.name,))
+
+    @defer.inlineCallbacks
+    def _connect(self) -> Any:
+        if self.client is not None and self.client.connected_ok:
+            return self.client
+        endpoint = TCP4ClientEndpoint(reactor, self.destination.host, self.destination.port, timeout=10)
+        self.client = yield connectProtocol(endpoint, MLLPClientProtocol())
+        log.info("outbox %s: connected to %s", self.destination.name, self.destination.address)
+        return self.client
+
+    @defer.inlineCallbacks
+    def _attempt(self, head: dict[str, Any]) -> Any:
+        destination = self.destination
+        try:
+            client = yield self._connect()
+            sending = client.send(bytes(head["message"]), head["control_id"])
+            sending.addTimeout(destination.ack_timeout, reactor)
+            code, text, ack = yield sending
+        except (defer.TimeoutError, ConnectionError, error.ConnectError, error.ConnectionLost, OSError) as exc:
+            reason = "no ACK within %.0f s" % destination.ack_timeout if isinstance(exc, defer.TimeoutError) else str(exc)
+            if self.client is not None and self.client.transport is not None:
+                self.client.transport.loseConnection()
+            self.client = None
+            yield self._retry(head, reason, rejected=False)
+            return
+        if code in ("AA", "CA"):
+            yield reactor_bridge.write(self.store, lambda txn: txn.execute(
+                "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, ack = ?, delivered_at = ?,"
+                " last_error = '' WHERE id = ?", (ack, repo.now_iso(), head["id"])))
+            log.info("outbox %s: %s %s for accession %s delivered (%s)", destination.name, head["kind"],
+                     head["control_id"], head["accession_number"], code)
+            return
+        yield self._retry(head, f"{code}: {text}", rejected=code in ("AE", "CE"), ack=ack)
+
+    def _retry(self, head: dict[str, Any], reason: str, rejected: bool, ack: bytes | None = None) -> defer.Deferred:
+        destination = self.destination
+        attempts = head["attempts"] + 1
+        rejections = head["rejections"] + (1 if rejected else 0)
+        too_old = time.time() - _created_epoch(head["created_at"]) > destination.give_up_hours * 3600
+        dead = (rejected and rejections > destination.max_ae_retries) or too_old
+        status = "dead" if dead else "pending"
+        next_attempt = time.time() + destination.retry_delay(attempts)
+        if dead:
+            log.error("outbox %s: %s %s for accession %s parked as dead after %d attempt(s): %s", destination.name,
+                      head["kind"], head["control_id"], head["accession_number"], attempts, reason)
+        else:
+            log.warning("outbox %s: %s %s not delivered (%s); retry in %.0f s", destination.name, head["kind"],
+                        head["control_id"], reason, next_attempt - time.time())
+        return reactor_bridge.write(self.store, lambda txn: txn.execute(
+            "UPDATE outbox SET status = ?, attempts = ?, rejections = ?, next_attempt_at = ?, last_error = ?,"
+            " ack = ? WHERE id = ?", (status, attempts, rejections, next_attempt, reason, ack, head["id"])))
+
+
+class Outbox:
+    """All destination queues of the engine; rebuilt when the rules (and so the destinations) change."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.queues: dict[str, DestinationQueue] = {}
+        self._reported_off: set[str] = set()
+
+    def configure(self, destinations: dict[str, Destination]) -> None:
+        for name, queue in list(self.queues.items()):
+            if destinations.get(name) != queue.destination:
+                queue.stop()
+                del self.queues[name]
+        for name, destination in destinations.items():
+            if not destination.enabled:
+                if name not in self._reported_off:
+                    self._reported_off.add(name)
+                    log.warning("destination %s is off: its address is empty (is its environment variable set?)", name)
+                continue
+            if name not in self.queues:
+                self.queues[name] = DestinationQueue(destination, self.store)
+                self.queues[name].start()
+                log.info("destination %s: delivering %s messages to %s", name, destination.sends, destination.address)
+
+    def wake(self) -> None:
+        for queue in self.queues.values():
+            queue.wake()
+
+    def stop(self) -> None:
+        for queue in self.queues.values():
+            queue.stop()

@@ -1,0 +1,90 @@
+"""Outbound destinations (``destinations:`` in routes/*.yaml): where messages go and how they are retried."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..yamlfile import YamlProblem, line_of
+
+# What a destination receives, by role (SWF.md 4.3 and 4.4).
+SENDS = {
+    "status": frozenset({"mpps.in_progress", "mpps.completed", "mpps.discontinued", "commitment.succeeded",
+                         "order.cancelled_by_operator", "order.changed_by_operator"}),
+    "procedure": frozenset({"order.scheduled", "order.changed", "order.cancelled", "order.discontinued",
+                            "order.cancelled_by_operator", "order.changed_by_operator",
+                            "patient.updated", "patient.merged"}),
+}
+KEYS = {"address", "sends", "profile", "receiving_application", "receiving_facility", "ack_timeout",
+        "max_ae_retries", "retry_seconds", "max_retry_seconds", "give_up_hours", "notify_commitment",
+        "emit_partial"}
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    host: str
+    port: int
+    sends: str = "status"
+    profile: str = "ihe-v231-orm"
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    ack_timeout: float = 30.0
+    max_ae_retries: int = 3
+    retry_seconds: float = 5.0
+    max_retry_seconds: float = 600.0
+    give_up_hours: float = 24.0
+    notify_commitment: bool = False   # storage commitment success -> SC/CM status (else no message)
+    emit_partial: bool = False        # a completed step while the order stays IP -> SC/IP
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host and self.port)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}" if self.enabled else ""
+
+    def wants(self, kind: str) -> bool:
+        return kind in SENDS[self.sends]
+
+    def retry_delay(self, attempts: int) -> float:
+        """Exponential backoff: retry_seconds doubling per attempt, capped at max_retry_seconds."""
+        return min(self.retry_seconds * 2 ** max(attempts - 1, 0), self.max_retry_seconds)
+
+
+def parse_destination(name: str, spec: Any, file: str, line: int) -> Destination:
+    """One ``destinations:`` entry; raises YamlProblem naming the file and line of the fault."""
+    if not isinstance(spec, dict):
+        raise YamlProblem(file, line, f"destination {name!r} must be a mapping with at least 'address'")
+    unknown = set(spec) - KEYS
+    if unknown:
+        raise YamlProblem(file, line_of(spec, sorted(unknown)[0], line),
+                          f"unknown destination key(s) {sorted(unknown)}; allowed: {', '.join(sorted(KEYS))}")
+    address = str(spec.get("address") or "").strip()
+    host, port = "", 0
+    if address:
+        host, _, port_text = address.rpartition(":")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise YamlProblem(file, line_of(spec, "address", line), f"address must be host:port, not {address!r}")
+        port = int(port_text)
+    sends = str(spec.get("sends", "status"))
+    if sends not in SENDS:
+        raise YamlProblem(file, line_of(spec, "sends", line), f"sends must be one of {sorted(SENDS)}, not {sends!r}")
+    values: dict[str, Any] = {}
+    for key, kind in (("ack_timeout", float), ("retry_seconds", float), ("max_retry_seconds", float),
+                      ("give_up_hours", float), ("max_ae_retries", int)):
+        if key in spec:
+            try:
+                values[key] = kind(spec[key])
+            except (TypeError, ValueError):
+                raise YamlProblem(file, line_of(spec, key, line), f"{key} must be a number, not {spec[key]!r}") from None
+            if values[key] < 0:
+                raise YamlProblem(file, line_of(spec, key, line), f"{key} must not be negative")
+    for key in ("notify_commitment", "emit_partial"):
+        if key in spec:
+            if not isinstance(spec[key], bool):
+                raise YamlProblem(file, line_of(spec, key, line), f"{key} must be true or false")
+            values[key] = spec[key]
+    return Destination(name=name, host=host, port=port, sends=sends, profile=str(spec.get("profile", "ihe-v231-orm")),
+                       receiving_application=str(spec.get("receiving_application", "")),
+                       receiving_facility=str(spec.get("receiving_facility", "")), **values)

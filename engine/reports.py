@@ -152,15 +152,19 @@ def mpps_summary(dataset: bytes) -> dict[str, Any]:
     from pydicom import dcmread
 
     ds = dcmread(BytesIO(bytes(dataset)))
+
+    def text(keyword: str) -> str:
+        return str(ds.get(keyword) or "")
+
     series = ds.get("PerformedSeriesSequence") or []
     reasons = ds.get("PerformedProcedureStepDiscontinuationReasonCodeSequence") or []
     return {
-        "PatientID": str(ds.get("PatientID", "")),
-        "PatientName": str(ds.get("PatientName", "")),
-        "Modality": str(ds.get("Modality", "")),
-        "Description": str(ds.get("PerformedProcedureStepDescription", "")),
-        "Start": f"{ds.get('PerformedProcedureStepStartDate', '')} {ds.get('PerformedProcedureStepStartTime', '')}".strip(),
-        "End": f"{ds.get('PerformedProcedureStepEndDate', '') or ''} {ds.get('PerformedProcedureStepEndTime', '') or ''}".strip(),
+        "PatientID": text("PatientID"),
+        "PatientName": text("PatientName"),
+        "Modality": text("Modality"),
+        "Description": text("PerformedProcedureStepDescription"),
+        "Start": f"{text('PerformedProcedureStepStartDate')} {text('PerformedProcedureStepStartTime')}".strip(),
+        "End": f"{text('PerformedProcedureStepEndDate')} {text('PerformedProcedureStepEndTime')}".strip(),
         "Series": len(series),
         "Images": sum(len(item.get("ReferencedImageSequence") or []) for item in series),
         "Reason": "; ".join(f"{item.get('CodeValue', '')} {item.get('CodeMeaning', '')}".strip() for item in reasons),

@@ -101,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="cancelled by the operator", metavar="TEXT")
     _data_options(cancel)
 
+    reschedule = commands.add_parser("reschedule", help="move an order's open steps as the operator (reported)",
+                                     description="Give the open steps of the order a new start and/or station; "
+                                     "refused once a step has started. Reported to the order's status destinations "
+                                     "(ORC-1 XO) and procedure destinations (XO/SC).")
+    reschedule.add_argument("accession", metavar="ACCESSION")
+    reschedule.add_argument("--start", metavar="YYYYMMDDHHMM[SS]", help="new start date and time")
+    reschedule.add_argument("--station", metavar="AE_TITLE", help="new scheduled station AE title")
+    reschedule.add_argument("--reason", default="rescheduled by the operator", metavar="TEXT")
+    _data_options(reschedule)
+
     journal = commands.add_parser("journal", help="list received messages, or show one with its ACK",
                                   description="Every received HL7 message is journaled, rejected ones included.")
     journal.add_argument("entry", nargs="?", type=int, metavar="ID", help="show this entry's raw message and ACK")
@@ -493,6 +503,30 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reschedule(args: argparse.Namespace) -> int:
+    from .domain.model import Rejection
+    from .workflow.orders import operator_change
+
+    if not args.start and not args.station:
+        print("reschedule needs --start and/or --station", file=sys.stderr)
+        return 2
+    if args.start and (not args.start.isdigit() or len(args.start) not in (12, 14)):
+        print(f"--start must be YYYYMMDDHHMM or YYYYMMDDHHMMSS, not {args.start!r}", file=sys.stderr)
+        return 2
+    store = _open_store(args)
+    if store is None:
+        return 2
+    try:
+        store.write(lambda txn: operator_change(txn, args.accession, args.start, args.station, args.reason))
+    except Rejection as refused:
+        print(f"not changed: {refused.reason}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"order {args.accession} rescheduled; the engine reports it to the order's destinations")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -509,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "mpps":
             return cmd_mpps(args)
         return {"orders": cmd_orders, "patients": cmd_patients, "journal": cmd_journal, "outbox": cmd_outbox,
-                "cancel": cmd_cancel}[args.command](args)
+                "cancel": cmd_cancel, "reschedule": cmd_reschedule}[args.command](args)
     except YamlProblem as problem:
         print(problem, file=sys.stderr)
         return 2

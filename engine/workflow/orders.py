@@ -268,3 +268,41 @@ def operator_cancel(txn: Transaction, accession_number: str, reason: str) -> lis
     repo.touch_order(txn, order["id"])
     repo.record_event(txn, "order.cancelled_by_operator", accession_number, reason, order["id"])
     return [DomainEvent("order.cancelled_by_operator", accession_number, reason, order["id"])]
+
+
+def operator_change(txn: Transaction, accession_number: str, start: str | None, station_ae_title: str | None,
+                    reason: str) -> list[DomainEvent]:
+    """The operator reschedules the open steps of an order (``swf reschedule``): new start and/or station."""
+    procedure = txn.one("SELECT order_ref FROM requested_procedures WHERE accession_number = ? ORDER BY id DESC LIMIT 1",
+                        (accession_number,))
+    if procedure is None:
+        raise Rejection(Problem.UNKNOWN_KEY, f"no order with accession number {accession_number}")
+    order_ref = procedure["order_ref"]
+    changed = 0
+    for step in repo.steps_of_order(txn, order_ref):
+        status = StepStatus(step["status"])
+        if status.is_final:
+            continue
+        try:
+            transition(status, StepEvent.RESCHEDULE)
+        except TransitionRefused as refused:
+            raise Rejection(Problem.REFUSED, f"SPS {step['sps_id']}: {refused.reason}") from None
+        attributes = repo.loads(step["attributes"])
+        values: dict[str, Any] = {}
+        if start:
+            date, time = start[:8], start[8:]
+            attributes["ScheduledProcedureStepStartDate"], attributes["ScheduledProcedureStepStartTime"] = date, time
+            values["start_datetime"] = sortable_datetime(date, time)
+        if station_ae_title:
+            attributes["ScheduledStationAETitle"] = station_ae_title
+            values["station_ae_title"] = station_ae_title
+        values["attributes"] = attributes
+        repo.update_step(txn, step["id"], values)
+        repo.add_order_history(txn, order_ref, "SPS rescheduled",
+                               f"SPS {step['sps_id']} by the operator: {reason}", None)
+        changed += 1
+    if not changed:
+        raise Rejection(Problem.REFUSED, f"order {accession_number} has no open step to change")
+    repo.touch_order(txn, order_ref)
+    repo.record_event(txn, "order.changed_by_operator", accession_number, reason, order_ref)
+    return [DomainEvent("order.changed_by_operator", accession_number, reason, order_ref)]

@@ -130,3 +130,21 @@ def _fast_retry_routes(tmp_path: Path) -> Path:
                         "    max_ae_retries: 2\n    ack_timeout: 3\n")
     (routes / "05-destinations.yaml").write_text(text)
     return routes
+
+
+def test_operator_reschedule_is_reported_with_the_new_start(start_engine, tmp_path: Path) -> None:
+    ris, archive = Receiver(), Receiver()
+    engine = start_engine(env={"SWF_RIS_ADDRESS": ris.address, "SWF_ARCHIVE_ADDRESS": archive.address})
+    run_swf("replay", str(orders(tmp_path, 1)), "--to", engine.address)
+    archive.wait_for(1)
+    moved = run_swf("reschedule", "ACC0", "--start", "202503051430", "--station", "CT2_AE",
+                    "--data-dir", str(engine.data_dir))
+    assert moved.returncode == 0, moved.stderr
+    [status] = ris.wait_for(1)
+    assert (status.get("ORC-1"), status.get("ORC-5")) == ("XO", "SC")
+    change = archive.wait_for(2)[1]
+    assert (change.get("ORC-1"), change.get("ORC-5"), change.get("TQ1-7"), change.get("IPC-9")) == (
+        "XO", "SC", "202503051430", "CT2_AE")
+    refused = run_swf("reschedule", "NOPE", "--start", "202503051430", "--data-dir", str(engine.data_dir))
+    assert refused.returncode == 1 and "no order with accession number NOPE" in refused.stderr
+    ris.close(), archive.close()

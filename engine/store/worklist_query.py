@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 
 from ..hl7.convert import normalise_name
 
@@ -42,6 +43,7 @@ STEP_KEYS: dict[str, tuple[str, str]] = {
     "ScheduledProcedureStepID": ("s.sps_id", "text"),
     "ScheduledProcedureStepStatus": ("s.status", "multi"),
 }
+START_DATE, START_TIME = "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"
 CODE_KEYS = {"CodeValue": "r.procedure_code_value", "CodingSchemeDesignator": "r.procedure_code_scheme"}
 OFFERED_BY_DEFAULT = ("SCHEDULED", "ARRIVED", "READY")
 
@@ -50,6 +52,7 @@ _TIME = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?$")
 
 SELECT = (
     "SELECT s.id AS step_ref, s.sps_id, s.status, s.station_ae_title, s.station_name, s.location, s.modality,"
+    " s.start_datetime,"
     " s.attributes AS step_attributes, r.accession_number, r.requested_procedure_id, r.study_instance_uid,"
     " r.attributes AS procedure_attributes, o.placer_order_number, o.filler_order_number,"
     " p.patient_id, p.issuer, p.attributes AS patient_attributes"
@@ -91,23 +94,22 @@ def _check_date(value: str, keyword: str) -> str:
     if value and not _DATE.match(value):
         raise QueryError(f"{keyword}: malformed date {value!r}")
     if value:
-        from datetime import datetime
-
         try:
-            datetime.strptime(value, "%Y%m%d")
+            date(int(value[:4]), int(value[4:6]), int(value[6:8]))
         except ValueError:
             raise QueryError(f"{keyword}: invalid date {value!r}") from None
     return value
 
 
 def _split_range(value: str, keyword: str) -> tuple[str, str, bool]:
-    """``a-b`` / ``-b`` / ``a-`` / ``a`` -> (low, high, is_range)."""
-    if value.count("-") > 1:
+    """``a-b`` / ``-b`` / ``a-`` / ``a`` -> (low, high, is_range).  ``-`` alone and ``a-b-c`` are malformed."""
+    value = value.strip()
+    if value.count("-") > 1 or value == "-":
         raise QueryError(f"{keyword}: malformed range {value!r}")
     if "-" in value:
         low, high = value.split("-")
         return low.strip(), high.strip(), True
-    return value.strip(), value.strip(), False
+    return value, value, False
 
 
 def _time_bounds(value: str, keyword: str) -> tuple[str, str]:
@@ -124,6 +126,7 @@ def _time_bounds(value: str, keyword: str) -> tuple[str, str]:
 
 
 def _date_condition(column: str, value: str, keyword: str, where: list[str], params: list[str]) -> None:
+    """DA single value or range on a column holding YYYYMMDD; an empty stored date never matches."""
     low, high, _ = _split_range(value, keyword)
     _check_date(low, keyword), _check_date(high, keyword)
     if low:
@@ -137,34 +140,39 @@ def _date_condition(column: str, value: str, keyword: str, where: list[str], par
 
 
 def _start_conditions(date_key: str, time_key: str, where: list[str], params: list[str]) -> None:
-    """SPS Start Date/Time, matched as one combined date-time when both are given (SWF.md 5.3)."""
+    """SPS Start Date/Time, matched as one combined date-time when both are given (SWF.md 5.3).
+
+    Lower bound = date1 + time1 (no time: 00:00), upper bound = date2 + time2 (no time: end of the day; a
+    partial time extends to the end of its precision).  A time key alone is matched against the time of
+    day on any date.  An item without a start never matches a non-empty key."""
     column = "s.start_datetime"
-    date_key, time_key = date_key.strip(), time_key.strip()
+    date_key, time_key = (date_key or "").strip(), (time_key or "").strip()
     if not date_key and not time_key:
         return
-    where.append(f"{column} <> ''")
-    if not date_key:  # time of day only, any date
-        low, high, _ = _split_range(time_key, "ScheduledProcedureStepStartTime")
-        if low:
-            where.append(f"substr({column}, 9, 13) >= ?")
-            params.append(_time_bounds(low, "ScheduledProcedureStepStartTime")[0])
-        if high:
-            where.append(f"substr({column}, 9, 13) <= ?")
-            params.append(_time_bounds(high, "ScheduledProcedureStepStartTime")[1])
-        return
-    date_low, date_high, _ = _split_range(date_key, "ScheduledProcedureStepStartDate")
-    _check_date(date_low, "ScheduledProcedureStepStartDate"), _check_date(date_high, "ScheduledProcedureStepStartDate")
+    # Every bound is validated, also those the combination below does not use.
     time_low, time_high = ("", "")
     if time_key:
-        time_low, time_high, _ = _split_range(time_key, "ScheduledProcedureStepStartTime")
+        time_low, time_high, _ = _split_range(time_key, START_TIME)
+    low_instant = _time_bounds(time_low, START_TIME)[0] if time_low else "000000.000000"
+    high_instant = _time_bounds(time_high, START_TIME)[1] if time_high else "235959.999999"
+    if date_key:
+        date_low, date_high, _ = _split_range(date_key, START_DATE)
+        _check_date(date_low, START_DATE), _check_date(date_high, START_DATE)
+    where.append(f"{column} <> ''")
+    if not date_key:  # time of day only, any date
+        if time_low:
+            where.append(f"substr({column}, 9, 13) >= ?")
+            params.append(low_instant)
+        if time_high:
+            where.append(f"substr({column}, 9, 13) <= ?")
+            params.append(high_instant)
+        return
     if date_low:
-        start = _time_bounds(time_low, "ScheduledProcedureStepStartTime")[0] if time_low else "000000.000000"
         where.append(f"{column} >= ?")
-        params.append(date_low + start)
+        params.append(date_low + low_instant)
     if date_high:
-        end = _time_bounds(time_high, "ScheduledProcedureStepStartTime")[1] if time_high else "235959.999999"
         where.append(f"{column} <= ?")
-        params.append(date_high + end)
+        params.append(date_high + high_instant)
 
 
 def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[str, str] | None = None,
@@ -189,24 +197,41 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
                 _text_condition(column, _pn_key(value), where, params)
             elif kind == "date":
                 _date_condition(column, value, keyword, where, params)
+            elif kind == "multi" and "\\" not in value:
+                _text_condition(column, value, where, params)  # one value: single or wildcard matching
             elif kind in ("uid", "multi"):
-                values = [v.strip() for v in value.split("\\") if v.strip()]
+                values = list(dict.fromkeys(v.strip() for v in value.split("\\") if v.strip()))
+                if not values:
+                    continue
                 where.append(f"{column} IN ({', '.join('?' for _ in values)})")
                 params.extend(values)
-    _start_conditions(step.get("ScheduledProcedureStepStartDate", ""), step.get("ScheduledProcedureStepStartTime", ""),
-                      where, params)
+    _start_conditions(step.get(START_DATE, ""), step.get(START_TIME, ""), where, params)
     for keyword, column in CODE_KEYS.items():
         if code and code.get(keyword, "").strip():
             _text_condition(column, code[keyword], where, params)
     if not (step.get("ScheduledProcedureStepStatus") or "").strip():
-        where.append(f"s.status IN ({', '.join('?' for _ in offered_statuses)})")
+        # ``|| ''`` keeps SQLite (which has no statistics) from reading through the status index, which
+        # holds most rows under these values; it then starts from the index of a selective key instead.
+        where.append(f"(s.status || '') IN ({', '.join('?' for _ in offered_statuses)})")
         params.extend(offered_statuses)
     if station_restriction:
         where.append(f"s.station_ae_title IN ({', '.join('?' for _ in station_restriction)})")
         params.extend(station_restriction)
-    sql = SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.start_datetime, s.id"
+    # No ORDER BY: SQLite would then rather walk the start index in order than use the index of a selective
+    # key (patient name prefix, SPS ID ...).  Callers sort the (few) matches by (start_datetime, step_ref).
+    sql = SELECT + (" WHERE " + " AND ".join(where) if where else "")
     return WorklistQuery(sql, params)
 
 
+def top_level_keys() -> set[str]:
+    """Keywords matched at the top level of the identifier."""
+    return set(TOP_LEVEL_KEYS)
+
+
+def step_keys() -> set[str]:
+    """Keywords matched inside the one Scheduled Procedure Step Sequence item."""
+    return set(STEP_KEYS) | {START_DATE, START_TIME}
+
+
 def supported_keys() -> set[str]:
-    return set(TOP_LEVEL_KEYS) | set(STEP_KEYS) | {"ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"}
+    return top_level_keys() | step_keys()

@@ -29,7 +29,9 @@ def find_items(txn: Transaction, request: WorklistRequest) -> list[WorklistItem]
     query = build_worklist_query(request.top, request.step, request.code,
                                  station_restriction=request.station_restriction)
     items = []
-    for row in txn.query(query.sql, query.params):
+    rows = txn.query(query.sql, query.params)
+    rows.sort(key=lambda row: (row["start_datetime"], row["step_ref"]))  # by start, as a modality lists them
+    for row in rows:
         attributes: dict[str, Any] = {}
         attributes.update(repo.loads(row["patient_attributes"]))
         attributes.update(repo.loads(row["procedure_attributes"]))

@@ -1,0 +1,234 @@
+"""Storage SCP (RAD-8, RAD-9): C-STORE for every storage SOP class pynetdicom knows, no transcoding.
+
+Per instance: read the indexed attributes from the encoded data set (``dicom/header.py``; nothing else
+is decoded), write preamble + file meta + the received bytes to a temporary file, index it through the
+store's writer (``workflow/storage.py``) and rename the file into place.  The C-STORE response goes out
+only after the index commit and the rename: nothing is acknowledged that is not indexed and on disk
+(fsync is left to storage commitment, ``store/files.py``).  With ``duplicate_policy: ignore`` (default)
+the file is written while the index transaction commits (the commit's disk flush is the largest cost
+of an instance); with ``overwrite`` the file is written first and the transaction renames it over the
+old copy, so the index and the file always change together.  Concurrent associations share commits
+(group commit); their file writes run in parallel in their threads.
+
+Statuses (SWF.md RAD-8): 0x0000 stored (also a duplicate under ``duplicate_policy: ignore``);
+0xA700 out of resources (disk full, database unavailable); 0xA900 data set does not match the SOP
+class (UIDs missing or different from the command); 0xC000 cannot understand (unreadable data set);
+0x0124 calling AE not allowed to store.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import build_context, evt
+from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import _STORAGE_CLASSES  # every storage SOP class pynetdicom knows
+
+from ...store.files import FileStore, encode_file_meta
+from ...workflow import storage as workflow
+from ..ae import DicomContext
+from ..header import HeaderError, read_header
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+NOT_AUTHORISED = 0x0124
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+_UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"]
+_LOSSLESS = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90",
+             "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.110",
+             "1.2.840.10008.1.2.5"]
+# pynetdicom accepts, per presentation context, the first of *our* syntaxes the requestor proposed.  Most
+# SCUs propose one context per syntax (DCMTK does), so each arrives as it is.  When one context offers
+# several: lossless compressed first (an SCU holding such data sends it unchanged, nothing is lost either
+# way), then uncompressed, then lossy and other encapsulated syntaxes (never ask an SCU holding
+# uncompressed data to compress it lossily for us; DCMTK storescp prefers uncompressed too).
+TRANSFER_SYNTAXES = ([ts for ts in _LOSSLESS if ts in ALL_TRANSFER_SYNTAXES] + _UNCOMPRESSED +
+                     [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _UNCOMPRESSED and ts not in _LOSSLESS])
+STORAGE_SOP_CLASSES = sorted(str(uid) for uid in _STORAGE_CLASSES.values())
+
+
+def _failure(status: int, comment: str) -> Dataset:
+    dataset = Dataset()
+    dataset.Status = status
+    dataset.ErrorComment = comment[:64]
+    return dataset
+
+
+class StorageService:
+    name = "storage"
+
+    def __init__(self, context: DicomContext):
+        self.context = context
+        self.files = FileStore(context.config.storage_dir)
+        self.policy = context.config.dicom.duplicate_policy
+        if self.policy not in workflow.DUPLICATE_POLICIES:
+            raise ValueError(f"dicom.duplicate_policy {self.policy!r}: use one of "
+                             f"{', '.join(workflow.DUPLICATE_POLICIES)}")
+        self.commit_timeout = max(context.config.dicom.dimse_timeout, 5.0)
+
+    def contexts(self) -> list[PresentationContext]:
+        # scu_role/scp_role True: a C-GET requestor may take the Storage SCP role on these contexts
+        # (C-GET sub-operations come back over its association); a plain C-STORE SCU keeps the default.
+        contexts = []
+        for uid in STORAGE_SOP_CLASSES:
+            context = build_context(uid, TRANSFER_SYNTAXES)
+            context.scu_role = True
+            context.scp_role = True
+            contexts.append(context)
+        return contexts
+
+    def handlers(self) -> list[tuple]:
+        return [(evt.EVT_C_STORE, self.on_store)]
+
+    def start(self) -> None:
+        self.files.root.mkdir(parents=True, exist_ok=True)
+
+    def stop(self) -> None:
+        pass
+
+    # -- C-STORE ----------------------------------------------------------------------------------
+    def on_store(self, event: Any) -> int | Dataset:
+        calling = event.assoc.requestor.ae_title.strip()
+        request = event.request
+        command_uid = str(request.AffectedSOPInstanceUID or "").strip()
+        if not self.context.directory.allows(calling, "store"):
+            log.warning("C-STORE %s from %s refused: not authorised (permission 'store')", command_uid, calling)
+            return _failure(NOT_AUTHORISED, f"{calling} may not store")
+        transfer_syntax = str(event.context.transfer_syntax)
+        with request.DataSet.getbuffer() as data:
+            try:
+                header = read_header(data, transfer_syntax)
+            except HeaderError as exc:
+                log.warning("C-STORE %s from %s: %s", command_uid, calling, exc)
+                return _failure(CANNOT_UNDERSTAND, str(exc))
+            problem = self._mismatch(header, request)
+            if problem:
+                log.warning("C-STORE %s from %s refused: %s", command_uid, calling, problem)
+                return _failure(DOES_NOT_MATCH_SOP_CLASS, problem)
+            relative = self.files.relative_path(header["StudyInstanceUID"], header["SeriesInstanceUID"], command_uid)
+            meta = encode_file_meta(str(request.AffectedSOPClassUID), command_uid, transfer_syntax, calling)
+            instance = workflow.ReceivedInstance.from_header(header, transfer_syntax_uid=transfer_syntax,
+                                                             path=relative, size_bytes=len(meta) + len(data),
+                                                             received_from=calling)
+            if self.policy == workflow.OVERWRITE:
+                return self._store_in_order(instance, meta, data, calling)
+            return self._store_overlapped(instance, meta, data, calling)
+
+    def _store_in_order(self, instance: workflow.ReceivedInstance, meta: bytes, data: memoryview,
+                        calling: str) -> int | Dataset:
+        """Write, then index; the transaction renames the file into place (it may replace a copy)."""
+        uid = instance.sop_instance_uid
+        try:
+            pending = self.files.write_pending(instance.path, meta, data)
+        except OSError as exc:
+            return self._write_failed(uid, calling, exc)
+        try:
+            result = self.context.store.submit(
+                lambda txn: workflow.index_instance(txn, instance, self.policy, pending.place)
+            ).result(self.commit_timeout)
+        except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
+            pending.discard()
+            log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
+            return _failure(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
+        self._log(uid, calling, result)
+        return SUCCESS
+
+    def _store_overlapped(self, instance: workflow.ReceivedInstance, meta: bytes, data: memoryview,
+                          calling: str) -> int | Dataset:
+        """Duplicate policy ``ignore``: the index transaction (and its commit, the one disk flush per
+        instance) runs while this thread writes the file; the file is renamed into place after the
+        commit, before the answer.  A file that cannot be written takes its index row back.  A file
+        lost after its row committed (crash in between, or deleted) is restored by the next copy."""
+        uid = instance.sop_instance_uid
+        future = self.context.store.submit(lambda txn: workflow.index_instance(txn, instance, workflow.IGNORE))
+        pending, write_error = None, None
+        try:
+            pending = self.files.write_pending(instance.path, meta, data)
+        except OSError as exc:
+            write_error = exc
+        try:
+            result = future.result(self.commit_timeout)
+        except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
+            if pending is not None:
+                pending.discard()
+            log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
+            return _failure(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
+        if result.outcome == workflow.IGNORED:
+            if pending is not None and result.path == instance.path and not self._intact(result.path,
+                                                                                          result.size_bytes):
+                # indexed, but its file is gone or short (lost after the commit): this copy takes its place
+                log.warning("C-STORE %s from %s: indexed but its file was missing or short; stored again from"
+                            " this copy", uid, calling)
+                try:
+                    result = self.context.store.submit(
+                        lambda txn: workflow.index_instance(txn, instance, workflow.OVERWRITE, pending.place)
+                    ).result(self.commit_timeout)
+                except Exception as exc:  # noqa: BLE001
+                    pending.discard()
+                    log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
+                    return _failure(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
+            elif pending is not None:
+                pending.discard()
+            self._log(uid, calling, result)
+            return SUCCESS
+        if write_error is None and pending is not None:
+            try:
+                pending.place()
+            except OSError as exc:
+                pending.discard()
+                write_error = exc
+        if write_error is not None:
+            try:
+                self.context.store.write(lambda txn: workflow.remove_instance(txn, result.instance_ref),
+                                         self.commit_timeout)
+            except Exception:  # noqa: BLE001 - the row stays without a file; commitment reports it missing
+                log.exception("C-STORE %s: cannot take back the index row of the unwritten file", uid)
+            return self._write_failed(uid, calling, write_error)
+        self._log(uid, calling, result)
+        return SUCCESS
+
+    def _intact(self, relative: str, size_bytes: int) -> bool:
+        try:
+            return self.files.absolute(relative).stat().st_size == size_bytes
+        except OSError:
+            return False
+
+    @staticmethod
+    def _log(uid: str, calling: str, result: workflow.StoreResult) -> None:
+        if result.outcome == workflow.IGNORED:
+            log.info("C-STORE %s from %s: already stored, duplicate ignored", uid, calling)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("C-STORE %s from %s: %s (%d bytes)%s", uid, calling, result.outcome, result.size_bytes,
+                      f", requested procedure #{result.requested_procedure_ref}" if result.requested_procedure_ref
+                      else "")
+
+    @staticmethod
+    def _mismatch(header: dict[str, Any], request: Any) -> str:
+        """Why the data set does not fit the command or cannot be filed (empty: it fits)."""
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+            if not header.get(keyword):
+                return f"{keyword} missing"
+        if header["SOPInstanceUID"] != str(request.AffectedSOPInstanceUID).strip():
+            return "SOP Instance UID differs from the C-STORE request"
+        if header["SOPClassUID"] != str(request.AffectedSOPClassUID).strip():
+            return "SOP Class UID differs from the C-STORE request"
+        return ""
+
+    def _write_failed(self, uid: str, calling: str, exc: OSError) -> Dataset:
+        if exc.errno in _DISK_FULL:
+            log.error("C-STORE %s from %s: disk full (%s)", uid, calling, exc.strerror)
+            return _failure(OUT_OF_RESOURCES, "out of resources: disk full")
+        log.error("C-STORE %s from %s: cannot write the file: %s", uid, calling, exc)
+        return _failure(OUT_OF_RESOURCES, f"cannot write: {exc.strerror or exc}")
+
+
+def create(context: DicomContext) -> StorageService:
+    return StorageService(context)

@@ -232,22 +232,23 @@ class Message:
     def subcomponents(self, raw_component: str) -> list[str]:
         return [self.unescape(sub) for sub in raw_component.split(self.delimiters.subcomponent)]
 
-    def set(self, path: str, value: str) -> None:
-        """Write ``value`` (escaped) at ``path`` in every occurrence of the segment (rules' set/map)."""
+    def set(self, path: str, value: str, segment_index: int | None = None) -> None:
+        """Write ``value`` (escaped) at ``path``: in one occurrence of the segment, or in every one."""
         fp = field_path(path)
+        indexes = [segment_index] if segment_index is not None else self._by_name.get(fp.segment, [])
+        encoded = escape(value, self.delimiters)
+        for index in indexes:
+            self._write(index, fp, encoded)
+
+    def _write(self, index: int, fp: FieldPath, encoded: str) -> None:
         d = self.delimiters
-        encoded = escape(value, d)
-        for index in self._by_name.get(fp.segment, []):
-            fields = self.segments[index]
-            fields.extend([""] * (fp.field + 1 - len(fields)))
-            if not fp.component:
-                reps = fields[fp.field].split(d.repetition) if fields[fp.field] else [""]
-                reps.extend([""] * (fp.repetition - len(reps)))
-                reps[fp.repetition - 1] = encoded
-                fields[fp.field] = d.repetition.join(reps)
-                continue
-            reps = fields[fp.field].split(d.repetition)
-            reps.extend([""] * (fp.repetition - len(reps)))
+        fields = self.segments[index]
+        fields.extend([""] * (fp.field + 1 - len(fields)))
+        reps = fields[fp.field].split(d.repetition) if fields[fp.field] else [""]
+        reps.extend([""] * (fp.repetition - len(reps)))
+        if not fp.component:
+            reps[fp.repetition - 1] = encoded
+        else:
             comps = reps[fp.repetition - 1].split(d.component)
             comps.extend([""] * (fp.component - len(comps)))
             if fp.subcomponent:
@@ -258,7 +259,7 @@ class Message:
             else:
                 comps[fp.component - 1] = encoded
             reps[fp.repetition - 1] = d.component.join(comps).rstrip(d.component)
-            fields[fp.field] = d.repetition.join(reps)
+        fields[fp.field] = d.repetition.join(reps)
 
     # -- escapes ----------------------------------------------------------------------------
     def unescape(self, value: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..hl7.message import FieldPath, Message, escape, field_path
+from ..hl7.message import FieldPath, Message, field_path
 from ..outbound.destinations import Destination, parse_destination
 from ..yamlfile import LineDict, LineList, YamlProblem, line_of, load_yaml
 
@@ -138,30 +138,6 @@ class Decision:
         return ", ".join(self.rules)
 
 
-def _write_occurrence(message: Message, index: int, fp: FieldPath, value: str) -> None:
-    """``Message.set`` for one occurrence of the segment (``map`` translates each occurrence's own value)."""
-    d = message.delimiters
-    encoded = escape(value, d)
-    fields = message.segments[index]
-    fields.extend([""] * (fp.field + 1 - len(fields)))
-    reps = fields[fp.field].split(d.repetition) if fields[fp.field] else [""]
-    reps.extend([""] * (fp.repetition - len(reps)))
-    if not fp.component:
-        reps[fp.repetition - 1] = encoded
-    else:
-        comps = reps[fp.repetition - 1].split(d.component)
-        comps.extend([""] * (fp.component - len(comps)))
-        if fp.subcomponent:
-            subs = comps[fp.component - 1].split(d.subcomponent)
-            subs.extend([""] * (fp.subcomponent - len(subs)))
-            subs[fp.subcomponent - 1] = encoded
-            comps[fp.component - 1] = d.subcomponent.join(subs)
-        else:
-            comps[fp.component - 1] = encoded
-        reps[fp.repetition - 1] = d.component.join(comps).rstrip(d.component)
-    fields[fp.field] = d.repetition.join(reps)
-
-
 @dataclass
 class RuleSet:
     rules: list[Rule]
@@ -186,7 +162,7 @@ class RuleSet:
                 for index in message.segment_indexes(fp.segment):
                     current = message.get(fp, index).strip()
                     if current in table:
-                        _write_occurrence(message, index, fp, table[current])
+                        message.set(path, table[current], index)
             decision.mode = rule.mode or decision.mode
             decision.profile = rule.profile or decision.profile
             decision.schedule.update(rule.schedule)

@@ -44,6 +44,7 @@ class Engine:
         self.ports: dict[str, IListeningPort] = {}
         self._reload_loop: task.LoopingCall | None = None
         self._dispatch_loop: task.LoopingCall | None = None
+        self._analyze_loop: task.LoopingCall | None = None
 
     # -- the MLLP adapter's two entry points ----------------------------------------------------------
     def handle_message(self, raw: bytes, peer: str) -> defer.Deferred:
@@ -100,6 +101,11 @@ class Engine:
         self.outbox.configure(self.rules.current.destinations)
         self._dispatch_loop = task.LoopingCall(self._dispatch_recorded_events)
         self._dispatch_loop.start(1.0, now=True)
+        # Planner statistics: without them SQLite scans for some worklist keys (a name prefix: 97 ms instead
+        # of 2 ms at 100,000 items).  Refreshed at start and hourly, on the writer, between batches.
+        self._analyze_loop = task.LoopingCall(
+            lambda: self.store.submit(lambda txn: txn.execute("ANALYZE")))
+        self._analyze_loop.start(3600.0, now=True)
         if self.config.rules_reload_seconds > 0:
             self._reload_loop = task.LoopingCall(self._reload_rules)
             self._reload_loop.start(self.config.rules_reload_seconds, now=False)
@@ -108,8 +114,9 @@ class Engine:
         if self._reload_loop is not None and self._reload_loop.running:
             self._reload_loop.stop()
         self.outbox.stop()
-        if self._dispatch_loop is not None and self._dispatch_loop.running:
-            self._dispatch_loop.stop()
+        for loop in (self._dispatch_loop, self._analyze_loop):
+            if loop is not None and loop.running:
+                loop.stop()
         if self.dicom is not None:
             self.dicom.stop()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]

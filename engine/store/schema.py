@@ -269,6 +269,7 @@ MIGRATIONS.append([
         delivered_at TEXT NOT NULL DEFAULT ''
     )""",
     "CREATE INDEX outbox_queue ON outbox (destination, status, id)",
+    "CREATE INDEX scheduled_steps_sps_id ON scheduled_steps (sps_id)",
 ])
 
 LATEST_VERSION = len(MIGRATIONS)

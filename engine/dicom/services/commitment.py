@@ -14,7 +14,6 @@ release right after the N-ACTION response and expect the report on a new associa
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from datetime import timedelta
 from typing import Any
@@ -29,7 +28,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel
 from ...store import repository as repo
 from ...workflow import commitment as workflow
 from ...workflow.commitment import CommitmentRequest, Reference, RetryPolicy
-from ..ae import DicomContext
+from ..ae import DicomContext, set_no_delay
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +110,6 @@ def build_event_report(transaction_uid: str, result: dict[str, Any], retrieve_ae
             items.append(item)
         dataset.FailedSOPSequence = items
     return (2 if failed else 1), dataset
-
-
-def _nodelay(assoc: Any) -> None:
-    """TCP_NODELAY on the association's socket (SWF.md 9a: peers stall on delayed ACKs otherwise)."""
-    try:
-        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):
-        pass
 
 
 class CommitmentService:
@@ -249,7 +240,7 @@ class CommitmentService:
             what = "rejected the association" if assoc.is_rejected else "not reachable (or aborted the association)"
             self._failed(claimed, f"{calling} at {known.host}:{known.port} {what}")
             return
-        _nodelay(assoc)
+        set_no_delay(assoc)
         try:
             accepted = [cx for cx in assoc.accepted_contexts
                         if cx.abstract_syntax == workflow.STORAGE_COMMITMENT_PUSH_MODEL and cx.as_scp]

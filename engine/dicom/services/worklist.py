@@ -7,7 +7,6 @@ back with exactly the keys of the request (section 5.5) and the calling AE's cha
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any, Iterator
 
 from pydicom.charset import python_encoding
@@ -225,15 +224,6 @@ def build_response(item: WorklistItem, identifier: Dataset, charset: str) -> Dat
     return response
 
 
-def _no_delay(event: Any) -> None:
-    """TCP_NODELAY on the association's socket: without it every C-FIND-RSP after the first waits for the
-    peer's delayed ACK (~40 ms each on loopback; SWF.md 9a).  Harmless when the AE already set it."""
-    try:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):
-        log.debug("cannot set TCP_NODELAY on the MWL association", exc_info=True)
-
-
 class WorklistService:
     name = "worklist"
 
@@ -254,7 +244,6 @@ class WorklistService:
 
     def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         calling = event.assoc.requestor.ae_title.strip()
-        _no_delay(event)
         directory = self.context.directory
         if not directory.allows(calling, "worklist"):
             log.warning("MWL query from %s refused: no worklist permission", calling)

@@ -136,8 +136,21 @@ def _dispatcher(table: dict[str, Callable]) -> Callable:
     return dispatch
 
 
+class SharedContexts(list):
+    """The supported presentation contexts, shared by every association instead of deep-copied for each.
+
+    pynetdicom deep-copies the acceptor's contexts per association (~180 contexts, thousands of transfer
+    syntaxes: most of an association's set-up time).  Negotiation only reads them and builds new result
+    contexts, so sharing one read-only list is safe.
+    """
+
+    def __deepcopy__(self, memo: dict) -> list:
+        return list(self)
+
+
 def start_server(server: DicomServer, host: str, port: int) -> None:
     for service in server.services:
         service.start()
     server.server = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
+    server.server.contexts = SharedContexts(server.server.contexts)
     server.port = server.server.server_address[1]

@@ -5,9 +5,10 @@ about as much as receiving it, so the Storage SCP only walks the element headers
 decodes the values of the attributes it indexes (``WANTED``) plus two sequences (Request Attributes,
 Referenced Series).  Everything else, pixel data included, is skipped by its length and never copied.
 
-Any surprise in the byte stream (a truncated element, an undefined length where none may be) makes the
-fast reader give up; ``read_header`` then asks pydicom for the same attributes.  Only when pydicom cannot
-read the dataset either is it refused (``HeaderError``: C-STORE 0xC000).
+An element or sequence running past the end of the data set, or a data set without any SOP or study
+identity, is refused (``HeaderError``: C-STORE 0xC000 Cannot understand).  Anything else the fast reader
+does not expect (an unknown VR, an undefined length where none may be) makes it give up; ``read_header``
+then asks pydicom for the same attributes, and refuses only when pydicom cannot read them either.
 """
 from __future__ import annotations
 

@@ -254,6 +254,17 @@ def _conditions(request: QueryRequest, retrieve: bool = False) -> tuple[list[str
     return where, params
 
 
+def unmatched_keys(request: QueryRequest) -> list[str]:
+    """Keys given a value that this level does not match on (returned, not matched): C-FIND then
+    answers Pending 0xFF01 (optional keys not supported) instead of 0xFF00."""
+    levels = LEVELS[request.model]
+    depth = levels.index(request.level) if request.level in levels else 0
+    above = {UNIQUE_KEY[level] for level in levels[:depth]}
+    return [keyword for keyword in request.keys
+            if request.value(keyword) not in ("", "*") and keyword not in above
+            and not (keyword in MATCH_KEYS and _effective_level(keyword, request.model) == request.level)]
+
+
 # -- rows -> attributes ---------------------------------------------------------------------------
 def _row_attributes(row: dict[str, Any]) -> dict[str, Any]:
     attributes = repo.loads(row["attributes"])

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from ..domain.status import StepEvent, StepStatus, TransitionRefused, order_status, transition
 from ..store import repository as repo
 from ..store.database import Transaction
+from . import storage
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,20 @@ def reason_code(attributes: dict[str, Any]) -> str:
     """The first item's Code Value of the PPS Discontinuation Reason Code Sequence, or ''."""
     items = attributes.get("PerformedProcedureStepDiscontinuationReasonCodeSequence") or []
     return _text(items[0], "CodeValue") if items and isinstance(items[0], dict) else ""
+
+
+def performed_references(attributes: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Series and SOP Instance UIDs the MPPS lists in its Performed Series Sequence."""
+    series: list[str] = []
+    images: list[str] = []
+    for item in attributes.get("PerformedSeriesSequence") or []:
+        if not isinstance(item, dict):
+            continue
+        series.append(_text(item, "SeriesInstanceUID"))
+        for image in item.get("ReferencedImageSequence") or []:
+            if isinstance(image, dict):
+                images.append(_text(image, "ReferencedSOPInstanceUID"))
+    return [uid for uid in series if uid], [uid for uid in images if uid]
 
 
 # -- linking (SWF.md 4.2) ------------------------------------------------------------------------
@@ -342,6 +357,9 @@ def update(txn: Transaction, request: UpdateRequest) -> MppsResult:
         reason = reason_code(attributes)
         if reason == REOFFER_REASON:
             event, note = StepEvent.REOFFER, f"; reason {reason} (incorrect worklist entry): re-offered"
+            series, images = performed_references(attributes)
+            hidden = storage.hide_instances(txn, images, series, reason, row["id"])
+            note += f"; {hidden} stored instance(s) withdrawn from query/retrieve"
         else:
             event, note = StepEvent.DISCONTINUE, f"; reason {reason}" if reason else ""
         result.order_statuses = _apply_to_steps(txn, steps, event, DISCONTINUED, "mpps.discontinued",

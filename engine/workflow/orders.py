@@ -15,7 +15,7 @@ from ..domain.status import StepEvent, StepStatus, TransitionRefused, order_stat
 from ..hl7.convert import normalise_name, sortable_datetime
 from ..store import repository as repo
 from ..store.database import Transaction
-from . import identifiers
+from . import identifiers, storage
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,11 @@ def _insert_procedure(txn: Transaction, order_ref: int, procedure: ProcedureRequ
                         f" to accession {clash['accession_number']}", "ZDS-1")
     procedure_ref = repo.insert_procedure(txn, order_ref, procedure.accession_number, procedure.requested_procedure_id,
                                           procedure.study_instance_uid, procedure.attributes)
+    linked = storage.link_waiting_instances(txn, procedure_ref, procedure.study_instance_uid,
+                                            procedure.accession_number)
+    if linked:  # images that arrived before their order (unscheduled acquisition, late RIS)
+        repo.add_order_history(txn, order_ref, "images linked", f"{linked} instance(s) stored before the order",
+                               ctx.journal_ref)
     for step in procedure.steps:
         values = _step_values(step, status, request.default_start)
         repo.insert_step(txn, procedure_ref, values)

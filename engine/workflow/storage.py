@@ -143,7 +143,8 @@ def _procedure_by_request_item(txn: Transaction, item: dict[str, str], accession
         return found
     accession_clause, params = (" AND r.accession_number = ?", [accession]) if accession else ("", [])
     if sps_id:
-        row = txn.one("SELECT r.id FROM requested_procedures r JOIN scheduled_steps s ON s.requested_procedure_ref = r.id"
+        row = txn.one("SELECT r.id FROM requested_procedures r"
+                      " JOIN scheduled_steps s ON s.requested_procedure_ref = r.id"
                       " WHERE r.requested_procedure_id = ? AND s.sps_id = ?" + accession_clause +
                       " ORDER BY r.id DESC LIMIT 1", [rp_id, sps_id, *params])
         if row:

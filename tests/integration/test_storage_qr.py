@@ -218,6 +218,9 @@ def test_store_query_move_get_and_link(start_engine, tmp_path: Path, destination
                      f"SeriesInstanceUID={CT_SERIES}", "SOPInstanceUID", "InstanceNumber", "SOPClassUID")
     assert [(i.SOPInstanceUID, i.InstanceNumber, i.SOPClassUID) for i in images] == [(CT_1, 1, CT), (CT_2, 2, CT)]
     assert findscu(engine, tmp_path / "find-none", "QueryRetrieveLevel=STUDY", "AccessionNumber=NOPE") == []
+    warned = dcmtk("findscu", "-v", "-S", "-aet", "VIEWER", "-aec", "SWF_ENGINE", "127.0.0.1", str(engine.dicom_port),
+                   "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyDescription=chest", "-k", "StudyInstanceUID")
+    assert "Pending: WarningUnsupportedOptionalKeys" in warned.stdout + warned.stderr   # 0xFF01
     patients = findscu(engine, tmp_path / "find-patient", "QueryRetrieveLevel=PATIENT", "PatientID=PAT0911",
                        "NumberOfPatientRelatedInstances", model="-P")
     assert [(p.PatientID, p.NumberOfPatientRelatedInstances) for p in patients] == [("PAT0911", 4)]

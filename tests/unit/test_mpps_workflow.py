@@ -311,6 +311,8 @@ def test_discontinued_for_a_wrong_worklist_entry_reoffers_the_step(ordered: Pipe
     assert step_status(ordered) == "SCHEDULED" and order_status(ordered) == "SC"
     assert "STARTED -> SCHEDULED" in history(ordered)[-1]["detail"] and "110514" in history(ordered)[-1]["detail"]
     assert events(ordered)[-1]["kind"] == "mpps.discontinued" and "re-offered" in events(ordered)[-1]["detail"]
+    hidden = {row["uid"] for row in ordered.read("SELECT uid FROM hidden_references")}
+    assert hidden == {"1.2.3.4.5.1", "1.2.3.4.5.1.1"}  # its series and images are withdrawn from Q/R
     offered = ordered.store.read(lambda txn: find_items(txn, WorklistRequest(top={"AccessionNumber": "ACC1"})))
     assert [item.step["ScheduledProcedureStepID"] for item in offered] == ["SPS-1"]
     # the modality then performs the right entry: a new MPPS starts it again
@@ -388,3 +390,14 @@ def test_detail_report_lists_links_and_versions(ordered: Pipeline) -> None:
     by_pps_id = ordered.store.read(lambda txn: reports.performed_step_detail(txn, "PPS-8831"))
     assert by_pps_id["step"]["sop_instance_uid"] == UID_A
     assert ordered.store.read(lambda txn: reports.performed_step_detail(txn, "1.2.3.nothing")) is None
+
+
+def test_wrong_worklist_entry_withdraws_the_performed_images() -> None:
+    from engine.workflow.mpps import performed_references
+
+    attributes = {"PerformedSeriesSequence": [
+        {"SeriesInstanceUID": "1.2.3.1", "ReferencedImageSequence": [{"ReferencedSOPInstanceUID": "1.2.3.1.1"},
+                                                                     {"ReferencedSOPInstanceUID": "1.2.3.1.2"}]},
+        {"SeriesInstanceUID": "1.2.3.2"}, "not an item"]}
+    assert performed_references(attributes) == (["1.2.3.1", "1.2.3.2"], ["1.2.3.1.1", "1.2.3.1.2"])
+    assert performed_references({}) == ([], [])

@@ -69,8 +69,9 @@ def test_header_reader_reads_every_encoding_like_pydicom(transfer_syntax: str) -
     code.CodeValue, code.CodingSchemeDesignator = "P1", "99RAD"
     item = request_item(RequestedProcedureID="RP-1", ScheduledProcedureStepID="SPS-1", AccessionNumber="ACC1")
     item.ScheduledProtocolCodeSequence = Sequence([code])    # nested sequence inside the item
-    ds = instance_dataset("1.2.9.1", RequestAttributesSequence=Sequence([item, request_item(RequestedProcedureID="RP-2")]),
-                          Rows=512, Columns=256, PixelData=b"\x00\x01" * 16, BitsAllocated=16)
+    second = request_item(RequestedProcedureID="RP-2")
+    ds = instance_dataset("1.2.9.1", RequestAttributesSequence=Sequence([item, second]), Rows=512, Columns=256,
+                          PixelData=b"\x00\x01" * 16, BitsAllocated=16)
     ds["PixelData"].VR = "OW"
     data = encoded(ds, transfer_syntax)
     fast = read_header(data, transfer_syntax)
@@ -135,7 +136,8 @@ def test_file_store_writes_part10_atomically_and_refuses_odd_uids(tmp_path: Path
 # -- indexing and linking ---------------------------------------------------------------------------
 def received(ds: Dataset, transfer_syntax: str = EXPLICIT, path: str = "") -> workflow.ReceivedInstance:
     data = encoded(ds, transfer_syntax)
-    return workflow.ReceivedInstance.from_header(read_header(data, transfer_syntax), transfer_syntax_uid=transfer_syntax,
+    header = read_header(data, transfer_syntax)
+    return workflow.ReceivedInstance.from_header(header, transfer_syntax_uid=transfer_syntax,
                                                  path=path or f"x/{ds.SOPInstanceUID}.dcm", size_bytes=len(data),
                                                  received_from="CT1_AE")
 
@@ -154,14 +156,17 @@ def test_instances_link_by_study_uid_request_attributes_or_accession(pipeline: P
     by_study, _ = index(pipeline, received(instance_dataset("1.2.9.10", AccessionNumber="ZZZ")))
     assert by_study.requested_procedure_ref == procedures["ACC1"] and by_study.outcome == "stored"
     item = request_item(RequestedProcedureID="RP-ACC2", ScheduledProcedureStepID="SPS-2")
-    by_request, _ = index(pipeline, received(instance_dataset("1.2.9.11", study="7.7.7", series="7.7.7.1", AccessionNumber="ACC2",
+    by_request, _ = index(pipeline, received(instance_dataset("1.2.9.11", study="7.7.7", series="7.7.7.1",
+                                                                AccessionNumber="ACC2",
                                                                 RequestAttributesSequence=Sequence([item]))))
     assert by_request.requested_procedure_ref == procedures["ACC2"]
     wrong_sps = request_item(RequestedProcedureID="RP-ACC2", ScheduledProcedureStepID="NOPE", AccessionNumber="ACC9")
-    unlinked, _ = index(pipeline, received(instance_dataset("1.2.9.12", study="7.7.8", series="7.7.8.1", AccessionNumber="ACC9",
+    unlinked, _ = index(pipeline, received(instance_dataset("1.2.9.12", study="7.7.8", series="7.7.8.1",
+                                                             AccessionNumber="ACC9",
                                                              RequestAttributesSequence=Sequence([wrong_sps]))))
     assert unlinked.requested_procedure_ref is None
-    by_accession, _ = index(pipeline, received(instance_dataset("1.2.9.13", study="7.7.9", series="7.7.9.1", AccessionNumber="ACC2")))
+    by_accession, _ = index(pipeline, received(instance_dataset("1.2.9.13", study="7.7.9", series="7.7.9.1",
+                                                                 AccessionNumber="ACC2")))
     assert by_accession.requested_procedure_ref == procedures["ACC2"]
     events = pipeline.read("SELECT kind, subject, order_ref FROM events WHERE kind = 'series.stored' ORDER BY id")
     assert [(e["subject"], e["order_ref"] is not None) for e in events] == [
@@ -232,6 +237,11 @@ def test_study_level_counts_and_matching(archive: Pipeline) -> None:
     assert find(archive, "STUDY", AccessionNumber="ACC_") == []      # '_' is no wildcard in DICOM
     assert [m["StudyInstanceUID"] for m in find(archive, "STUDY", StudyInstanceUID="1.1\\2.1")] == ["1.1", "2.1"]
     assert find(archive, "STUDY", StudyID="S2", PatientID="PAT4711") == []
+    assert availability.unmatched_keys(QueryRequest("STUDY", {"StudyDescription": "x", "AccessionNumber": "A",
+                                                              "Modality": "CT", "PatientName": ""})) == [
+        "StudyDescription", "Modality"]
+    assert availability.unmatched_keys(QueryRequest("IMAGE", {"StudyInstanceUID": "1", "SeriesInstanceUID": "2",
+                                                              "SOPInstanceUID": "3", "InstanceNumber": "*"})) == []
     with pytest.raises(QueryError):
         find(archive, "STUDY", StudyDate="2025-03-04")
     with pytest.raises(QueryError):
@@ -263,7 +273,8 @@ def test_patient_root_and_retrieve(archive: Pipeline) -> None:
     assert [m["StudyInstanceUID"] for m in find(archive, "STUDY", PATIENT_ROOT, PatientID="P2")] == ["2.1"]
     with pytest.raises(QueryError):
         find(archive, "STUDY", PATIENT_ROOT)                       # no Patient ID
-    items = archive.store.read(lambda txn: availability.retrieve(txn, QueryRequest("STUDY", {"StudyInstanceUID": "1.1"})))
+    study = QueryRequest("STUDY", {"StudyInstanceUID": "1.1"})
+    items = archive.store.read(lambda txn: availability.retrieve(txn, study))
     assert sorted(i.sop_instance_uid for i in items) == ["1.1.1", "1.1.2", "1.1.3", "1.1.4", "3.1.1"]
     items = archive.store.read(lambda txn: availability.retrieve(txn, QueryRequest(
         "IMAGE", {"StudyInstanceUID": "1.1", "SeriesInstanceUID": "1.1.10", "SOPInstanceUID": "1.1.2"})))
@@ -381,3 +392,15 @@ def test_store_handler_restores_a_lost_file_and_overwrites_in_order(storage_serv
     [row] = pipeline.read("SELECT size_bytes, attributes FROM instances")
     assert row["size_bytes"] == stored.stat().st_size and "second" not in row["attributes"]
     assert not list((tmp_path / "dicom").rglob("*.tmp"))
+
+
+def test_images_stored_before_their_order_are_linked_when_it_arrives(pipeline: Pipeline) -> None:
+    early = workflow.ReceivedInstance.from_header({"StudyInstanceUID": "6.6.6", "SeriesInstanceUID": "6.6.6.1",
+                                                   "SOPInstanceUID": "1.2.9.20", "SOPClassUID": CT},
+                                                  transfer_syntax_uid=EXPLICIT, path="p", size_bytes=1)
+    stored, _ = index(pipeline, early)
+    assert stored.requested_procedure_ref is None
+    assert pipeline.send(orm("O6", accession="ACC6", study="6.6.6", sps="SPS-6")).ack_code == "AA"
+    [row] = pipeline.read("SELECT requested_procedure_ref FROM instances WHERE sop_instance_uid = '1.2.9.20'")
+    assert row["requested_procedure_ref"] is not None
+    assert "images linked" in [r["kind"] for r in pipeline.read("SELECT kind FROM order_history")]

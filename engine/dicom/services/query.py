@@ -35,7 +35,7 @@ from pynetdicom.sop_class import (
 from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
-from ..ae import DicomContext
+from ..ae import DicomContext, set_no_delay
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ MOVE_MODELS = {str(PatientRootQueryRetrieveInformationModelMove): PATIENT_ROOT,
 GET_MODELS = {str(PatientRootQueryRetrieveInformationModelGet): PATIENT_ROOT,
               str(StudyRootQueryRetrieveInformationModelGet): STUDY_ROOT}
 
-PENDING, SUCCESS, CANCEL = 0xFF00, 0x0000, 0xFE00
+PENDING, PENDING_WARNING, SUCCESS, CANCEL = 0xFF00, 0xFF01, 0x0000, 0xFE00
 NOT_AUTHORISED = 0x0124
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
@@ -102,7 +102,10 @@ def build_response(match: availability.Match, identifier: Dataset, request: Quer
             response.add_new(element.tag, "SQ", Sequence())
             continue
         value = values.get(keyword) if keyword else None
-        response.add_new(element.tag, element.VR, value if value not in ("", None) else None)
+        try:
+            response.add_new(element.tag, element.VR, value if value not in ("", None) else None)
+        except (ValueError, TypeError, KeyError):   # an odd VR in the request: the key comes back empty
+            response.add_new(element.tag, element.VR if element.VR in ("UN", "OB") else "UN", None)
     always: dict[str, Any] = OrderedDict()
     always["QueryRetrieveLevel"] = request.level
     always["RetrieveAETitle"] = ae_title
@@ -178,12 +181,15 @@ class QueryRetrieveService:
             log.exception("Q/R C-FIND from %s failed", calling)
             yield _status(UNABLE_TO_PROCESS, f"unable to process: {exc}"), None
             return
-        log.info("Q/R C-FIND from %s at %s level: %d match(es)", calling, request.level, len(matches))
+        unmatched = availability.unmatched_keys(request)
+        log.info("Q/R C-FIND from %s at %s level: %d match(es)%s", calling, request.level, len(matches),
+                 f" (not matched on: {', '.join(unmatched)})" if unmatched else "")
+        pending = PENDING_WARNING if unmatched else PENDING
         for match in matches:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
-            yield PENDING, build_response(match, identifier, request, self.context.ae_title)
+            yield pending, build_response(match, identifier, request, self.context.ae_title)
         yield SUCCESS, None
 
     # -- retrieval ----------------------------------------------------------------------------------
@@ -229,8 +235,9 @@ class QueryRetrieveService:
             return
         log.info("Q/R C-MOVE from %s: %d instance(s) to %s (%s:%d)", calling, len(items), destination_title,
                  destination.host, destination.port)
-        yield destination.host, destination.port, {"contexts": _contexts_for(items),
-                                                   "max_pdu": self.context.config.dicom.max_pdu_bytes}
+        yield destination.host, destination.port, {
+            "contexts": _contexts_for(items), "max_pdu": self.context.config.dicom.max_pdu_bytes,
+            "evt_handlers": [(evt.EVT_CONN_OPEN, lambda opened: set_no_delay(opened.assoc))]}
         yield len(items)
         yield from self._datasets(event, items)
 

@@ -54,7 +54,6 @@ TRANSFER_SYNTAXES = ([ts for ts in _LOSSLESS if ts in ALL_TRANSFER_SYNTAXES] + _
                      [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _UNCOMPRESSED and ts not in _LOSSLESS])
 STORAGE_SOP_CLASSES = sorted(str(uid) for uid in _STORAGE_CLASSES.values())
 
-
 def _failure(status: int, comment: str) -> Dataset:
     dataset = Dataset()
     dataset.Status = status

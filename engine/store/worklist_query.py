@@ -6,15 +6,9 @@ condition on an indexed column; nothing is filtered row by row in Python.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import date
 
-from ..hl7.convert import normalise_name
-
-
-class QueryError(ValueError):
-    """The identifier cannot be matched (malformed date range ...): C-FIND status 0xA900."""
+from .matching import check_date, date_condition, pn_key, split_range, text_condition, time_bounds
 
 
 # keyword -> (column, kind).  Kinds: text (single/wildcard), pn, date, uid (list), multi (value list).
@@ -47,8 +41,6 @@ START_DATE, START_TIME = "ScheduledProcedureStepStartDate", "ScheduledProcedureS
 CODE_KEYS = {"CodeValue": "r.procedure_code_value", "CodingSchemeDesignator": "r.procedure_code_scheme"}
 OFFERED_BY_DEFAULT = ("SCHEDULED", "ARRIVED", "READY")
 
-_DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?$")
 
 SELECT = (
     "SELECT s.id AS step_ref, s.sps_id, s.status, s.station_ae_title, s.station_name, s.location, s.modality,"
@@ -68,77 +60,6 @@ class WorklistQuery:
     params: list[str] = field(default_factory=list)
 
 
-def _like(pattern: str) -> str:
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
-
-
-def _text_condition(column: str, value: str, where: list[str], params: list[str]) -> None:
-    value = value.strip()
-    if value in ("", "*"):
-        return
-    if "*" in value or "?" in value:
-        where.append(f"{column} LIKE ? ESCAPE '\\'")
-        params.append(_like(value))
-    else:
-        where.append(f"{column} = ?")
-        params.append(value)
-
-
-def _pn_key(value: str) -> str:
-    """A PN key compared like the stored normalised column: upper case, accents folded, trailing ^ dropped."""
-    return normalise_name(value).rstrip("^")
-
-
-def _check_date(value: str, keyword: str) -> str:
-    if value and not _DATE.match(value):
-        raise QueryError(f"{keyword}: malformed date {value!r}")
-    if value:
-        try:
-            date(int(value[:4]), int(value[4:6]), int(value[6:8]))
-        except ValueError:
-            raise QueryError(f"{keyword}: invalid date {value!r}") from None
-    return value
-
-
-def _split_range(value: str, keyword: str) -> tuple[str, str, bool]:
-    """``a-b`` / ``-b`` / ``a-`` / ``a`` -> (low, high, is_range).  ``-`` alone and ``a-b-c`` are malformed."""
-    value = value.strip()
-    if value.count("-") > 1 or value == "-":
-        raise QueryError(f"{keyword}: malformed range {value!r}")
-    if "-" in value:
-        low, high = value.split("-")
-        return low.strip(), high.strip(), True
-    return value, value, False
-
-
-def _time_bounds(value: str, keyword: str) -> tuple[str, str]:
-    """A TM value -> the first and last instant it covers, as HHMMSS.ffffff strings."""
-    match = _TIME.match(value)
-    if not match:
-        raise QueryError(f"{keyword}: malformed time {value!r}")
-    hours, minutes, seconds, fraction = match.groups()
-    if int(hours) > 23 or int(minutes or 0) > 59 or int(seconds or 0) > 60:
-        raise QueryError(f"{keyword}: invalid time {value!r}")
-    low = f"{hours}{minutes or '00'}{seconds or '00'}.{(fraction or '.')[1:].ljust(6, '0')}"
-    high = f"{hours}{minutes or '59'}{seconds or '59'}.{(fraction or '.')[1:].ljust(6, '9')}"
-    return low, high
-
-
-def _date_condition(column: str, value: str, keyword: str, where: list[str], params: list[str]) -> None:
-    """DA single value or range on a column holding YYYYMMDD; an empty stored date never matches."""
-    low, high, _ = _split_range(value, keyword)
-    _check_date(low, keyword), _check_date(high, keyword)
-    if low:
-        where.append(f"{column} >= ?")
-        params.append(low)
-    if high:
-        where.append(f"{column} <= ?")
-        params.append(high)
-    if low or high:
-        where.append(f"{column} <> ''")
-
-
 def _start_conditions(date_key: str, time_key: str, where: list[str], params: list[str]) -> None:
     """SPS Start Date/Time, matched as one combined date-time when both are given (SWF.md 5.3).
 
@@ -152,12 +73,12 @@ def _start_conditions(date_key: str, time_key: str, where: list[str], params: li
     # Every bound is validated, also those the combination below does not use.
     time_low, time_high = ("", "")
     if time_key:
-        time_low, time_high, _ = _split_range(time_key, START_TIME)
-    low_instant = _time_bounds(time_low, START_TIME)[0] if time_low else "000000.000000"
-    high_instant = _time_bounds(time_high, START_TIME)[1] if time_high else "235959.999999"
+        time_low, time_high, _ = split_range(time_key, START_TIME)
+    low_instant = time_bounds(time_low, START_TIME)[0] if time_low else "000000.000000"
+    high_instant = time_bounds(time_high, START_TIME)[1] if time_high else "235959.999999"
     if date_key:
-        date_low, date_high, _ = _split_range(date_key, START_DATE)
-        _check_date(date_low, START_DATE), _check_date(date_high, START_DATE)
+        date_low, date_high, _ = split_range(date_key, START_DATE)
+        check_date(date_low, START_DATE), check_date(date_high, START_DATE)
     where.append(f"{column} <> ''")
     if not date_key:  # time of day only, any date
         if time_low:
@@ -190,15 +111,15 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
             if not value:
                 continue
             if kind == "text":
-                _text_condition(column, value, where, params)
+                text_condition(column, value, where, params)
             elif kind == "pn":
                 if value.strip("*") == "" and "*" in value:
                     continue
-                _text_condition(column, _pn_key(value), where, params)
+                text_condition(column, pn_key(value), where, params)
             elif kind == "date":
-                _date_condition(column, value, keyword, where, params)
+                date_condition(column, value, keyword, where, params)
             elif kind == "multi" and "\\" not in value:
-                _text_condition(column, value, where, params)  # one value: single or wildcard matching
+                text_condition(column, value, where, params)  # one value: single or wildcard matching
             elif kind in ("uid", "multi"):
                 values = list(dict.fromkeys(v.strip() for v in value.split("\\") if v.strip()))
                 if not values:
@@ -208,7 +129,7 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
     _start_conditions(step.get(START_DATE, ""), step.get(START_TIME, ""), where, params)
     for keyword, column in CODE_KEYS.items():
         if code and code.get(keyword, "").strip():
-            _text_condition(column, code[keyword], where, params)
+            text_condition(column, code[keyword], where, params)
     if not (step.get("ScheduledProcedureStepStatus") or "").strip():
         # ``|| ''`` keeps SQLite (which has no statistics) from reading through the status index, which
         # holds most rows under these values; it then starts from the index of a selective key instead.

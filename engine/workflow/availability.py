@@ -13,14 +13,13 @@ count nowhere.  A presentation state also belongs to every study whose series it
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Iterable
 
-from ..hl7.convert import normalise_name
 from ..store import repository as repo
 from ..store.database import Transaction
+from ..store.matching import (QueryError, date_condition, in_condition, like_pattern, pn_key, text_condition,
+                              time_condition, uid_list)
 
 STUDY_ROOT, PATIENT_ROOT = "study", "patient"
 LEVELS = {STUDY_ROOT: ("STUDY", "SERIES", "IMAGE"), PATIENT_ROOT: ("PATIENT", "STUDY", "SERIES", "IMAGE")}
@@ -61,12 +60,6 @@ RETURN_KEYS: dict[str, tuple[str, ...]] = {
               "PresentationCreationTime", "ContentCreatorName", "AvailableTransferSyntaxUID"),
 }
 _LEVEL_ORDER = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-_DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?$")
-
-
-class QueryError(ValueError):
-    """The identifier cannot be used (C-FIND/C-MOVE/C-GET 0xA900 Identifier does not match SOP class)."""
 
 
 @dataclass
@@ -107,94 +100,22 @@ def _check_level(request: QueryRequest) -> None:
                          f"{', '.join(LEVELS[request.model])} in this information model")
 
 
-def _like(pattern: str) -> str:
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
-
-
-def _text(column: str, value: str, where: list[str], params: list[Any]) -> None:
-    if value in ("", "*"):
-        return
-    if "*" in value or "?" in value:
-        where.append(f"{column} LIKE ? ESCAPE '\\'")
-        params.append(_like(value))
-    else:
-        where.append(f"{column} = ?")
-        params.append(value)
-
-
-def _uids(value: str) -> list[str]:
-    return [v.strip() for v in value.split("\\") if v.strip()]
-
-
-def _in(column: str, values: list[str], where: list[str], params: list[Any]) -> None:
-    where.append(f"{column} IN ({', '.join('?' for _ in values)})")
-    params.extend(values)
-
-
-def _split_range(value: str, keyword: str) -> tuple[str, str]:
-    if value.count("-") > 1:
-        raise QueryError(f"{keyword}: malformed range {value!r}")
-    if "-" in value:
-        low, high = value.split("-")
-        return low.strip(), high.strip()
-    return value, value
-
-
-def _date(value: str, keyword: str) -> str:
-    if value and not _DATE.match(value):
-        raise QueryError(f"{keyword}: malformed date {value!r}")
-    if value:
-        try:
-            datetime.strptime(value, "%Y%m%d")
-        except ValueError:
-            raise QueryError(f"{keyword}: invalid date {value!r}") from None
-    return value
-
-
-def _time_bounds(value: str, keyword: str) -> tuple[str, str]:
-    match = _TIME.match(value.replace(":", ""))
-    if not match:
-        raise QueryError(f"{keyword}: malformed time {value!r}")
-    hours, minutes, seconds, fraction = match.groups()
-    if int(hours) > 23 or int(minutes or 0) > 59 or int(seconds or 0) > 60:
-        raise QueryError(f"{keyword}: invalid time {value!r}")
-    low = f"{hours}{minutes or '00'}{seconds or '00'}.{(fraction or '.')[1:].ljust(6, '0')}"
-    high = f"{hours}{minutes or '59'}{seconds or '59'}.{(fraction or '.')[1:].ljust(6, '9')}"
-    return low, high
-
-
 def _condition(keyword: str, value: str, where: list[str], params: list[Any]) -> None:
     _, column, kind = MATCH_KEYS[keyword]
     if not value or value == "*":
         return
     if kind == "text":
-        _text(column, value, where, params)
+        text_condition(column, value, where, params)
     elif kind == "pn":
         if value.strip("*") == "":
             return
-        _text(column, normalise_name(value).rstrip("^"), where, params)
+        text_condition(column, pn_key(value), where, params)
     elif kind == "uid":
-        _in(column, _uids(value), where, params)
+        in_condition(column, uid_list(value), where, params)
     elif kind == "date":
-        low, high = _split_range(value, keyword)
-        low, high = _date(low, keyword), _date(high, keyword)
-        if low:
-            where.append(f"{column} >= ?")
-            params.append(low)
-        if high:
-            where.append(f"{column} <= ?")
-            params.append(high)
-        where.append(f"{column} <> ''")
+        date_condition(column, value, keyword, where, params)
     elif kind == "time":
-        low, high = _split_range(value, keyword)
-        if low:
-            where.append(f"{column} >= ?")
-            params.append(_time_bounds(low, keyword)[0])
-        if high:
-            where.append(f"{column} <= ?")
-            params.append(_time_bounds(high, keyword)[1])
-        where.append(f"{column} <> ''")
+        time_condition(column, value, keyword, where, params)
     elif kind == "modalities":
         values = [v.strip() for v in value.split("\\") if v.strip()]
         inner: list[str] = []
@@ -204,7 +125,7 @@ def _condition(keyword: str, value: str, where: list[str], params: list[Any]) ->
                 return
             if "*" in modality or "?" in modality:
                 inner.append("m.modality LIKE ? ESCAPE '\\'")
-                inner_params.append(_like(modality))
+                inner_params.append(like_pattern(modality))
             else:
                 inner.append("m.modality = ?")
                 inner_params.append(modality)
@@ -235,7 +156,7 @@ def _conditions(request: QueryRequest, retrieve: bool = False) -> tuple[list[str
         if not value:
             raise QueryError(f"a {request.level} level request needs the {above} level unique key {unique}")
         if unique == "StudyInstanceUID":
-            _study_scope(_uids(value), where, params)
+            _study_scope(uid_list(value), where, params)
         else:
             _condition(unique, value, where, params)
     if retrieve:
@@ -244,7 +165,7 @@ def _conditions(request: QueryRequest, retrieve: bool = False) -> tuple[list[str
         if not value:
             raise QueryError(f"a {request.level} level retrieve needs {unique}")
         if unique == "StudyInstanceUID":
-            _study_scope(_uids(value), where, params)
+            _study_scope(uid_list(value), where, params)
         else:
             _condition(unique, value, where, params)
         return where, params

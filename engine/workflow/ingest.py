@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from ..config import Config
-from ..domain.model import DomainEvent, PatientIdentity, Problem, Rejection
+from ..domain.model import DomainEvent, Problem, Rejection
 from ..hl7 import ack as ack_builder
 from ..hl7 import extract
 from ..hl7.ack import HL7Error, Identity

@@ -19,7 +19,8 @@ from engine.dicom.ae import DicomContext
 from engine.dicom.directory import AEDirectory
 from engine.dicom.services.worklist import (BadIdentifier, WorklistService, _lacks_type1, build_response,
                                             request_from_identifier)
-from engine.store.worklist_query import QueryError, build_worklist_query
+from engine.store.matching import QueryError
+from engine.store.worklist_query import build_worklist_query
 from engine.workflow.ingest import Received
 from engine.workflow.worklist import WorklistItem, WorklistRequest, find_items
 from tests.conftest import Pipeline, hl7

@@ -17,7 +17,8 @@ from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
-from ...store.worklist_query import QueryError, step_keys, top_level_keys
+from ...store.matching import QueryError
+from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
 from ..ae import DicomContext
 

@@ -83,7 +83,9 @@ class Engine:
         if dicom.port >= 0:
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
             start_server(self.dicom, dicom.host, dicom.port)
-            access = "any calling AE" if self.directory.allow_any else f"{len(self.directory.entries)} known AE(s)"
+            access = ("any calling AE" if self.directory.allow_any else
+                      f"{len(self.directory.entries)} known AE(s)" if self.directory.entries else
+                      "no known AE: every association is refused (list AEs under dicom.aes or use --allow-any-ae)")
             log.info("DICOM listener on %s:%d, AE %s: %s; %s", dicom.host, self.dicom.port, dicom.ae_title,
                      ", ".join(service.name for service in self.dicom.services), access)
         mllp = self.config.mllp

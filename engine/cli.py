@@ -529,6 +529,8 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "serve" and hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `swf orders | head` ends quietly, as shell tools do
     try:
         if args.command == "serve":
             return cmd_serve(args)

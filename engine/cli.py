@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--limit", type=int, default=100, metavar="N")
     _data_options(outbox)
 
+    forwards = commands.add_parser("forwards", help="DICOM forwarding queue (instances, MPPS) to downstream AEs",
+                                   description="Rows of the DICOM forwarding queue: pending by default, --dead for "
+                                   "those given up, --all for every row.")
+    forwards.add_argument("--dead", action="store_true")
+    forwards.add_argument("--all", action="store_true")
+    forwards.add_argument("--limit", type=int, default=100, metavar="N")
+    _data_options(forwards)
+
     cancel = commands.add_parser("cancel", help="cancel an order as the engine's operator (reported to its RIS)",
                                  description="Cancel every open step of the order with this accession number; "
                                  "refused when a step has started. The cancel is reported to the order's status "
@@ -489,6 +497,21 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forwards(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    if store is None:
+        return 2
+    where, params = ("", []) if args.all else ("WHERE status = ?", ["dead" if args.dead else "pending"])
+    rows = store.read(lambda txn: txn.query(
+        "SELECT id, destination, kind, sop_instance_uid, status, attempts, last_error FROM dicom_forwards"
+        f" {where} ORDER BY id LIMIT ?", [*params, args.limit]))
+    print(f"{'ID':<7}{'DESTINATION':<17}{'KIND':<7}{'STATUS':<10}{'TRIES':<6}{'SOP INSTANCE UID':<46}LAST ERROR")
+    for row in rows:
+        print(f"{row['id']:<7}{row['destination'][:16]:<17}{row['kind']:<7}{row['status']:<10}{row['attempts']:<6}"
+              f"{row['sop_instance_uid'][:45]:<46}{row['last_error'][:60]}")
+    return 0
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     from .domain.model import Rejection
     from .workflow.orders import operator_cancel
@@ -549,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "mpps":
             return cmd_mpps(args)
         return {"orders": cmd_orders, "patients": cmd_patients, "journal": cmd_journal, "outbox": cmd_outbox,
-                "cancel": cmd_cancel, "reschedule": cmd_reschedule}[args.command](args)
+                "cancel": cmd_cancel, "reschedule": cmd_reschedule, "forwards": cmd_forwards}[args.command](args)
     except YamlProblem as problem:
         print(problem, file=sys.stderr)
         return 2

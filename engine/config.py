@@ -35,6 +35,11 @@ class DicomConfig:
     commitment_retry_seconds: float = 30.0   # first retry of an undeliverable N-EVENT-REPORT (doubles)
     commitment_max_retry_seconds: float = 1800.0
     commitment_give_up_hours: float = 24.0
+    forward_store_to: list = field(default_factory=list)   # known AEs that get a copy of every received instance
+    forward_mpps_to: list = field(default_factory=list)    # known AEs that get every MPPS N-CREATE / N-SET
+    forward_retry_seconds: float = 30.0                     # first retry of a failed forward (doubles)
+    forward_max_retry_seconds: float = 1800.0
+    forward_give_up_hours: float = 24.0
 
 
 @dataclass
@@ -101,9 +106,9 @@ def _apply(target: Any, data: LineDict, file: str, prefix: str = "") -> None:
             _apply(current, value, file, f"{prefix}{key}.")
             continue
         expected = type(current)
-        if expected is dict:
-            if not isinstance(value, dict):
-                raise YamlProblem(file, line, f"{prefix}{key} must be a mapping")
+        if expected in (dict, list):
+            if not isinstance(value, expected):
+                raise YamlProblem(file, line, f"{prefix}{key} must be a {'mapping' if expected is dict else 'list'}")
             setattr(target, key, value)
             continue
         if expected is float and isinstance(value, int) and not isinstance(value, bool):

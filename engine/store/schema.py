@@ -272,4 +272,21 @@ MIGRATIONS.append([
     "CREATE INDEX scheduled_steps_sps_id ON scheduled_steps (sps_id)",
 ])
 
+MIGRATIONS.append([
+    # 4: DICOM forwarding (received instances and MPPS to downstream AEs), queued and retried
+    """CREATE TABLE dicom_forwards (
+        id {pk},
+        destination TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source_ref INTEGER NOT NULL,
+        sop_instance_uid TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX dicom_forwards_queue ON dicom_forwards (destination, status, id)",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -1,0 +1,179 @@
+"""Forwarding to downstream AEs (config ``dicom.forward_store_to`` / ``forward_mpps_to``): the engine as
+C-STORE SCU (received instances, as stored) and as PPS Manager forwarding MPPS N-CREATE / N-SET.
+
+Rows come from the ``dicom_forwards`` queue (filled in the indexing transaction, see
+workflow/forwarding.py).  A background thread delivers them per destination in order, one association
+per round; a failure is retried with doubling delays, and after ``forward_give_up_hours`` the row is
+parked as dead with the reason.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.sop_class import ModalityPerformedProcedureStep
+
+from ...store.files import FileStore
+from ...workflow.forwarding import ForwardingQueue
+from ...workflow.mpps import NOT_SETTABLE
+from ..ae import DicomContext, set_no_delay
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.5
+
+
+class ForwardingService:
+    name = "forwarding"
+
+    def __init__(self, context: DicomContext):
+        self.context = context
+        dicom = context.config.dicom
+        self.queue = ForwardingQueue(dicom.forward_store_to, dicom.forward_mpps_to)
+        self.destinations = sorted(set(dicom.forward_store_to) | set(dicom.forward_mpps_to))
+        self.files = FileStore(context.config.storage_dir)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        for title in self.destinations:
+            known = context.directory.get(title)
+            if known is None or not known.reachable:
+                log.warning("forwarding to %s: not a known AE with host and port (dicom.aes); rows will wait", title)
+
+    def contexts(self) -> list:
+        return []
+
+    def handlers(self) -> list[tuple]:
+        return []
+
+    def start(self) -> None:
+        if not self.destinations:
+            return
+        self.context.store.write(self.queue.start)
+        self.context.store.before_commit.append(self.queue)
+        self._thread = threading.Thread(target=self._run, name="dicom-forwarding", daemon=True)
+        self._thread.start()
+        log.info("forwarding received instances to %s and MPPS to %s",
+                 ", ".join(self.context.config.dicom.forward_store_to) or "nobody",
+                 ", ".join(self.context.config.dicom.forward_mpps_to) or "nobody")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # -- delivery ------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            for destination in self.destinations:
+                try:
+                    self._deliver(destination)
+                except Exception:  # noqa: BLE001 - the loop must go on for the other destinations
+                    log.exception("forwarding to %s failed", destination)
+
+    def _due(self, destination: str) -> list[dict[str, Any]]:
+        return self.context.store.read(lambda txn: txn.query(
+            "SELECT * FROM dicom_forwards WHERE destination = ? AND status = 'pending' ORDER BY id LIMIT 50",
+            (destination,)))
+
+    def _deliver(self, destination: str) -> None:
+        rows = self._due(destination)
+        if not rows or rows[0]["next_attempt_at"] > time.time():
+            return  # strict order: the head waits for its retry time, the rest wait behind it
+        known = self.context.directory.get(destination)
+        if known is None or not known.reachable:
+            return
+        items = [(row, self._payload(row)) for row in rows]
+        ae = AE(ae_title=self.context.ae_title)
+        contexts: set[tuple[str, str]] = set()
+        for row, (sop_class, dataset, operation) in items:
+            if dataset is None:
+                continue
+            # Instances go as they were stored (their own transfer syntax); MPPS in the default syntaxes.
+            syntax = str(dataset.file_meta.TransferSyntaxUID) if operation == "C-STORE" else ""
+            if (sop_class, syntax) not in contexts and len(contexts) < 120:
+                contexts.add((sop_class, syntax))
+                if syntax:
+                    ae.add_requested_context(sop_class, syntax)
+                else:
+                    ae.add_requested_context(sop_class)
+        if not contexts:
+            for row, _ in items:
+                self._failed(row, "source no longer readable", dead=True)
+            return
+        assoc = ae.associate(known.host, known.port, ae_title=destination)
+        if not assoc.is_established:
+            self._failed(rows[0], f"association with {destination} at {known.host}:{known.port} not established")
+            return
+        set_no_delay(assoc)
+        try:
+            for row, (sop_class, dataset, operation) in items:
+                if dataset is None:
+                    self._failed(row, "source no longer readable", dead=True)
+                    continue
+                status = self._send(assoc, sop_class, dataset, operation, row["sop_instance_uid"])
+                if status is None or status not in (0x0000, 0xB000, 0xB006, 0xB007):
+                    self._failed(row, f"{operation} answered {'no status' if status is None else hex(status)}")
+                    break
+                self._done(row)
+                log.info("forwarded %s %s to %s", operation, row["sop_instance_uid"], destination)
+        finally:
+            assoc.release()
+
+    def _payload(self, row: dict[str, Any]) -> tuple[str, Any, str]:
+        """(SOP class, dataset, operation) of a queued row; dataset None when the source is gone."""
+        def load(txn: Any) -> Any:
+            if row["kind"] == "store":
+                return txn.one("SELECT sop_class_uid, path FROM instances WHERE id = ?", (row["source_ref"],))
+            return txn.one("SELECT operation, dataset FROM performed_step_versions WHERE id = ?", (row["source_ref"],))
+
+        source = self.context.store.read(load)
+        if source is None:
+            return "", None, ""
+        try:
+            if row["kind"] == "store":
+                return source["sop_class_uid"], dcmread(self.files.absolute(source["path"])), "C-STORE"
+            dataset = dcmread(io.BytesIO(bytes(source["dataset"])), force=True)
+        except (OSError, ValueError) as exc:
+            log.warning("forward %d: source unreadable: %s", row["id"], exc)
+            return "", None, ""
+        if source["operation"] == "N-SET":
+            for keyword in NOT_SETTABLE:
+                if keyword in dataset:
+                    delattr(dataset, keyword)
+        return str(ModalityPerformedProcedureStep), dataset, source["operation"]
+
+    @staticmethod
+    def _send(assoc: Any, sop_class: str, dataset: Any, operation: str, uid: str) -> int | None:
+        if operation == "C-STORE":
+            status = assoc.send_c_store(dataset)
+        elif operation == "N-CREATE":
+            status, _ = assoc.send_n_create(dataset, sop_class, uid)
+        else:
+            status, _ = assoc.send_n_set(dataset, sop_class, uid)
+        return int(status.Status) if status is not None and "Status" in status else None
+
+    def _done(self, row: dict[str, Any]) -> None:
+        self.context.store.write(lambda txn: txn.execute(
+            "UPDATE dicom_forwards SET status = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = ?",
+            (row["id"],)))
+
+    def _failed(self, row: dict[str, Any], reason: str, dead: bool = False) -> None:
+        dicom = self.context.config.dicom
+        attempts = row["attempts"] + 1
+        created = datetime.fromisoformat(row["created_at"]).timestamp()
+        dead = dead or time.time() - created > dicom.forward_give_up_hours * 3600
+        delay = min(dicom.forward_retry_seconds * 2 ** (attempts - 1), dicom.forward_max_retry_seconds)
+        log.warning("forward of %s %s to %s %s: %s", row["kind"], row["sop_instance_uid"], row["destination"],
+                    "parked as dead" if dead else f"retry in {delay:.0f} s", reason)
+        self.context.store.write(lambda txn: txn.execute(
+            "UPDATE dicom_forwards SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            ("dead" if dead else "pending", attempts, time.time() + delay, reason, row["id"])))
+
+
+def create(context: DicomContext) -> ForwardingService:
+    return ForwardingService(context)

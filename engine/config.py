@@ -35,6 +35,7 @@ class DicomConfig:
     commitment_retry_seconds: float = 30.0   # first retry of an undeliverable N-EVENT-REPORT (doubles)
     commitment_max_retry_seconds: float = 1800.0
     commitment_give_up_hours: float = 24.0
+    commitment_same_association_wait: float = 5.0  # report on the open N-ACTION association if ready within (s; 0 = never)
     forward_store_to: list = field(default_factory=list)   # known AEs that get a copy of every received instance
     forward_mpps_to: list = field(default_factory=list)    # known AEs that get every MPPS N-CREATE / N-SET
     forward_retry_seconds: float = 30.0                     # first retry of a failed forward (doubles)

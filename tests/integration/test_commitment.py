@@ -2,7 +2,8 @@
 
 The modality (known AE MODALITY1 in the engine's config) listens on its own port in the SCU role of the push
 model: the engine must open a NEW association to it, propose Storage Commitment with the SCP/SCU role
-selection SCU-role = 0 / SCP-role = 1, and send the N-EVENT-REPORT there.  Instances are stored with C-STORE
+selection SCU-role = 0 / SCP-role = 1, and send the N-EVENT-REPORT there.  A requester that keeps the N-ACTION's
+association open gets the report on it instead (dicom.commitment_same_association_wait).  Instances are stored with C-STORE
 (the engine's storage service); while engine/dicom/services/storage.py does not exist, the tests that need
 stored instances are expected failures (xfail) and say so.  Orthanc (Debian package 'orthanc') is a real
 third-party commitment SCU in the last tests; they are skipped when it is not installed.
@@ -304,6 +305,73 @@ def test_a_report_answered_with_a_failure_status_is_sent_again(start_engine, tmp
     row = wait_for(lambda: [r for r in commitment_rows(engine, transaction_uid) if r["status"] == "delivered"], 5,
                    "status delivered")[0]
     assert row["attempts"] == 2
+
+
+def request_keeping_the_association(engine: EngineProcess, peer: Modality, transaction_uid: str,
+                                    references: list[tuple[str, str]], keep: float) -> tuple[int, list[Any]]:
+    """N-ACTION on an association kept open ``keep`` seconds (or until a report came on it), with a handler for
+    N-EVENT-REPORTs bound to that association alone; the N-ACTION status and the events that came on it."""
+    received: list[Any] = []
+    arrived = queue.Queue()
+
+    def on_report(event: Any) -> tuple[int, None]:
+        received.append(event)
+        arrived.put(event)
+        return 0x0000, None
+
+    dataset = Dataset()
+    dataset.TransactionUID = transaction_uid
+    items = []
+    for sop_class, sop_instance in references:
+        item = Dataset()
+        item.ReferencedSOPClassUID = sop_class
+        item.ReferencedSOPInstanceUID = sop_instance
+        items.append(item)
+    dataset.ReferencedSOPSequence = items
+    ae = AE(ae_title=peer.title)
+    ae.add_requested_context(StorageCommitmentPushModel)
+    assoc = ae.associate("127.0.0.1", engine.dicom_port, ae_title=ENGINE_AE,
+                         evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    assert assoc.is_established, "the engine refused the N-ACTION association"
+    try:
+        status, _reply = assoc.send_n_action(dataset, 1, StorageCommitmentPushModel, WELL_KNOWN)
+        try:
+            event = arrived.get(timeout=keep)
+            assert event.assoc is assoc
+        except queue.Empty:
+            pass
+    finally:
+        assoc.release()
+    return int(status.Status), received
+
+
+def test_a_requester_keeping_the_association_open_gets_the_report_on_it(start_engine, tmp_path, modality) -> None:
+    peer = modality(listening=False)   # no listener: a report on a new association could not reach it
+    engine = engine_with(start_engine, tmp_path, peer, commitment_grace_seconds=0)
+    transaction_uid, missing = generate_uid(), generate_uid()
+    status, received = request_keeping_the_association(engine, peer, transaction_uid, [(CT, missing)], keep=5)
+    assert status == 0x0000
+    assert len(received) == 1, "no N-EVENT-REPORT came on the N-ACTION's association"
+    event = received[0]
+    assert event.request.EventTypeID == 2 and event.assoc.acceptor.ae_title == ENGINE_AE
+    info = event.event_information
+    assert info.TransactionUID == transaction_uid and info.RetrieveAETitle == ENGINE_AE
+    assert [(i.ReferencedSOPInstanceUID, i.FailureReason) for i in info.FailedSOPSequence] == [(missing, 0x0112)]
+    row = wait_for(lambda: [r for r in commitment_rows(engine, transaction_uid) if r["status"] == "delivered"], 5,
+                   "status delivered")[0]
+    assert row["attempts"] == 1 and row["last_error"] == ""   # no attempt on a new association
+
+
+def test_same_association_wait_0_sends_the_report_on_a_new_association(start_engine, tmp_path, modality) -> None:
+    peer = modality()
+    engine = engine_with(start_engine, tmp_path, peer, commitment_grace_seconds=0,
+                         commitment_same_association_wait=0)
+    transaction_uid = generate_uid()
+    status, received = request_keeping_the_association(engine, peer, transaction_uid, [(CT, generate_uid())],
+                                                       keep=1.5)
+    assert status == 0x0000 and received == []
+    report = peer.next_report(10)
+    assert report.requestor_is_scp and report.information.TransactionUID == transaction_uid
 
 
 def test_n_action_errors_get_their_statuses_and_persist_nothing(start_engine, tmp_path, modality) -> None:

@@ -7,21 +7,28 @@ list), proposing the Storage Commitment Push Model with an SCP/SCU Role Selectio
 SCP-role = 1: the engine is association requester but the SCP of the push model (DICOM PS3.4 J.3.3.1.3).
 An unreachable requester or a non-0x0000 answer is retried with exponential backoff, then parked as dead.
 
-The report is never sent on the N-ACTION's own association (SWF.md 7.4, first bullet): pynetdicom's
-acceptor side cannot send a DIMSE-N request on it (lab README, pitfall 8), and modalities such as Orthanc
-release right after the N-ACTION response and expect the report on a new association anyway.
+If the N-ACTION's own association is still open when the result is ready, within
+``dicom.commitment_same_association_wait`` seconds of the N-ACTION, the report goes on it (SWF.md 7.4; see
+``OpenAssociation``); if it is gone or that fails, the report goes on a new association as above.  Modalities
+such as Orthanc release right after the N-ACTION response and get it on a new association.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass
 from datetime import timedelta
+from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 from pynetdicom import AE, build_context, build_role, evt
+from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
@@ -44,6 +51,143 @@ RESOURCE_LIMITATION = 0x0213
 
 IDLE_POLL_SECONDS = 5.0   # look at the table at least this often (requests persisted by another process)
 MAX_REFERENCES = 100_000
+
+
+N_EVENT_REPORT_RSP = 0x8100   # Command Field (0000,0100) of an N-EVENT-REPORT response
+
+
+class _Checkpoint:
+    """Stands in for the acceptor reactor's pause event (``Association._reactor_checkpoint``: set, clear, wait)
+    and also tells when the reactor is actually held at it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = True
+        self._held = False
+
+    def is_set(self) -> bool:
+        return self._open
+
+    def set(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._open = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            self._held = True
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._open, timeout)
+            finally:
+                self._held = False
+
+    def hold(self, timeout: float) -> bool:
+        """Close the checkpoint and wait until the reactor is blocked at it (True) or ``timeout`` (False, reopened)."""
+        with self._cond:
+            self._open = False
+            if self._cond.wait_for(lambda: self._held, timeout):
+                return True
+            self._open = True
+            self._cond.notify_all()
+            return False
+
+
+class OpenAssociation:
+    """An N-ACTION's association as acceptor, to send the N-EVENT-REPORT on it from the sender thread.
+
+    pynetdicom has no public way for another thread to send a request on an association it accepted: its
+    reactor thread serves the peer's requests and reads the DIMSE queue.  So, using its internals (checked in
+    ``attach``; anything unexpected means the new-association path): the reactor's pause event is replaced by
+    a ``_Checkpoint``, the request is sent through ``assoc.dimse.send_msg`` while the reactor is held there
+    (it serves and sends nothing meanwhile), and the response is taken from the EVT_DIMSE_RECV notification;
+    the reactor, running again, drops that response from its queue ("unexpected ... service message").
+    """
+
+    def __init__(self, assoc: Any, checkpoint: _Checkpoint) -> None:
+        self.assoc = assoc
+        self.checkpoint = checkpoint
+        self._lock = threading.Condition()
+        self._answers: dict[int, int] = {}
+        self._message_id = 0
+        assoc.bind(evt.EVT_DIMSE_RECV, self._received)
+
+    @classmethod
+    def attach(cls, assoc: Any) -> "OpenAssociation | None":
+        """The helper of this association, made on its first N-ACTION (in its reactor thread, while the reactor
+        is not at its checkpoint); None when this pynetdicom does not look like 3.0."""
+        helper = getattr(assoc, "_swf_open_association", None)
+        if helper is not None:
+            return helper
+        old = getattr(assoc, "_reactor_checkpoint", None)
+        if not assoc.is_acceptor or not isinstance(old, threading.Event) or not old.is_set() \
+                or not hasattr(assoc, "dimse") or not callable(getattr(assoc.dimse, "send_msg", None)):
+            log.warning("storage commitment: pynetdicom internals not as expected; reports go on new associations")
+            return None
+        checkpoint = _Checkpoint()
+        assoc._reactor_checkpoint = checkpoint
+        helper = cls(assoc, checkpoint)
+        assoc._swf_open_association = helper
+        return helper
+
+    def _received(self, event: Any) -> None:   # in the DUL thread
+        command = getattr(event.message, "command_set", None)
+        if command is None or command.get("CommandField") != N_EVENT_REPORT_RSP:
+            return
+        with self._lock:
+            self._answers[int(command.MessageIDBeingRespondedTo)] = int(command.get("Status", 0xFFFF))
+            self._lock.notify_all()
+
+    def send_report(self, context_id: int, event_type: int, information: Dataset, timeout: float) -> int | None:
+        """Send the N-EVENT-REPORT on the association; the status answered, or None (not sent, no answer)."""
+        assoc = self.assoc
+        context = next((cx for cx in assoc.accepted_contexts if cx.context_id == context_id), None)
+        if context is None or not assoc.is_established:
+            return None
+        syntax = context.transfer_syntax[0]
+        encoded = encode(information, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        if encoded is None:
+            raise ValueError("cannot encode the Event Information")
+        with self._lock:
+            self._message_id += 1
+            message_id = self._message_id
+        request = N_EVENT_REPORT()
+        request.MessageID = message_id
+        request.AffectedSOPClassUID = StorageCommitmentPushModel
+        request.AffectedSOPInstanceUID = workflow.WELL_KNOWN_INSTANCE
+        request.EventTypeID = event_type
+        request.EventInformation = BytesIO(encoded)
+        deadline = time.monotonic() + timeout
+        while not self.checkpoint.hold(0.1):   # the reactor gets there within a few ms unless it is serving
+            if time.monotonic() > deadline or not assoc.is_established:
+                return None
+        try:
+            if not assoc.is_established or isinstance(assoc.dul.peek_next_pdu(), A_RELEASE):
+                return None   # gone, or the requester is releasing it (the reactor answers that once resumed)
+            assoc.dimse.send_msg(request, context_id)
+        finally:
+            self.checkpoint.set()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while message_id not in self._answers:
+                left = deadline - time.monotonic()
+                if left <= 0 or not assoc.is_established:
+                    return None
+                self._lock.wait(min(left, 0.05))
+            return self._answers.pop(message_id)
+
+
+@dataclass
+class _Waiting:
+    """A request whose report may go on its N-ACTION's association until ``until`` (time.monotonic)."""
+
+    channel: OpenAssociation
+    context_id: int
+    until: float
 
 
 class InvalidRequest(ValueError):
@@ -124,6 +268,9 @@ class CommitmentService:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._requester: AE | None = None
+        self._same_association_wait = float(dicom.commitment_same_association_wait)
+        self._waiting: dict[int, _Waiting] = {}   # commitment id -> its N-ACTION's association
+        self._waiting_lock = threading.Lock()
 
     # -- the SCP side ---------------------------------------------------------------------------
     def contexts(self) -> list[PresentationContext]:
@@ -164,8 +311,21 @@ class CommitmentService:
         log.info("storage commitment transaction %s from %s: %d reference(s) received (commitment #%d%s)",
                  transaction_uid, calling, len(references), receipt.commitment_id,
                  ", duplicate of an active transaction: every item fails with 0x0131" if receipt.duplicate else "")
+        if self._same_association_wait > 0:
+            self._remember_association(event, receipt.commitment_id)
         self._wake.set()
         return _status(SUCCESS), None
+
+    def _remember_association(self, event: Any, commitment_id: int) -> None:
+        try:
+            channel = OpenAssociation.attach(event.assoc)
+        except Exception:  # noqa: BLE001 - a pynetdicom change: the new-association path still works
+            log.exception("storage commitment: cannot prepare the N-ACTION association for the report")
+            return
+        if channel is not None:
+            with self._waiting_lock:
+                self._waiting[commitment_id] = _Waiting(channel, event.context.context_id,
+                                                        time.monotonic() + self._same_association_wait)
 
     # -- the background sender ------------------------------------------------------------------
     def start(self) -> None:
@@ -227,6 +387,7 @@ class CommitmentService:
         dicom = self.context.config.dicom
         lease = workflow.utc_now() + timedelta(seconds=dicom.acse_timeout + dicom.dimse_timeout * (len(rows) + 1))
         claimed = store.write(lambda txn: [row for row in rows if workflow.claim_report(txn, row, lease)])
+        claimed = [row for row in claimed if not self._send_on_open_association(row)]
         if not claimed:
             return
         assert self._requester is not None
@@ -256,6 +417,36 @@ class CommitmentService:
         finally:
             if assoc.is_established:
                 assoc.release()
+
+    def _send_on_open_association(self, row: dict[str, Any]) -> bool:
+        """Deliver the report on its N-ACTION's association if that is still open (SWF.md 7.4); False when
+        it is gone, too late, or the attempt failed: the new-association path takes over."""
+        now = time.monotonic()
+        with self._waiting_lock:
+            waiting = self._waiting.pop(row["id"], None)
+            for key in [key for key, entry in self._waiting.items() if entry.until < now]:
+                del self._waiting[key]
+        if waiting is None or waiting.until < now or not waiting.channel.assoc.is_established:
+            return False
+        result = repo.loads(row["result"])
+        event_type, information = build_event_report(row["transaction_uid"], result, self.context.ae_title)
+        calling = row["calling_ae_title"]
+        try:
+            code = waiting.channel.send_report(waiting.context_id, event_type, information,
+                                               self.context.config.dicom.dimse_timeout)
+        except Exception as exc:  # noqa: BLE001 - pynetdicom internals changed, encoding failed ...
+            log.warning("storage commitment transaction %s: report on the N-ACTION association to %s failed (%s);"
+                        " using a new association", row["transaction_uid"], calling, exc)
+            return False
+        if code != SUCCESS:
+            log.info("storage commitment transaction %s: report on the N-ACTION association to %s %s;"
+                     " using a new association", row["transaction_uid"], calling,
+                     "not answered" if code is None else f"answered 0x{code:04X}")
+            return False
+        self.context.store.write(lambda txn: workflow.report_delivered(txn, row["id"]))
+        log.info("storage commitment transaction %s: report (event type %d, %s) delivered to %s on the N-ACTION"
+                 " association", row["transaction_uid"], event_type, workflow.summary(result), calling)
+        return True
 
     def _send(self, assoc: Any, row: dict[str, Any], message_id: int) -> None:
         store = self.context.store

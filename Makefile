@@ -26,5 +26,9 @@ system-deps:
 test: install system-deps
 	$(BIN)/python -m pytest -q
 
+## bench: every benchmark against real peers it installs and starts (bench/README.md); results in bench/RESULTS.md
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

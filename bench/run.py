@@ -86,8 +86,9 @@ def write_results() -> None:
     text = ["# Benchmark results", "",
             "Written by `bench/run.py` (see bench/README.md for what each benchmark measures and how). Each "
             "section below is the latest run of that benchmark on this machine, with its command and date. "
-            "Shared 2-core VM: engine, peers and load generators share the cores; repeated full runs moved "
-            "single medians by up to ~25 %, so read ratios against the peer measured in the same run.", "",
+            "Shared 2-core VM: engine, peers and load generators share the cores with whatever else runs (the "
+            "load average is in each section's header); the same peer measured in two runs here moved by 20 % "
+            "and more, so read the ratios against the peer measured in the same run.", "",
             "## Targets", "", "| benchmark | target | measured | verdict | run |", "|---|---|---|---|---|", *rows, "",
             *([notes.read_text(), ""] if notes.exists() else []), *parts]
     RESULTS.write_text("\n".join(text))

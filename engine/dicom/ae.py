@@ -50,6 +50,16 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+class ForegroundService:
+    """Base of the services that only answer requests: nothing runs in the background to start or stop."""
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+
 @dataclass
 class DicomServer:
     ae: AE

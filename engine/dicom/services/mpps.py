@@ -30,7 +30,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep
 from ...store.database import StoreError
 from ...workflow import mpps
 from ...workflow.mpps import CreateRequest, MppsRefused, Refusal, UpdateRequest
-from ..ae import DicomContext
+from ..ae import DicomContext, ForegroundService
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def _duplicate_key(exc: BaseException) -> bool:
     return any(cls.__name__ in ("IntegrityError", "UniqueViolation") for cls in type(exc).__mro__)
 
 
-class MppsService:
+class MppsService(ForegroundService):
     name = "mpps"
 
     def __init__(self, context: DicomContext):
@@ -176,12 +176,6 @@ class MppsService:
         # DIMSE-N requests: plain (event, handler) pairs; ae.py's SOP class dispatcher reads the
         # Affected SOP Class UID, which an N-SET request does not carry (it has the Requested one).
         return [(evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set)]
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
     # -- shared -------------------------------------------------------------------------------------
     def _refused_early(self, event: Any, operation: str, sop_class: Any, uid: str) -> Dataset | None:

@@ -35,7 +35,7 @@ from pynetdicom.sop_class import (
 from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
-from ..ae import DicomContext, set_no_delay
+from ..ae import DicomContext, ForegroundService, set_no_delay
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _contexts_for(items: list[availability.RetrieveItem]) -> list[PresentationCo
     return contexts[:MAX_CONTEXTS]
 
 
-class QueryRetrieveService:
+class QueryRetrieveService(ForegroundService):
     name = "query/retrieve"
 
     def __init__(self, context: DicomContext):
@@ -154,12 +154,6 @@ class QueryRetrieveService:
         return [(evt.EVT_C_FIND, self.on_find, list(FIND_MODELS)),
                 (evt.EVT_C_MOVE, self.on_move, list(MOVE_MODELS)),
                 (evt.EVT_C_GET, self.on_get, list(GET_MODELS))]
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
     # -- C-FIND -------------------------------------------------------------------------------------
     def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:

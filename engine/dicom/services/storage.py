@@ -91,7 +91,7 @@ class StorageService:
         self.files.root.mkdir(parents=True, exist_ok=True)
 
     def stop(self) -> None:
-        pass
+        """Nothing runs in the background."""
 
     # -- C-STORE ----------------------------------------------------------------------------------
     def on_store(self, event: Any) -> int | Dataset:

@@ -7,10 +7,10 @@ from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
-from ..ae import DicomContext
+from ..ae import DicomContext, ForegroundService
 
 
-class VerificationService:
+class VerificationService(ForegroundService):
     name = "verification"
 
     def __init__(self, context: DicomContext):
@@ -26,12 +26,6 @@ class VerificationService:
         if not self.context.directory.allows(event.assoc.requestor.ae_title, "echo"):
             return 0x0124  # refused: not authorised
         return 0x0000
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 def create(context: DicomContext) -> VerificationService:

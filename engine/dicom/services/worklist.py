@@ -20,7 +20,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind
 from ...store.matching import QueryError
 from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
-from ..ae import DicomContext
+from ..ae import DicomContext, ForegroundService
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def build_response(item: WorklistItem, identifier: Dataset, charset: str) -> Dat
     return response
 
 
-class WorklistService:
+class WorklistService(ForegroundService):
     name = "worklist"
 
     def __init__(self, context: DicomContext):
@@ -236,12 +236,6 @@ class WorklistService:
 
     def handlers(self) -> list[tuple]:
         return [(evt.EVT_C_FIND, self.on_find, [ModalityWorklistInformationFind])]
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
     def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         calling = event.assoc.requestor.ae_title.strip()

@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext
 
@@ -48,6 +49,15 @@ class Service(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+def status_dataset(code: int, comment: str = "") -> Dataset:
+    """A DIMSE status with an Error Comment (LO: 64 characters at most) when there is something to say."""
+    status = Dataset()
+    status.Status = code
+    if comment:
+        status.ErrorComment = comment[:64]
+    return status
 
 
 class ForegroundService:

@@ -35,7 +35,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel
 from ...store import repository as repo
 from ...workflow import commitment as workflow
 from ...workflow.commitment import CommitmentRequest, Reference, RetryPolicy
-from ..ae import DicomContext, set_no_delay
+from ..ae import DicomContext, set_no_delay, status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +194,6 @@ class InvalidRequest(ValueError):
     """The N-ACTION's Action Information cannot be used (0x0115)."""
 
 
-def _status(code: int, comment: str = "") -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if comment:
-        status.ErrorComment = comment[:64]
-    return status
-
-
 def _valid_uid(value: Any) -> bool:
     text = str(value or "")
     return bool(text) and UID(text).is_valid
@@ -284,21 +276,21 @@ class CommitmentService:
         calling = str(event.assoc.requestor.ae_title).strip()
         if not self.context.directory.allows(calling, "commit"):
             log.warning("storage commitment N-ACTION from %s refused: not authorised (permission 'commit')", calling)
-            return _status(NOT_AUTHORISED, f"{calling} may not request storage commitment"), None
+            return status_dataset(NOT_AUTHORISED, f"{calling} may not request storage commitment"), None
         if str(request.RequestedSOPClassUID) != workflow.STORAGE_COMMITMENT_PUSH_MODEL:
-            return _status(NO_SUCH_SOP_CLASS), None
+            return status_dataset(NO_SUCH_SOP_CLASS), None
         if str(request.RequestedSOPInstanceUID) != workflow.WELL_KNOWN_INSTANCE:
-            return _status(NO_SUCH_SOP_INSTANCE, f"use the well-known instance {workflow.WELL_KNOWN_INSTANCE}"), None
+            return status_dataset(NO_SUCH_SOP_INSTANCE, f"use the well-known instance {workflow.WELL_KNOWN_INSTANCE}"), None
         if request.ActionTypeID != 1:
-            return _status(NO_SUCH_ACTION, f"Action Type ID {request.ActionTypeID}: only 1 is defined"), None
+            return status_dataset(NO_SUCH_ACTION, f"Action Type ID {request.ActionTypeID}: only 1 is defined"), None
         try:
             transaction_uid, references = parse_action_information(event.action_information)
         except InvalidRequest as exc:
             log.warning("storage commitment N-ACTION from %s refused: %s", calling, exc)
-            return _status(INVALID_ARGUMENT_VALUE, str(exc)), None
+            return status_dataset(INVALID_ARGUMENT_VALUE, str(exc)), None
         except Exception as exc:  # noqa: BLE001 - undecodable Action Information
             log.warning("storage commitment N-ACTION from %s: cannot decode the request: %s", calling, exc)
-            return _status(INVALID_ARGUMENT_VALUE, "cannot decode the Action Information"), None
+            return status_dataset(INVALID_ARGUMENT_VALUE, "cannot decode the Action Information"), None
         requestor = event.assoc.requestor
         commitment_request = CommitmentRequest(transaction_uid, calling, references,
                                                peer=f"{requestor.address}:{requestor.port}")
@@ -307,14 +299,14 @@ class CommitmentService:
         except Exception:  # noqa: BLE001 - not persisted: the modality must not take it as received
             log.exception("storage commitment transaction %s from %s: cannot persist the request",
                           transaction_uid, calling)
-            return _status(PROCESSING_FAILURE, "cannot persist the request"), None
+            return status_dataset(PROCESSING_FAILURE, "cannot persist the request"), None
         log.info("storage commitment transaction %s from %s: %d reference(s) received (commitment #%d%s)",
                  transaction_uid, calling, len(references), receipt.commitment_id,
                  ", duplicate of an active transaction: every item fails with 0x0131" if receipt.duplicate else "")
         if self._same_association_wait > 0:
             self._remember_association(event, receipt.commitment_id)
         self._wake.set()
-        return _status(SUCCESS), None
+        return status_dataset(SUCCESS), None
 
     def _remember_association(self, event: Any, commitment_id: int) -> None:
         try:

@@ -30,7 +30,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep
 from ...store.database import StoreError
 from ...workflow import mpps
 from ...workflow.mpps import CreateRequest, MppsRefused, Refusal, UpdateRequest
-from ..ae import DicomContext, ForegroundService
+from ..ae import DicomContext, ForegroundService, status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,7 @@ def update_request(modification: Dataset | None, sop_instance_uid: str, calling_
 
 # -- statuses ------------------------------------------------------------------------------------------
 def _status(code: int, comment: str = "", keywords: tuple[str, ...] = (), error_id: int | None = None) -> Dataset:
-    status = Dataset()
-    status.Status = code
-    if comment:
-        status.ErrorComment = comment[:64]
+    status = status_dataset(code, comment)
     if error_id is not None:
         status.ErrorID = error_id
     tags = [tag_for_keyword(k) for k in keywords if tag_for_keyword(k) is not None]

@@ -35,7 +35,7 @@ from pynetdicom.sop_class import (
 from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
-from ..ae import DicomContext, ForegroundService, set_no_delay
+from ..ae import DicomContext, ForegroundService, set_no_delay, status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,6 @@ def request_from_identifier(identifier: Dataset, model: str) -> QueryRequest:
             continue
         keys[keyword] = _text(element).strip()
     return QueryRequest(level, keys, model)
-
-
-def _status(status: int, comment: str) -> Dataset:
-    dataset = Dataset()
-    dataset.Status = status
-    dataset.ErrorComment = comment[:64]
-    return dataset
 
 
 def _is_ascii(value: Any) -> bool:
@@ -160,7 +153,7 @@ class QueryRetrieveService(ForegroundService):
         calling = event.assoc.requestor.ae_title.strip()
         if not self.context.directory.allows(calling, "query"):
             log.warning("Q/R C-FIND from %s refused: not authorised (permission 'query')", calling)
-            yield _status(NOT_AUTHORISED, f"{calling} may not query"), None
+            yield status_dataset(NOT_AUTHORISED, f"{calling} may not query"), None
             return
         model = FIND_MODELS[str(event.request.AffectedSOPClassUID)]
         try:
@@ -169,11 +162,11 @@ class QueryRetrieveService(ForegroundService):
             matches = self.context.store.read(lambda txn: availability.find(txn, request))
         except QueryError as exc:
             log.warning("Q/R C-FIND from %s: %s", calling, exc)
-            yield _status(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
+            yield status_dataset(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
             return
         except Exception as exc:  # noqa: BLE001 - undecodable identifier or database trouble
             log.exception("Q/R C-FIND from %s failed", calling)
-            yield _status(UNABLE_TO_PROCESS, f"unable to process: {exc}"), None
+            yield status_dataset(UNABLE_TO_PROCESS, f"unable to process: {exc}"), None
             return
         unmatched = availability.unmatched_keys(request)
         log.info("Q/R C-FIND from %s at %s level: %d match(es)%s", calling, request.level, len(matches),
@@ -225,7 +218,7 @@ class QueryRetrieveService(ForegroundService):
             yield destination.host, destination.port
             yield 1
             code = IDENTIFIER_DOES_NOT_MATCH if isinstance(exc, QueryError) else UNABLE_TO_PROCESS
-            yield _status(code, str(exc)), None
+            yield status_dataset(code, str(exc)), None
             return
         log.info("Q/R C-MOVE from %s: %d instance(s) to %s (%s:%d)", calling, len(items), destination_title,
                  destination.host, destination.port)
@@ -240,7 +233,7 @@ class QueryRetrieveService(ForegroundService):
         if not self.context.directory.allows(calling, "retrieve"):
             log.warning("Q/R C-GET from %s refused: not authorised (permission 'retrieve')", calling)
             yield 1
-            yield _status(NOT_AUTHORISED, f"{calling} may not retrieve"), None
+            yield status_dataset(NOT_AUTHORISED, f"{calling} may not retrieve"), None
             return
         model = GET_MODELS[str(event.request.AffectedSOPClassUID)]
         try:
@@ -249,7 +242,7 @@ class QueryRetrieveService(ForegroundService):
             log.warning("Q/R C-GET from %s: %s", calling, exc)
             yield 1
             code = IDENTIFIER_DOES_NOT_MATCH if isinstance(exc, QueryError) else UNABLE_TO_PROCESS
-            yield _status(code, str(exc)), None
+            yield status_dataset(code, str(exc)), None
             return
         log.info("Q/R C-GET from %s: %d instance(s)", calling, len(items))
         yield len(items)

@@ -29,7 +29,7 @@ from pynetdicom.sop_class import _STORAGE_CLASSES  # every storage SOP class pyn
 
 from ...store.files import FileStore, encode_file_meta
 from ...workflow import storage as workflow
-from ..ae import DicomContext
+from ..ae import DicomContext, status_dataset
 from ..header import HeaderError, read_header
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,6 @@ _LOSSLESS = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.
 TRANSFER_SYNTAXES = ([ts for ts in _LOSSLESS if ts in ALL_TRANSFER_SYNTAXES] + _UNCOMPRESSED +
                      [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _UNCOMPRESSED and ts not in _LOSSLESS])
 STORAGE_SOP_CLASSES = sorted(str(uid) for uid in _STORAGE_CLASSES.values())
-
-def _failure(status: int, comment: str) -> Dataset:
-    dataset = Dataset()
-    dataset.Status = status
-    dataset.ErrorComment = comment[:64]
-    return dataset
-
 
 class StorageService:
     name = "storage"
@@ -100,18 +93,18 @@ class StorageService:
         command_uid = str(request.AffectedSOPInstanceUID or "").strip()
         if not self.context.directory.allows(calling, "store"):
             log.warning("C-STORE %s from %s refused: not authorised (permission 'store')", command_uid, calling)
-            return _failure(NOT_AUTHORISED, f"{calling} may not store")
+            return status_dataset(NOT_AUTHORISED, f"{calling} may not store")
         transfer_syntax = str(event.context.transfer_syntax)
         with request.DataSet.getbuffer() as data:
             try:
                 header = read_header(data, transfer_syntax)
             except HeaderError as exc:
                 log.warning("C-STORE %s from %s: %s", command_uid, calling, exc)
-                return _failure(CANNOT_UNDERSTAND, str(exc))
+                return status_dataset(CANNOT_UNDERSTAND, str(exc))
             problem = self._mismatch(header, request)
             if problem:
                 log.warning("C-STORE %s from %s refused: %s", command_uid, calling, problem)
-                return _failure(DOES_NOT_MATCH_SOP_CLASS, problem)
+                return status_dataset(DOES_NOT_MATCH_SOP_CLASS, problem)
             relative = self.files.relative_path(header["StudyInstanceUID"], header["SeriesInstanceUID"], command_uid)
             meta = encode_file_meta(str(request.AffectedSOPClassUID), command_uid, transfer_syntax, calling)
             instance = workflow.ReceivedInstance.from_header(header, transfer_syntax_uid=transfer_syntax,
@@ -136,7 +129,7 @@ class StorageService:
         except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
             pending.discard()
             log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
-            return _failure(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
+            return status_dataset(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
         self._log(uid, calling, result)
         return SUCCESS
 
@@ -159,7 +152,7 @@ class StorageService:
             if pending is not None:
                 pending.discard()
             log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
-            return _failure(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
+            return status_dataset(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
         if result.outcome == workflow.IGNORED:
             if pending is not None and result.path == instance.path and not self._intact(result.path,
                                                                                           result.size_bytes):
@@ -173,7 +166,7 @@ class StorageService:
                 except Exception as exc:  # noqa: BLE001
                     pending.discard()
                     log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
-                    return _failure(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
+                    return status_dataset(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
             elif pending is not None:
                 pending.discard()
             self._log(uid, calling, result)
@@ -224,9 +217,9 @@ class StorageService:
     def _write_failed(self, uid: str, calling: str, exc: OSError) -> Dataset:
         if exc.errno in _DISK_FULL:
             log.error("C-STORE %s from %s: disk full (%s)", uid, calling, exc.strerror)
-            return _failure(OUT_OF_RESOURCES, "out of resources: disk full")
+            return status_dataset(OUT_OF_RESOURCES, "out of resources: disk full")
         log.error("C-STORE %s from %s: cannot write the file: %s", uid, calling, exc)
-        return _failure(OUT_OF_RESOURCES, f"cannot write: {exc.strerror or exc}")
+        return status_dataset(OUT_OF_RESOURCES, f"cannot write: {exc.strerror or exc}")
 
 
 def create(context: DicomContext) -> StorageService:

@@ -20,7 +20,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind
 from ...store.matching import QueryError
 from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
-from ..ae import DicomContext, ForegroundService
+from ..ae import DicomContext, ForegroundService, status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -242,14 +242,14 @@ class WorklistService(ForegroundService):
         directory = self.context.directory
         if not directory.allows(calling, "worklist"):
             log.warning("MWL query from %s refused: no worklist permission", calling)
-            yield _failure(0xC000, f"AE {calling} may not query the worklist"), None
+            yield status_dataset(0xC000, f"AE {calling} may not query the worklist"), None
             return
         try:
             identifier = event.identifier
             request, unsupported = request_from_identifier(identifier)
         except Exception as exc:  # noqa: BLE001 - an undecodable identifier is the SCU's problem
             log.warning("MWL query from %s: unusable identifier: %s", calling, exc)
-            yield _failure(0xA900, str(exc) if isinstance(exc, BadIdentifier) else f"unusable identifier: {exc}"), None
+            yield status_dataset(0xA900, str(exc) if isinstance(exc, BadIdentifier) else f"unusable identifier: {exc}"), None
             return
         known = directory.get(calling)
         request.station_restriction = known.stations if known else ()
@@ -257,11 +257,11 @@ class WorklistService(ForegroundService):
             items = self.context.store.read(lambda txn: find_items(txn, request))
         except QueryError as exc:
             log.warning("MWL query from %s refused: %s", calling, exc)
-            yield _failure(0xA900, str(exc)), None
+            yield status_dataset(0xA900, str(exc)), None
             return
         except Exception as exc:  # noqa: BLE001 - database trouble: unable to process
             log.exception("MWL query from %s failed", calling)
-            yield _failure(0xC000, f"unable to process: {exc}"), None
+            yield status_dataset(0xC000, f"unable to process: {exc}"), None
             return
         charset = (known.charset if known and known.charset else "") or self.context.config.dicom.worklist_charset
         pending = 0xFF01 if unsupported else 0xFF00
@@ -281,13 +281,6 @@ class WorklistService(ForegroundService):
             yield pending, response
         log.info("MWL query from %s: %d item(s)", calling, sent)
         yield 0x0000, None
-
-
-def _failure(status: int, comment: str) -> Dataset:
-    dataset = Dataset()
-    dataset.Status = status
-    dataset.ErrorComment = comment[:64]
-    return dataset
 
 
 def create(context: DicomContext) -> WorklistService:

@@ -144,6 +144,14 @@ def _study_scope(study_uids: list[str], where: list[str], params: list[Any]) -> 
     params.extend(study_uids)
 
 
+def _unique_condition(unique: str, value: str, where: list[str], params: list[Any]) -> None:
+    """A unique key of the hierarchy: studies (with the PS they annotate) by UID list, the others as keys."""
+    if unique == "StudyInstanceUID":
+        _study_scope(uid_list(value), where, params)
+    else:
+        _condition(unique, value, where, params)
+
+
 def _conditions(request: QueryRequest, retrieve: bool = False) -> tuple[list[str], list[Any]]:
     """WHERE conditions (on ``instances i``) for a query or a retrieve at ``request.level``."""
     _check_level(request)
@@ -155,19 +163,13 @@ def _conditions(request: QueryRequest, retrieve: bool = False) -> tuple[list[str
         value = request.value(unique)
         if not value:
             raise QueryError(f"a {request.level} level request needs the {above} level unique key {unique}")
-        if unique == "StudyInstanceUID":
-            _study_scope(uid_list(value), where, params)
-        else:
-            _condition(unique, value, where, params)
+        _unique_condition(unique, value, where, params)
     if retrieve:
         unique = UNIQUE_KEY[request.level]
         value = request.value(unique)
         if not value:
             raise QueryError(f"a {request.level} level retrieve needs {unique}")
-        if unique == "StudyInstanceUID":
-            _study_scope(uid_list(value), where, params)
-        else:
-            _condition(unique, value, where, params)
+        _unique_condition(unique, value, where, params)
         return where, params
     for keyword in request.keys:
         if keyword in MATCH_KEYS and _effective_level(keyword, request.model) == request.level:

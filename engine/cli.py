@@ -512,26 +512,32 @@ def cmd_forwards(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
+def _operator_action(args: argparse.Namespace, work: Any, refused: str, done: str) -> int:
+    """Run an operator's order change; the running engine reports the recorded event to the destinations."""
     from .domain.model import Rejection
-    from .workflow.orders import operator_cancel
 
     store = _open_store(args)
     if store is None:
         return 2
-    try:  # the running engine turns the recorded event into outbound messages (it knows the destinations)
-        store.write(lambda txn: operator_cancel(txn, args.accession, args.reason))
-    except Rejection as refused:
-        print(f"not cancelled: {refused.reason}", file=sys.stderr)
+    try:
+        store.write(work)
+    except Rejection as refusal:
+        print(f"not {refused}: {refusal.reason}", file=sys.stderr)
         return 1
     finally:
         store.close()
-    print(f"order {args.accession} cancelled; the engine reports it to the order's destinations")
+    print(f"order {args.accession} {done}; the engine reports it to the order's destinations")
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .workflow.orders import operator_cancel
+
+    return _operator_action(args, lambda txn: operator_cancel(txn, args.accession, args.reason), "cancelled",
+                            "cancelled")
+
+
 def cmd_reschedule(args: argparse.Namespace) -> int:
-    from .domain.model import Rejection
     from .workflow.orders import operator_change
 
     if not args.start and not args.station:
@@ -540,18 +546,9 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
     if args.start and (not args.start.isdigit() or len(args.start) not in (12, 14)):
         print(f"--start must be YYYYMMDDHHMM or YYYYMMDDHHMMSS, not {args.start!r}", file=sys.stderr)
         return 2
-    store = _open_store(args)
-    if store is None:
-        return 2
-    try:
-        store.write(lambda txn: operator_change(txn, args.accession, args.start, args.station, args.reason))
-    except Rejection as refused:
-        print(f"not changed: {refused.reason}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
-    print(f"order {args.accession} rescheduled; the engine reports it to the order's destinations")
-    return 0
+    return _operator_action(
+        args, lambda txn: operator_change(txn, args.accession, args.start, args.station, args.reason), "changed",
+        "rescheduled")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

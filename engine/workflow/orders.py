@@ -252,14 +252,19 @@ def _change_all_steps(txn: Transaction, order: dict[str, Any], event: StepEvent,
             for accession in accessions]
 
 
-def operator_cancel(txn: Transaction, accession_number: str, reason: str) -> list[DomainEvent]:
-    """The engine's operator cancels every open step of an order (``swf cancel``); refused once started."""
+def _order_by_accession(txn: Transaction, accession_number: str) -> dict[str, Any]:
+    """The newest order with a requested procedure of this accession number (operator actions)."""
     procedure = txn.one("SELECT order_ref FROM requested_procedures WHERE accession_number = ? ORDER BY id DESC LIMIT 1",
                         (accession_number,))
-    if procedure is None:
+    order = txn.one("SELECT * FROM orders WHERE id = ?", (procedure["order_ref"],)) if procedure else None
+    if order is None:
         raise Rejection(Problem.UNKNOWN_KEY, f"no order with accession number {accession_number}")
-    order = txn.one("SELECT * FROM orders WHERE id = ?", (procedure["order_ref"],))
-    assert order is not None
+    return order
+
+
+def operator_cancel(txn: Transaction, accession_number: str, reason: str) -> list[DomainEvent]:
+    """The engine's operator cancels every open step of an order (``swf cancel``); refused once started."""
+    order = _order_by_accession(txn, accession_number)
     for step in repo.steps_of_order(txn, order["id"]):
         status = StepStatus(step["status"])
         if status == StepStatus.CANCELED:
@@ -278,11 +283,7 @@ def operator_cancel(txn: Transaction, accession_number: str, reason: str) -> lis
 def operator_change(txn: Transaction, accession_number: str, start: str | None, station_ae_title: str | None,
                     reason: str) -> list[DomainEvent]:
     """The operator reschedules the open steps of an order (``swf reschedule``): new start and/or station."""
-    procedure = txn.one("SELECT order_ref FROM requested_procedures WHERE accession_number = ? ORDER BY id DESC LIMIT 1",
-                        (accession_number,))
-    if procedure is None:
-        raise Rejection(Problem.UNKNOWN_KEY, f"no order with accession number {accession_number}")
-    order_ref = procedure["order_ref"]
+    order_ref = _order_by_accession(txn, accession_number)["id"]
     changed = 0
     for step in repo.steps_of_order(txn, order_ref):
         status = StepStatus(step["status"])

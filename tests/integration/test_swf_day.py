@@ -224,6 +224,12 @@ def test_engine_killed_mid_day_loses_and_doubles_nothing(start_engine, tmp_path:
     uid = generate_uid(prefix="2.25.")
     assert mpps(engine, uid, "IN PROGRESS") == 0x0000
     ris.wait_for(1)
+    # Kill once the engine has recorded the ACK: a crash in the milliseconds between the RIS's ACK and that
+    # record resends the message with the same MSH-10 (at-least-once; the RIS sees a duplicate control ID).
+    deadline = time.monotonic() + 10
+    while "delivered" not in run_swf("outbox", "--all", "--data-dir", str(engine.data_dir)).stdout:
+        assert time.monotonic() < deadline, "the IP status was never recorded as delivered"
+        time.sleep(0.1)
     engine.process.send_signal(signal.SIGKILL)
     engine.process.wait(10)
     engine = start_day(start_engine, tmp_path, ris.address, modality_port, data_dir=engine.data_dir)

@@ -113,9 +113,11 @@ def rad5_keys(*step: str) -> list[str]:
             f"{SPS}[0].ScheduledProcedureStepID", f"{SPS}[0].ScheduledProcedureStepDescription"]
 
 
-def c_find(port: int, identifier: Dataset, calling: str = "CT1_AE") -> list[tuple[Dataset, Dataset | None]]:
+def c_find(port: int, identifier: Dataset, calling: str = "CT1_AE",
+           max_pdu: int = 16382) -> list[tuple[Dataset, Dataset | None]]:
     """pynetdicom C-FIND: every (status, identifier) received, the final one included."""
     ae = AE(ae_title=calling)
+    ae.maximum_pdu_size = max_pdu
     ae.add_requested_context(ModalityWorklistInformationFind)
     assoc = ae.associate("127.0.0.1", port, ae_title="SWF_ENGINE")
     assert assoc.is_established
@@ -276,6 +278,22 @@ def check_sequence_universal_matching_returns_the_whole_stored_item(engine: Engi
         "CTCHESTC", "99RAD", "CT chest with contrast")
 
 
+def check_responses_larger_than_the_scus_pdu_arrive_whole(engine: EngineProcess) -> None:
+    """The engine packs each pending response itself (pending_responses.py): one bigger than the SCU's
+    maximum PDU length must be split into fragments the SCU reassembles."""
+    identifier = Dataset()
+    identifier.PatientName = ""
+    identifier.AccessionNumber = ""
+    identifier.ScheduledProcedureStepSequence = Sequence([Dataset()])   # universal: the whole stored item
+    identifier.RequestedProcedureCodeSequence = Sequence([])
+    roomy = c_find(engine.dicom_port, identifier)
+    narrow = c_find(engine.dicom_port, identifier, max_pdu=128)
+    assert statuses(narrow) == statuses(roomy) == [0xFF00] * len(OFFERED) + [0x0000]
+    assert sorted(found.AccessionNumber for found in pending(narrow)) == sorted(OFFERED)
+    assert [found.to_json() for found in pending(narrow)] == [found.to_json() for found in pending(roomy)]
+    assert len(pending(narrow)[0].ScheduledProcedureStepSequence[0]) >= 8
+
+
 def check_cancelled_steps_are_offered_only_when_the_status_is_asked_for(engine: EngineProcess) -> None:
     query = item(AccessionNumber="ACC-CANC")
     assert statuses(c_find(engine.dicom_port, query)) == [0x0000]
@@ -294,6 +312,7 @@ def test_findscu_worked_example_utf8_pn_and_combined_date_time(engine: EnginePro
 def test_pynetdicom_worked_example_sequences_and_hidden_statuses(engine: EngineProcess) -> None:
     check_worked_example_query_with_pynetdicom(engine)
     check_sequence_universal_matching_returns_the_whole_stored_item(engine)
+    check_responses_larger_than_the_scus_pdu_arrive_whole(engine)
     check_cancelled_steps_are_offered_only_when_the_status_is_asked_for(engine)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from pydicom.sequence import Sequence
 
 from engine.dicom.ae import DicomContext
 from engine.dicom.directory import AEDirectory
-from engine.dicom.services.worklist import (BadIdentifier, WorklistService, _lacks_type1, build_response,
+from engine.dicom.services.worklist import (BadIdentifier, WorklistService, build_response,
                                             request_from_identifier)
 from engine.store.matching import QueryError
 from engine.store.worklist_query import build_worklist_query
@@ -435,7 +434,8 @@ def item_of(worklist: Pipeline, accession: str) -> WorklistItem:
 
 
 def test_response_holds_exactly_the_requested_keys(worklist: Pipeline) -> None:
-    response = build_response(item_of(worklist, "ACC1"), rad5_identifier(), "ISO_IR 192")
+    answer = build_response(item_of(worklist, "ACC1"), rad5_identifier(), "ISO_IR 192")
+    response = answer.dataset()
     assert {e.keyword for e in response} == {"SpecificCharacterSet", "PatientName", "PatientID", "AccessionNumber",
                                               "StudyInstanceUID", "RequestedProcedureID",
                                               "ScheduledProcedureStepSequence"}
@@ -448,24 +448,24 @@ def test_response_holds_exactly_the_requested_keys(worklist: Pipeline) -> None:
         "ScheduledStationAETitle": "CT1_AE", "Modality": "CT", "ScheduledProcedureStepStartDate": "20250304",
         "ScheduledProcedureStepStartTime": "100000", "ScheduledProcedureStepID": "SPS-ACC1",
         "ScheduledProcedureStepDescription": "Protocol CT"}
-    assert _lacks_type1(response) == []
+    assert answer.missing == []
 
 
 def test_response_without_non_ascii_values_has_no_character_set(worklist: Pipeline) -> None:
     ds = rad5_identifier()
     ds.SpecificCharacterSet = "ISO_IR 192"
-    response = build_response(item_of(worklist, "ABX1"), ds, "ISO_IR 192")
+    response = build_response(item_of(worklist, "ABX1"), ds, "ISO_IR 192").dataset()
     assert "SpecificCharacterSet" not in response
     assert str(response.PatientName) == "SMITH^JOHN"
     # the same item with a non-ASCII key requested gets it
     ds = Dataset()
     ds.PatientName = ""
-    assert "SpecificCharacterSet" not in build_response(item_of(worklist, "ABX1"), ds, "ISO_IR 192")
-    assert build_response(item_of(worklist, "AB_1"), ds, "ISO_IR 192").SpecificCharacterSet == "ISO_IR 192"
+    assert "SpecificCharacterSet" not in build_response(item_of(worklist, "ABX1"), ds, "ISO_IR 192").dataset()
+    assert build_response(item_of(worklist, "AB_1"), ds, "ISO_IR 192").dataset().SpecificCharacterSet == "ISO_IR 192"
     # a non-ASCII attribute that was not requested does not count
     ds = Dataset()
     ds.PatientID = ""
-    assert "SpecificCharacterSet" not in build_response(item_of(worklist, "ACC1"), ds, "ISO_IR 192")
+    assert "SpecificCharacterSet" not in build_response(item_of(worklist, "ACC1"), ds, "ISO_IR 192").dataset()
 
 
 def test_values_outside_a_single_byte_repertoire_are_replaced(pipeline: Pipeline) -> None:
@@ -474,10 +474,10 @@ def test_values_outside_a_single_byte_repertoire_are_replaced(pipeline: Pipeline
     ds = Dataset()
     ds.PatientName = ""
     [cyrillic] = find(pipeline, top={"AccessionNumber": "CYR1"})
-    response = build_response(cyrillic, ds, "ISO_IR 100")
+    response = build_response(cyrillic, ds, "ISO_IR 100").dataset()
     assert response.SpecificCharacterSet == "ISO_IR 100" and str(response.PatientName) == "???????^?????"
     [latin] = find(pipeline, top={"AccessionNumber": "LAT1"})
-    assert str(build_response(latin, ds, "ISO_IR 100").PatientName) == "MÜLLER^ANNA"
+    assert str(build_response(latin, ds, "ISO_IR 100").dataset().PatientName) == "MÜLLER^ANNA"
 
 
 def test_sequence_keys_universal_and_reduced(worklist: Pipeline) -> None:
@@ -486,7 +486,7 @@ def test_sequence_keys_universal_and_reduced(worklist: Pipeline) -> None:
     ds.ScheduledProcedureStepSequence = Sequence([Dataset()])      # one empty item: the whole stored item
     ds.RequestedProcedureCodeSequence = Sequence([])               # zero-length: the whole stored sequence
     ds.ReferencedStudySequence = Sequence([])                      # nothing stored: zero-length
-    response = build_response(item, ds, "ISO_IR 192")
+    response = build_response(item, ds, "ISO_IR 192").dataset()
     [sps] = response.ScheduledProcedureStepSequence
     assert {e.keyword for e in sps} >= {"ScheduledStationAETitle", "ScheduledStationName", "Modality",
                                         "ScheduledProcedureStepID", "ScheduledProcedureStepStartDate",
@@ -500,7 +500,7 @@ def test_sequence_keys_universal_and_reduced(worklist: Pipeline) -> None:
     # an item with keys: reduced to those keys
     ds = Dataset()
     ds.RequestedProcedureCodeSequence = Sequence([sps_item(CodeValue="")])
-    assert {e.keyword for e in build_response(item, ds, "ISO_IR 192").RequestedProcedureCodeSequence[0]} == {
+    assert {e.keyword for e in build_response(item, ds, "ISO_IR 192").dataset().RequestedProcedureCodeSequence[0]} == {
         "CodeValue"}
 
 
@@ -508,42 +508,41 @@ def test_unknown_and_private_keys_come_back_zero_length(worklist: Pipeline) -> N
     ds = Dataset()
     ds.add_new(0x00091010, "LO", "")
     ds.PatientWeight = None
-    response = build_response(item_of(worklist, "ABX1"), ds, "ISO_IR 192")
+    response = build_response(item_of(worklist, "ABX1"), ds, "ISO_IR 192").dataset()
     assert response[0x00091010].value in (None, "")
     assert response.PatientWeight is None or response.PatientWeight == ""
 
 
 def test_items_lacking_a_requested_type1_value_are_not_offered(worklist: Pipeline) -> None:
     item = item_of(worklist, "AB%2")     # no station AE title
-    assert _lacks_type1(build_response(item, rad5_identifier(), "ISO_IR 192")) == [
+    assert build_response(item, rad5_identifier(), "ISO_IR 192").missing == [
         "ScheduledProcedureStepSequence>ScheduledStationAETitle"]
     ds = Dataset()
     ds.AccessionNumber = ""
-    assert _lacks_type1(build_response(item, ds, "ISO_IR 192")) == []
+    assert build_response(item, ds, "ISO_IR 192").missing == []
 
 
 # -- the C-FIND handler end to end, without a network ------------------------------------------------------
-class FakeFind:
-    """What the handler uses of a pynetdicom C-FIND event; the SCU cancels after ``cancel_after`` checks."""
+class CancelAfter:
+    """The SCU's C-CANCEL, seen by the handler after ``checks`` cancellation checks (never when None)."""
 
-    def __init__(self, identifier: Dataset, calling: str = "CT1_AE", cancel_after: int | None = None):
-        self.identifier = identifier
-        self.assoc = SimpleNamespace(requestor=SimpleNamespace(ae_title=calling))
-        self.cancel_after = cancel_after
-        self.checks = 0
+    def __init__(self, checks: int | None):
+        self.remaining = checks
 
-    @property
-    def is_cancelled(self) -> bool:
-        self.checks += 1
-        return self.cancel_after is not None and self.checks > self.cancel_after
+    def __call__(self) -> bool:
+        if self.remaining is None:
+            return False
+        self.remaining -= 1
+        return self.remaining < 0
 
 
 def run_find(pipeline: Pipeline, identifier: Dataset, calling: str = "CT1_AE", aes: dict | None = None,
              allow_any: bool = True, cancel_after: int | None = None) -> list[tuple[int, Any]]:
     context = DicomContext(pipeline.config, pipeline.store, AEDirectory.from_config(aes or {}, allow_any))
     results = []
-    for status, found in WorklistService(context).on_find(FakeFind(identifier, calling, cancel_after)):
-        results.append((status if isinstance(status, int) else status.Status, found if found is not None else status))
+    for status, found in WorklistService(context).answer(identifier, calling, CancelAfter(cancel_after)):
+        results.append((status if isinstance(status, int) else status.Status,
+                        found.dataset() if found is not None else status))
     return results
 
 

@@ -7,7 +7,8 @@ back with exactly the keys of the request (section 5.5) and the calling AE's cha
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
@@ -21,6 +22,8 @@ from ...store.matching import QueryError
 from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
 from ..ae import DicomContext, ForegroundService, status_dataset
+from ..pending_responses import PendingSender, encode_identifier, pending_command
+from ..response_encoding import Element, NotPlain, encode_elements
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +36,15 @@ NEVER_MATCHED = {"SpecificCharacterSet"}
 # Return keys of Type 1 (PS3.4 Table K.6-1) the engine may lack a value for.  An item that lacks one the
 # request asks for is not offered: a response with a zero-length Type 1 attribute would be invalid.
 # (ScheduledProcedureStepStartTime is Type 1 too, but date-only orders have none: SWF.md 3.3.4.)
-TYPE1_TOP = ("PatientName", "PatientID", "StudyInstanceUID", "RequestedProcedureID")
-TYPE1_STEP = ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality", "ScheduledProcedureStepID")
+TYPE1_TOP = {tag_for_keyword(k): k for k in ("PatientName", "PatientID", "StudyInstanceUID", "RequestedProcedureID")}
+TYPE1_STEP = {tag_for_keyword(k): k for k in ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality",
+                                              "ScheduledProcedureStepID")}
+SPS_TAG = tag_for_keyword(SPS_SEQUENCE)
+SPECIFIC_CHARACTER_SET = tag_for_keyword("SpecificCharacterSet")
 # Repertoires every Unicode character can be written in.
 UNIVERSAL_CHARSETS = {"ISO_IR 192", "GB18030"}
+# Character sets written with one Python codec (no ISO 2022 code extensions): the plain-text writer's.
+SIMPLE_CHARSETS = {name for name in python_encoding if not name.startswith("ISO 2022")}
 
 
 class BadIdentifier(ValueError):
@@ -119,110 +127,186 @@ def request_from_identifier(identifier: Dataset) -> tuple[WorklistRequest, bool]
 
 
 # -- responses ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RequestedKey:
+    """One key of the request identifier; for a sequence, ``children`` holds the keys of its item
+    (None: a universal sequence key, answered with the whole stored sequence)."""
+    tag: int
+    vr: str
+    keyword: str
+    children: tuple[RequestedKey, ...] | None = None
+
+
+def _requested_keys(identifier: Dataset) -> tuple[RequestedKey, ...]:
+    keys = []
+    for element in identifier:
+        if _is_group_length(element) or element.keyword == "SpecificCharacterSet":
+            continue
+        children = None
+        if element.VR == "SQ":
+            request_items = element.value or []
+            if request_items and len(request_items[0]) > 0:
+                children = _requested_keys(request_items[0])
+        keys.append(RequestedKey(int(element.tag), element.VR, element.keyword, children))
+    return tuple(sorted(keys, key=lambda key: key.tag))
+
+
 def _zero_if_empty(value: Any) -> Any:
     return None if value in ("", None, []) else value
 
 
-def _set_sequence(target: Dataset, tag: Any, stored: list[dict[str, Any]]) -> None:
-    """A stored sequence (list of keyword -> value dicts) written whole."""
-    items = Sequence()
-    for stored_item in stored:
-        child = Dataset()
-        for key, value in stored_item.items():
-            child_tag = tag_for_keyword(key)
-            if child_tag is None:
-                continue
-            vr = dictionary_VR(child_tag)
-            if vr == "SQ":
-                _set_sequence(child, child_tag, value if isinstance(value, list) else [value] if value else [])
-            else:
-                child.add_new(child_tag, vr, _zero_if_empty(value))
-        items.append(child)
-    target.add_new(tag, "SQ", items)
+def _stored_items(stored: Any) -> list[dict[str, Any]]:
+    if isinstance(stored, dict):
+        stored = [stored]
+    if not stored or not isinstance(stored, list):
+        return []
+    return [item if isinstance(item, dict) else {} for item in stored]
 
 
-def _fill(response: Dataset, requested: Dataset, values: dict[str, Any]) -> None:
-    """Copy into ``response`` every key of ``requested``, with the item's value or zero-length."""
-    for element in requested:
-        keyword = element.keyword
-        if _is_group_length(element) or keyword == "SpecificCharacterSet":
+def _whole_item(stored: dict[str, Any]) -> list[Element]:
+    """A stored sequence item (keyword -> value) written whole."""
+    elements: list[Element] = []
+    for keyword, value in stored.items():
+        tag = tag_for_keyword(keyword)
+        if tag is None:
             continue
-        stored = values.get(keyword) if keyword else None
-        if element.VR == "SQ":
-            if isinstance(stored, dict):
-                stored = [stored]
-            if not stored or not isinstance(stored, list):
-                response.add_new(element.tag, "SQ", Sequence())
-                continue
-            request_items = element.value or []
-            if not request_items or len(request_items[0]) == 0:  # universal: the whole stored sequence
-                _set_sequence(response, element.tag, stored)
-                continue
-            items = Sequence()
-            for stored_item in stored:
-                child = Dataset()
-                _fill(child, request_items[0], stored_item if isinstance(stored_item, dict) else {})
-                items.append(child)
-            response.add_new(element.tag, "SQ", items)
+        vr = dictionary_VR(tag)
+        if vr == "SQ":
+            items = value if isinstance(value, list) else [value] if value else []
+            elements.append((tag, "SQ", [_whole_item(item) for item in _stored_items(items)]))
         else:
-            if isinstance(stored, dict) or (isinstance(stored, list) and any(isinstance(v, dict) for v in stored)):
-                stored = None  # a stored sequence asked for as a plain attribute: zero-length
-            response.add_new(element.tag, element.VR, _zero_if_empty(stored))
+            elements.append((tag, vr, _zero_if_empty(value)))
+    return elements
 
 
-def _texts(dataset: Dataset) -> Iterator[tuple[Dataset, Any]]:
-    """(dataset, element) for every element holding text, nested sequences included."""
-    for element in dataset:
-        if element.VR == "SQ":
-            for item in element.value or []:
-                yield from _texts(item)
-        elif element.value is not None and element.VR not in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
-            yield dataset, element
+def _answer(keys: tuple[RequestedKey, ...], values: dict[str, Any]) -> list[Element]:
+    """Every requested key with the item's value, or zero-length when the item has none."""
+    elements: list[Element] = []
+    for key in keys:
+        stored = values.get(key.keyword) if key.keyword else None
+        if key.vr == "SQ":
+            items = _stored_items(stored)
+            if key.children is None:
+                elements.append((key.tag, "SQ", [_whole_item(item) for item in items]))
+            else:
+                elements.append((key.tag, "SQ", [_answer(key.children, item) for item in items]))
+            continue
+        if isinstance(stored, dict) or (isinstance(stored, list) and any(isinstance(v, dict) for v in stored)):
+            stored = None  # a stored sequence asked for as a plain attribute: zero-length
+        elements.append((key.tag, key.vr, _zero_if_empty(stored)))
+    return elements
 
 
-def _values_of(element: Any) -> list[str]:
-    value = element.value
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return [str(v) for v in value]
-    return [str(value)]
+def _map_texts(elements: list[Element], change: Callable[[str], str]) -> list[Element]:
+    """The elements with ``change`` applied to every text value, nested sequences included."""
+    changed: list[Element] = []
+    for tag, vr, value in elements:
+        if vr == "SQ":
+            value = [_map_texts(item, change) for item in value]
+        elif isinstance(value, str):
+            value = change(value)
+        elif isinstance(value, list):
+            value = [change(v) if isinstance(v, str) else v for v in value]
+        changed.append((tag, vr, value))
+    return changed
 
 
-def _fit_repertoire(response: Dataset, charset: str, accession: str) -> None:
+def _all_ascii(elements: list[Element]) -> bool:
+    for _tag, vr, value in elements:
+        if vr == "SQ":
+            if not all(_all_ascii(item) for item in value):
+                return False
+        elif isinstance(value, str):
+            if not value.isascii():
+                return False
+        elif isinstance(value, list) and not all(str(v).isascii() for v in value):
+            return False
+    return True
+
+
+def _fit_repertoire(elements: list[Element], charset: str, accession: str) -> list[Element]:
     """Replace with '?' what the AE's single-byte repertoire cannot hold (SWF.md 5.7, ``replace``)."""
-    if charset in UNIVERSAL_CHARSETS or charset.startswith("ISO 2022"):
-        return
     codec = python_encoding.get(charset)
-    if codec is None:
-        return
-    replaced = []
-    for _dataset, element in _texts(response):
-        values = _values_of(element)
-        fitted = [v.encode(codec, errors="replace").decode(codec) for v in values]
-        if fitted != values:
-            replaced.append(element.keyword)
-            element.value = fitted if len(fitted) > 1 else fitted[0]
+    if charset in UNIVERSAL_CHARSETS or charset.startswith("ISO 2022") or codec is None:
+        return elements
+    replaced: set[str] = set()
+
+    def fit(text: str) -> str:
+        fitted = text.encode(codec, errors="replace").decode(codec)
+        if fitted != text:
+            replaced.add(text)
+        return fitted
+
+    fitted = _map_texts(elements, fit)
     if replaced:
-        log.warning("MWL response for accession %s: %s not representable in %s, replaced by '?'", accession,
-                    ", ".join(replaced), charset)
+        log.warning("MWL response for accession %s: %d value(s) not representable in %s, replaced by '?'",
+                    accession, len(replaced), charset)
+    return fitted
 
 
-def _lacks_type1(response: Dataset) -> list[str]:
-    missing = [k for k in TYPE1_TOP if k in response and response[k].value in (None, "")]
-    for item in response.get(SPS_SEQUENCE) or []:
-        missing += [f"{SPS_SEQUENCE}>{k}" for k in TYPE1_STEP if k in item and item[k].value in (None, "")]
+def _dataset_of(elements: list[Element]) -> Dataset:
+    dataset = Dataset()
+    for tag, vr, value in elements:
+        if vr == "SQ":
+            dataset.add_new(tag, vr, Sequence([_dataset_of(item) for item in value]))
+        else:
+            dataset.add_new(tag, vr, value)
+    return dataset
+
+
+@dataclass
+class WorklistResponse:
+    """One item's response identifier as elements; ``missing`` names the requested Type 1 keys it lacks."""
+    elements: list[Element]
+    charset: str                # the Specific Character Set written, '' when the content is ASCII
+    missing: list[str]
+
+    def dataset(self) -> Dataset:
+        return _dataset_of(self.elements)
+
+    def encode(self, transfer_syntax: Any) -> bytes:
+        """Bytes for the presentation context: the plain-text writer, or pydicom for anything else."""
+        if transfer_syntax.is_little_endian and not transfer_syntax.is_deflated and (
+                not self.charset or (self.charset in SIMPLE_CHARSETS)):
+            try:
+                return encode_elements(self.elements, not transfer_syntax.is_implicit_VR,
+                                       python_encoding[self.charset] if self.charset else "latin_1")
+            except NotPlain:
+                pass
+        return encode_identifier(self.dataset(), transfer_syntax)
+
+
+def _lacks_type1(elements: list[Element]) -> list[str]:
+    missing = [TYPE1_TOP[tag] for tag, _vr, value in elements if tag in TYPE1_TOP and value in (None, "")]
+    for tag, _vr, items in elements:
+        if tag == SPS_TAG:
+            for item in items:
+                missing += [f"{SPS_SEQUENCE}>{TYPE1_STEP[t]}" for t, _v, value in item
+                            if t in TYPE1_STEP and value in (None, "")]
     return missing
 
 
-def build_response(item: WorklistItem, identifier: Dataset, charset: str) -> Dataset:
-    """The response identifier: exactly the requested keys, (0008,0005) only for non-ASCII content."""
-    response = Dataset()
-    values = dict(item.attributes)
-    values[SPS_SEQUENCE] = [item.step]
-    _fill(response, identifier, values)
-    if not all(value.isascii() for _ds, element in _texts(response) for value in _values_of(element)):
-        _fit_repertoire(response, charset, item.accession_number)
-        response.SpecificCharacterSet = charset
-    return response
+class ResponsePlan:
+    """The request identifier's keys, read once per query and applied to every matching item."""
+
+    def __init__(self, identifier: Dataset):
+        self.keys = _requested_keys(identifier)
+
+    def response(self, item: WorklistItem, charset: str) -> WorklistResponse:
+        """Exactly the requested keys; (0008,0005) only for non-ASCII content (SWF.md 5.5, 5.7)."""
+        values = dict(item.attributes)
+        values[SPS_SEQUENCE] = [item.step]
+        elements = _answer(self.keys, values)
+        written = ""
+        if not _all_ascii(elements):
+            elements = _fit_repertoire(elements, charset, item.accession_number)
+            elements.append((SPECIFIC_CHARACTER_SET, "CS", charset))
+            written = charset
+        return WorklistResponse(elements, written, _lacks_type1(elements))
+
+
+def build_response(item: WorklistItem, identifier: Dataset, charset: str) -> WorklistResponse:
+    return ResponsePlan(identifier).response(item, charset)
 
 
 class WorklistService(ForegroundService):
@@ -237,16 +321,17 @@ class WorklistService(ForegroundService):
     def handlers(self) -> list[tuple]:
         return [(evt.EVT_C_FIND, self.on_find, [ModalityWorklistInformationFind])]
 
-    def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
-        calling = event.assoc.requestor.ae_title.strip()
+    def answer(self, identifier: Dataset, calling: str,
+               is_cancelled: Callable[[], bool]) -> Iterator[tuple[Any, WorklistResponse | None]]:
+        """The C-FIND answer as (status, response): pending items, then one final status."""
         directory = self.context.directory
         if not directory.allows(calling, "worklist"):
             log.warning("MWL query from %s refused: no worklist permission", calling)
             yield status_dataset(0xC000, f"AE {calling} may not query the worklist"), None
             return
         try:
-            identifier = event.identifier
             request, unsupported = request_from_identifier(identifier)
+            plan = ResponsePlan(identifier)
         except Exception as exc:  # noqa: BLE001 - an undecodable identifier is the SCU's problem
             log.warning("MWL query from %s: unusable identifier: %s", calling, exc)
             yield status_dataset(0xA900, str(exc) if isinstance(exc, BadIdentifier) else f"unusable identifier: {exc}"), None
@@ -267,20 +352,35 @@ class WorklistService(ForegroundService):
         pending = 0xFF01 if unsupported else 0xFF00
         sent = 0
         for item in items:
-            if event.is_cancelled:
+            if is_cancelled():
                 log.info("MWL query from %s cancelled after %d item(s)", calling, sent)
                 yield 0xFE00, None
                 return
-            response = build_response(item, identifier, charset)
-            missing = _lacks_type1(response)
-            if missing:
+            response = plan.response(item, charset)
+            if response.missing:
                 log.warning("MWL item %s not offered to %s: no value for %s", item.accession_number, calling,
-                            ", ".join(missing))
+                            ", ".join(response.missing))
                 continue
             sent += 1
             yield pending, response
         log.info("MWL query from %s: %d item(s)", calling, sent)
         yield 0x0000, None
+
+    def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
+        """pynetdicom's C-FIND handler: pending responses go out packed (pending_responses.py), the final
+        status through pynetdicom."""
+        calling = event.assoc.requestor.ae_title.strip()
+        transfer_syntax = event.context.transfer_syntax
+        sender: PendingSender | None = None
+        for status, response in self.answer(event.identifier, calling, lambda: event.is_cancelled):
+            if response is None:
+                if sender:
+                    sender.flush()
+                yield status, None
+                return
+            if sender is None:
+                sender = PendingSender(event.assoc, event.context.context_id, pending_command(event.request, status))
+            sender.add(response.encode(transfer_syntax))
 
 
 def create(context: DicomContext) -> WorklistService:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import BENCH, HOST, PEER_PY, Proc, free_port, start_process, wait_port
+from common import BENCH, ENGINE_PY, HOST, PEER_PY, Proc, free_port, start_process, wait_port
 
 ORTHANC_PLUGIN = Path("/usr/share/orthanc/plugins/libModalityWorklists.so")
 
@@ -68,6 +68,16 @@ def start_storescp(out_dir: Path, log_dir: Path, aet: str = "BENCHSTORESCP") -> 
     return proc
 
 
+def start_pynetdicom_scp(log_dir: Path, aet: str = "BENCHPYNETDICOM") -> Proc:
+    """The minimal pynetdicom Storage SCP (peers/storescp_pynetdicom.py), in the engine's venv."""
+    port = free_port()
+    script = BENCH / "peers" / "storescp_pynetdicom.py"
+    proc = start_process("storescp-pynetdicom", [ENGINE_PY, script, "--port", port, "--aet", aet], log_dir)
+    wait_port(port, proc.popen, log=proc.log)
+    proc.ports = {"dicom": port}
+    return proc
+
+
 def start_mllp_peer(kind: str, log_dir: Path) -> Proc:
     """``txhl7``: txHL7 MLLPFactory + python-hl7 parse + ACK; ``raw``: Twisted, ACK from MSH by slicing."""
     port = free_port()
@@ -78,4 +88,4 @@ def start_mllp_peer(kind: str, log_dir: Path) -> Proc:
     return proc
 
 
-__all__ = ["start_wlmscpfs", "start_orthanc", "start_storescp", "start_mllp_peer", "HOST"]
+__all__ = ["start_wlmscpfs", "start_orthanc", "start_storescp", "start_pynetdicom_scp", "start_mllp_peer", "HOST"]

@@ -1,4 +1,5 @@
-"""Benchmark 3, storage (RAD-8): DCMTK storescu sending to the engine and to DCMTK storescp, same run.
+"""Benchmark 3, storage (RAD-8): DCMTK storescu sending to the engine, to DCMTK storescp and to a minimal
+pynetdicom SCP (the floor of pynetdicom's receive path: it discards what it gets), same run.
 
 Two sets (gen.write_images, kept in the cache): 500 CT-like files (512x512x16 bit, ~0.5 MB) and 50 large
 CR-like files (2048x1280x16 bit, ~5 MB).  Each run is one ``storescu +sd`` process sending the whole set
@@ -19,7 +20,8 @@ import peers
 from common import (ENGINE_AET, HOST, SCU_AET, BenchFailure, Context, Section, Stats, fmt_ms, md_table,
                     run_timed, sqlite_count, start_engine)
 
-TITLE = "Storage (RAD-8): storescu -> engine vs storescu -> DCMTK storescp"
+TITLE = "Storage (RAD-8): storescu -> engine vs DCMTK storescp vs a minimal pynetdicom SCP"
+RECEIVERS = ("engine", "storescp", "pynetdicom")
 GEN_VERSION = "img-v1"
 
 
@@ -73,17 +75,20 @@ def run(ctx: Context) -> Section:
     rounds = ctx.rounds or (2 if ctx.quick else 3)
     out_dir = ctx.fresh_dir("storage-storescp")
     scp = peers.start_storescp(out_dir, ctx.logs)
+    minimal = peers.start_pynetdicom_scp(ctx.logs)
     rows = []
     shares = {}
     try:
         for kind, count in sets:
             folder, size = image_set(ctx, kind, count)
-            times: dict[str, list[float]] = {"engine": [], "storescp": []}
+            times: dict[str, list[float]] = {name: [] for name in RECEIVERS}
             storescu("BENCHSTORESCP", scp.ports["dicom"], folder)   # warm-up: page cache of the source files
             for r in range(rounds):
-                for name in (["engine", "storescp"] if r % 2 == 0 else ["storescp", "engine"]):
+                for name in RECEIVERS[r % 3:] + RECEIVERS[:r % 3]:   # rotate who goes first
                     if name == "engine":
                         times["engine"].append(send_to_engine(ctx, folder, count, f"{kind}-{r}")[0])
+                    elif name == "pynetdicom":
+                        times[name].append(storescu("BENCHPYNETDICOM", minimal.ports["dicom"], folder))
                     else:
                         for old in out_dir.iterdir():
                             old.unlink()
@@ -92,17 +97,20 @@ def run(ctx: Context) -> Section:
                             raise BenchFailure(f"storescp holds {files_under(out_dir)} files, {count} sent")
                     print(f"  round {r + 1} {kind} -> {name}: {count / times[name][-1]:.0f} inst/s", flush=True)
             stats = {name: Stats.of(values) for name, values in times.items()}
-            for name in ("engine", "storescp"):
+            for name in RECEIVERS:
                 st = stats[name]
                 rows.append([f"{count} {kind} ({size / 1e6:.0f} MB)", name, st.n, fmt_ms(st.median),
                              f"{fmt_ms(st.min)}-{fmt_ms(st.max)}", f"{count / st.median:.0f}",
                              f"{size / 1e6 / st.median:.0f}",
-                             f"{stats['storescp'].median / stats['engine'].median:.2f}" if name == "engine" else "-"])
+                             "-" if name == "storescp" else f"{stats['storescp'].median / st.median:.2f}"])
             shares[kind] = stats["storescp"].median / stats["engine"].median
-        section.add(f"One storescu process per run (one association, default 16 KiB PDUs from storescu); {rounds} "
+        section.add(f"One storescu process per run (one association; P-DATA as large as each receiver announces, "
+                    f"storescu sending at most 128 KiB); {rounds} "
                     "rounds, receivers alternating; every run's received count checked.", "",
                     md_table(["set", "receiver", "runs", "median ms", "min-max ms", "inst/s", "MB/s",
-                              "engine / storescp"], rows), "")
+                              "throughput / storescp"], rows), "",
+                    "`pynetdicom` is the minimal pynetdicom SCP (bench/peers/storescp_pynetdicom.py): no file, no "
+                    "index, just pynetdicom's association loop; no engine built on pynetdicom can be faster.", "")
         if ctx.profile:
             kind, count = sets[0]
             folder, _ = image_set(ctx, kind, count)
@@ -111,6 +119,7 @@ def run(ctx: Context) -> Section:
                         "py-spy attached)", "", summary, "")
     finally:
         scp.stop()
+        minimal.stop()
     section.target(">= 50% of storescp throughput",
                    f"CT: {100 * shares['ct']:.0f} %, large: {100 * shares['large']:.0f} %",
                    min(shares.values()) >= 0.5)

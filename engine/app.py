@@ -13,6 +13,7 @@ from twisted.web import resource, server
 from . import reactor_bridge
 from .config import Config
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
+from .dicom.direct_storage import serve_storage_directly
 from .dicom.directory import AEDirectory
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
@@ -83,6 +84,8 @@ class Engine:
         if dicom.port >= 0:
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
             start_server(self.dicom, dicom.host, dicom.port)
+            if dicom.direct_storage:
+                serve_storage_directly(self.dicom)
             access = ("any calling AE" if self.directory.allow_any else
                       f"{len(self.directory.entries)} known AE(s)" if self.directory.entries else
                       "no known AE: every association is refused (list AEs under dicom.aes or use --allow-any-ae)")

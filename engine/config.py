@@ -28,6 +28,7 @@ class DicomConfig:
     network_timeout: float = 60.0
     max_pdu_bytes: int = 262144              # the largest PDU we accept (0 = no limit)
     max_associations: int = 32
+    direct_storage: bool = True              # storage-only associations bypass pynetdicom (dicom/direct_storage.py)
     storage_dir: str = ""                    # received instances; default <data_dir>/dicom
     duplicate_policy: str = "ignore"         # ignore | overwrite: a second copy of a stored SOP Instance UID
     worklist_charset: str = "ISO_IR 192"     # response repertoire when the AE entry does not name one

@@ -88,31 +88,36 @@ class StorageService:
 
     # -- C-STORE ----------------------------------------------------------------------------------
     def on_store(self, event: Any) -> int | Dataset:
-        calling = event.assoc.requestor.ae_title.strip()
+        """pynetdicom's C-STORE handler (the direct path, ``dicom/direct_storage.py``, calls ``receive``)."""
         request = event.request
-        command_uid = str(request.AffectedSOPInstanceUID or "").strip()
+        with request.DataSet.getbuffer() as data:
+            return self.receive(event.assoc.requestor.ae_title.strip(), str(request.AffectedSOPClassUID or ""),
+                                str(request.AffectedSOPInstanceUID or ""), str(event.context.transfer_syntax), data)
+
+    def receive(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
+                data: memoryview) -> int | Dataset:
+        """Store one received data set; the C-STORE response status (with a comment on failure)."""
+        command_uid = sop_instance_uid.strip()
         if not self.context.directory.allows(calling, "store"):
             log.warning("C-STORE %s from %s refused: not authorised (permission 'store')", command_uid, calling)
             return status_dataset(NOT_AUTHORISED, f"{calling} may not store")
-        transfer_syntax = str(event.context.transfer_syntax)
-        with request.DataSet.getbuffer() as data:
-            try:
-                header = read_header(data, transfer_syntax)
-            except HeaderError as exc:
-                log.warning("C-STORE %s from %s: %s", command_uid, calling, exc)
-                return status_dataset(CANNOT_UNDERSTAND, str(exc))
-            problem = self._mismatch(header, request)
-            if problem:
-                log.warning("C-STORE %s from %s refused: %s", command_uid, calling, problem)
-                return status_dataset(DOES_NOT_MATCH_SOP_CLASS, problem)
-            relative = self.files.relative_path(header["StudyInstanceUID"], header["SeriesInstanceUID"], command_uid)
-            meta = encode_file_meta(str(request.AffectedSOPClassUID), command_uid, transfer_syntax, calling)
-            instance = workflow.ReceivedInstance.from_header(header, transfer_syntax_uid=transfer_syntax,
-                                                             path=relative, size_bytes=len(meta) + len(data),
-                                                             received_from=calling)
-            if self.policy == workflow.OVERWRITE:
-                return self._store_in_order(instance, meta, data, calling)
-            return self._store_overlapped(instance, meta, data, calling)
+        try:
+            header = read_header(data, transfer_syntax)
+        except HeaderError as exc:
+            log.warning("C-STORE %s from %s: %s", command_uid, calling, exc)
+            return status_dataset(CANNOT_UNDERSTAND, str(exc))
+        problem = self._mismatch(header, sop_class_uid.strip(), command_uid)
+        if problem:
+            log.warning("C-STORE %s from %s refused: %s", command_uid, calling, problem)
+            return status_dataset(DOES_NOT_MATCH_SOP_CLASS, problem)
+        relative = self.files.relative_path(header["StudyInstanceUID"], header["SeriesInstanceUID"], command_uid)
+        meta = encode_file_meta(sop_class_uid.strip(), command_uid, transfer_syntax, calling)
+        instance = workflow.ReceivedInstance.from_header(header, transfer_syntax_uid=transfer_syntax,
+                                                         path=relative, size_bytes=len(meta) + len(data),
+                                                         received_from=calling)
+        if self.policy == workflow.OVERWRITE:
+            return self._store_in_order(instance, meta, data, calling)
+        return self._store_overlapped(instance, meta, data, calling)
 
     def _store_in_order(self, instance: workflow.ReceivedInstance, meta: bytes, data: memoryview,
                         calling: str) -> int | Dataset:
@@ -203,14 +208,14 @@ class StorageService:
                       else "")
 
     @staticmethod
-    def _mismatch(header: dict[str, Any], request: Any) -> str:
+    def _mismatch(header: dict[str, Any], sop_class_uid: str, sop_instance_uid: str) -> str:
         """Why the data set does not fit the command or cannot be filed (empty: it fits)."""
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
             if not header.get(keyword):
                 return f"{keyword} missing"
-        if header["SOPInstanceUID"] != str(request.AffectedSOPInstanceUID).strip():
+        if header["SOPInstanceUID"] != sop_instance_uid:
             return "SOP Instance UID differs from the C-STORE request"
-        if header["SOPClassUID"] != str(request.AffectedSOPClassUID).strip():
+        if header["SOPClassUID"] != sop_class_uid:
             return "SOP Class UID differs from the C-STORE request"
         return ""
 

@@ -201,6 +201,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine.start()
     except Exception as exc:  # noqa: BLE001 - a taken port is the common case
         print(f"cannot start: {exc}", file=sys.stderr)
+        engine.stop()         # what did start (store writer, DICOM listener) must not keep the process alive
+        engine.store.close()
         return 2
     reactor.addSystemEventTrigger("before", "shutdown", engine.stop)
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))

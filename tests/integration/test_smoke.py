@@ -1,9 +1,12 @@
 """The engine as users run it: a real process, real MLLP frames over 127.0.0.1, the swf CLI."""
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.conftest import run_swf
+from tests.conftest import free_port, run_swf
 
 
 def test_replay_order_then_inspect_it(start_engine, tmp_path: Path) -> None:
@@ -25,3 +28,17 @@ def test_replay_order_then_inspect_it(start_engine, tmp_path: Path) -> None:
     assert "MÜLLER^ANNA^MARIA^DR." in shown.stdout
     assert "SPS-0417-1" in shown.stdout and "SCHEDULED" in shown.stdout and "CT1_AE" in shown.stdout
     assert "RIS0000457" in shown.stdout
+
+
+def test_a_taken_port_stops_the_engine_with_a_reason(tmp_path: Path) -> None:
+    """Started parts (store writer, DICOM listener) must not keep a process that cannot serve alive:
+    a supervisor restarts it only when it exits."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(tmp_path / "var"),
+                                  "--mllp-port", str(port), "--dicom-port", str(free_port()), "--http-port", "-1"],
+                                 capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2
+    assert f"cannot start: Couldn't listen on 127.0.0.1:{port}" in started.stderr

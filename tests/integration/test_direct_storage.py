@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -51,6 +52,15 @@ def indexed(engine: EngineProcess) -> set[str]:
         return {row[0] for row in connection.execute("SELECT sop_instance_uid FROM instances")}
 
 
+def associate(engine: EngineProcess, calling: str, *also: str, called: str = "SWF_ENGINE") -> Any:
+    """A pynetdicom association proposing CT storage (and ``also`` these SOP classes)."""
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    for sop_class in also:
+        ae.add_requested_context(sop_class)
+    return ae.associate("127.0.0.1", engine.dicom_port, ae_title=called)
+
+
 def test_storescu_and_echoscu_are_served_directly(start_engine, tmp_path: Path) -> None:
     engine = start_engine()
     files = [write(ct_instance(n), tmp_path / f"ct{n}.dcm") for n in range(1, 6)]
@@ -67,9 +77,7 @@ def test_storescu_and_echoscu_are_served_directly(start_engine, tmp_path: Path) 
 
 def test_statuses_on_the_direct_path(start_engine) -> None:
     engine = start_engine()
-    ae = AE(ae_title="MOD1")
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE")
+    assoc = associate(engine, "MOD1")
     assert assoc.is_established
     try:
         assert assoc.send_c_store(ct_instance(11)).Status == 0x0000
@@ -84,11 +92,7 @@ def test_statuses_on_the_direct_path(start_engine) -> None:
 
 def test_mixed_associations_still_go_to_pynetdicom(start_engine) -> None:
     engine = start_engine()
-    ae = AE(ae_title="MOD2")
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    ae.add_requested_context(ModalityWorklistInformationFind)
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE")
+    assoc = associate(engine, "MOD2", ModalityWorklistInformationFind, Verification)
     assert assoc.is_established
     try:
         assert assoc.send_c_store(ct_instance(21)).Status == 0x0000
@@ -105,9 +109,7 @@ def test_mixed_associations_still_go_to_pynetdicom(start_engine) -> None:
 
 def test_a_broken_peer_is_aborted_and_the_engine_carries_on(start_engine) -> None:
     engine = start_engine()
-    ae = AE(ae_title="BROKEN")
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE")
+    assoc = associate(engine, "BROKEN")
     assert assoc.is_established
     assoc.dul.socket.socket.sendall(b"\x09\x00\x00\x00\x00\x02\x00\x00")   # PDU type 9 does not exist
     deadline = time.monotonic() + 10
@@ -115,9 +117,7 @@ def test_a_broken_peer_is_aborted_and_the_engine_carries_on(start_engine) -> Non
         time.sleep(0.05)
     assert assoc.is_aborted
     assert "DICOM association from BROKEN aborted: unexpected PDU type 0x09" in engine.log()
-    again = AE(ae_title="MOD3")
-    again.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = again.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE")
+    assoc = associate(engine, "MOD3")
     assert assoc.is_established and assoc.send_c_store(ct_instance(31)).Status == 0x0000
     assoc.release()
 
@@ -126,13 +126,9 @@ def test_wrong_called_ae_and_unknown_callers_are_refused_as_before(start_engine,
     config = tmp_path / "engine.yaml"
     config.write_text("dicom: {aes: {CT1_AE: {permissions: [store]}}}\n")
     engine = start_engine("--config", str(config), allow_any_ae=False)
-    ae = AE(ae_title="STRANGER")
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assert ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE").is_rejected
-    known = AE(ae_title="CT1_AE")
-    known.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assert known.associate("127.0.0.1", engine.dicom_port, ae_title="NOT_US").is_rejected
-    assoc = known.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE")
+    assert associate(engine, "STRANGER").is_rejected
+    assert associate(engine, "CT1_AE", called="NOT_US").is_rejected
+    assoc = associate(engine, "CT1_AE")
     assert assoc.is_established and assoc.send_c_store(ct_instance(41)).Status == 0x0000
     assoc.release()
     assert f"{DIRECT} CT1_AE" in engine.log()
@@ -167,9 +163,7 @@ def test_data_sets_spanning_many_small_pdus_arrive_whole(start_engine, tmp_path:
 def test_many_instances_on_one_association_each_answered_for_itself(start_engine) -> None:
     """Each response names its own SOP instance and message ID (the SCU checks both)."""
     engine = start_engine()
-    ae = AE(ae_title="MOD4")
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE")
+    assoc = associate(engine, "MOD4")
     uids = []
     try:
         for n in range(20):

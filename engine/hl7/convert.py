@@ -45,6 +45,8 @@ _STROKE_LETTERS = str.maketrans("ØøŁłĐđĦħ", "OoLlDdHh")
 def normalise_name(pn: str) -> str:
     """Upper-cased, accent-folded alphabetic group of a PN: the column PN matching compares."""
     alphabetic = pn.split("=")[0].rstrip("^")
+    if alphabetic.isascii():
+        return alphabetic.upper()  # nothing to fold: NFKD leaves ASCII as it is
     folded = unicodedata.normalize("NFKD", alphabetic.translate(_STROKE_LETTERS))
     return "".join(ch for ch in folded if not unicodedata.combining(ch)).upper()
 

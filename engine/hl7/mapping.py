@@ -156,6 +156,14 @@ class Profile:
     def _value(self, rule: AttributeRule, context: StepContext) -> Any:
         message = context.message
         kind = rule.kind
+        if kind == "text" and not rule.every_segment:   # most attributes: the first non-empty path's text
+            for fp in rule.field_paths:
+                indexes = context.occurrences(fp.segment)
+                if indexes:
+                    text = message.value_in(indexes[0], fp).strip()
+                    if text and text != '""':
+                        return text
+            return ""
         if kind in ("obx_weight", "obx_size"):
             return _observation(rule, context)
         if rule.every_segment or kind in ("list", "codes"):
@@ -187,7 +195,7 @@ class Profile:
     def _field_values(self, rule: AttributeRule, message: Message, index: int, fp: FieldPath) -> list[Any]:
         """Every repetition of a field, converted (multi-valued attributes, code sequences)."""
         values = []
-        for raw in message.repetitions(str(FieldPath(fp.segment, fp.field)), index):
+        for raw in message.field_repetitions(index, fp.field):
             components = message.components(raw)
             if rule.kind == "codes" or (rule.kind == "code"):
                 item = self._code(rule, components)
@@ -209,16 +217,16 @@ class Profile:
     def _convert(self, rule: AttributeRule, message: Message, index: int, fp: FieldPath) -> Any:
         kind = rule.kind
         if kind in ("xpn", "xcn", "code", "joined"):
-            reps = message.repetitions(str(FieldPath(fp.segment, fp.field)), index)
+            reps = message.field_repetitions(index, fp.field)
             if not reps:
                 return ""
             if reps[0] == '""':
                 return ""
             chosen = reps[0]
             if kind == "xpn":
-                legal = [r for r in reps if len(message.components(r)) > 6 and message.components(r)[6] == "L"]
-                chosen = legal[0] if legal else reps[0]
-                return convert.xpn_to_pn(message.components(chosen))
+                names = [message.components(r) for r in reps]
+                legal = [c for c in names if len(c) > 6 and c[6] == "L"]
+                return convert.xpn_to_pn(legal[0] if legal else names[0])
             if kind == "xcn":
                 return convert.xcn_to_pn(message.components(chosen))
             if kind == "joined":

@@ -104,7 +104,9 @@ def field_path(text: str) -> FieldPath:
 
 def normalise_segments(text: str) -> str:
     """Turn ``\\n`` / ``\\r\\n`` segment ends into ``\\r`` and strip blank lines and trailing CRs."""
-    return SEGMENT_SEPARATOR.join(line for line in _NEWLINES.split(text) if line.strip())
+    # Without a newline only CR separates segments: str.split does what the regular expression would.
+    lines = text.split(SEGMENT_SEPARATOR) if "\n" not in text else _NEWLINES.split(text)
+    return SEGMENT_SEPARATOR.join([line for line in lines if line and not line.isspace()])
 
 
 def _read_msh18(raw: bytes) -> str:
@@ -221,12 +223,18 @@ class Message:
             if not indexes:
                 return []
             segment_index = indexes[0]
-        raw = self.raw_field(segment_index, fp.field)
-        return [rep for rep in raw.split(self.delimiters.repetition)] if raw else []
+        return self.field_repetitions(segment_index, fp.field)
+
+    def field_repetitions(self, segment_index: int, field: int) -> list[str]:
+        """Raw repetitions of field number ``field`` in one segment (no path to parse)."""
+        raw = self.raw_field(segment_index, field)
+        return raw.split(self.delimiters.repetition) if raw else []
 
     def components(self, raw_value: str) -> list[str]:
         """Decoded components of one raw repetition (first subcomponent each)."""
         d = self.delimiters
+        if d.escape not in raw_value and d.subcomponent not in raw_value:
+            return raw_value.split(d.component)   # nothing to decode
         return [self.unescape(comp.split(d.subcomponent)[0]) for comp in raw_value.split(d.component)]
 
     def subcomponents(self, raw_component: str) -> list[str]:

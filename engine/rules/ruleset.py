@@ -58,6 +58,9 @@ def compile_matcher(spec: Any, file: str, line: int) -> Matcher:
         if not spec:
             raise YamlProblem(file, line, "an empty list never matches; remove the condition or list values")
         matchers = [compile_matcher(item, file, line_of(spec, index, line)) for index, item in enumerate(spec)]
+        if all(_is_exact(item) for item in spec):
+            texts = frozenset(str(item) for item in spec)   # every rule runs for every message: a set lookup
+            return lambda value: value in texts
         return lambda value: any(m(value) for m in matchers)
     if isinstance(spec, dict):
         if set(spec) != {"not"}:
@@ -80,6 +83,14 @@ def compile_matcher(spec: Any, file: str, line: int) -> Matcher:
         glob = _glob(text)
         return lambda value: glob.fullmatch(value) is not None
     return lambda value: value == text
+
+
+def _is_exact(spec: Any) -> bool:
+    """A condition value that matches only itself (no glob, regular expression, ``not`` or null)."""
+    if isinstance(spec, (list, dict, bool)) or spec is None:
+        return False
+    text = str(spec)
+    return not text.startswith("re:") and "*" not in text and "?" not in text
 
 
 @dataclass

@@ -9,27 +9,38 @@ from ..hl7.convert import normalise_name
 from .database import Transaction
 
 
-_last_stamp: tuple[int, str] = (0, "")
+_last_second: tuple[int, str, str] = (-1, "", "")   # (second, "YYYY-MM-DDTHH:MM:SS", "+HH:MM")
+_last_stamp: tuple[int, str] = (-1, "")             # (millisecond, its stamp)
 
 
 def now_iso() -> str:
-    """Local time with offset, ms precision.  Built once per millisecond: a message writes several rows."""
-    global _last_stamp
-    now = time.time()
-    millis = int(now * 1000)
-    if _last_stamp[0] == millis:
-        return _last_stamp[1]
-    local = time.localtime(now)
-    offset = local.tm_gmtoff // 60
-    sign = "+" if offset >= 0 else "-"
-    stamp = (f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{millis % 1000:03d}"
-             f"{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}")
-    _last_stamp = (millis, stamp)
-    return stamp
+    """Local time with offset, ms precision.  A message writes several rows within one millisecond,
+    and a busy engine stamps hundreds each second: the stamp is built once per millisecond, its date,
+    time and offset once per second.  (Each cache is read once: the reactor thread stamps too.)"""
+    global _last_second, _last_stamp
+    millis = int(time.time() * 1000)
+    stamp = _last_stamp
+    if stamp[0] == millis:
+        return stamp[1]
+    second = millis // 1000
+    cached = _last_second
+    if cached[0] != second:
+        local = time.localtime(second)
+        offset = local.tm_gmtoff // 60
+        sign = "+" if offset >= 0 else "-"
+        cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", local),
+                                 f"{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}")
+    text = f"{cached[1]}.{millis % 1000:03d}{cached[2]}"
+    _last_stamp = (millis, text)
+    return text
+
+
+# One encoder for every row: ``json.dumps`` with options builds a new one per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
 def dumps(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return _JSON.encode(value)
 
 
 def loads(text: str | None) -> dict[str, Any]:
@@ -148,12 +159,16 @@ def add_patient_history(txn: Transaction, patient_ref: int, kind: str, detail: s
 
 # -- orders ---------------------------------------------------------------------------------
 def find_order(txn: Transaction, placer_order_number: str, filler_order_number: str) -> dict[str, Any] | None:
-    """The most recent order with this filler number, else with this placer number."""
+    """The most recent order with this filler number, else with this placer number.
+
+    One statement for both keys (each searched on its own index); rows of the filler number sort first."""
+    if filler_order_number and placer_order_number:
+        return txn.one("SELECT * FROM orders WHERE filler_order_number = ? OR placer_order_number = ?"
+                       " ORDER BY filler_order_number = ? DESC, id DESC LIMIT 1",
+                       (filler_order_number, placer_order_number, filler_order_number))
     if filler_order_number:
-        row = txn.one("SELECT * FROM orders WHERE filler_order_number = ? ORDER BY id DESC LIMIT 1",
-                      (filler_order_number,))
-        if row:
-            return row
+        return txn.one("SELECT * FROM orders WHERE filler_order_number = ? ORDER BY id DESC LIMIT 1",
+                       (filler_order_number,))
     if placer_order_number:
         return txn.one("SELECT * FROM orders WHERE placer_order_number = ? ORDER BY id DESC LIMIT 1",
                        (placer_order_number,))

@@ -36,7 +36,7 @@ ORDER_TRIGGERS = {"ORM": {"O01"}, "OMI": {"O23"}, "OMG": {"O19"}}
 class Received:
     raw: bytes
     peer: str = ""
-    received_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat(timespec="milliseconds"))
+    received_at: str = field(default_factory=repo.now_iso)   # local time with offset, ms precision
 
 
 @dataclass

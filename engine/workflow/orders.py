@@ -111,8 +111,13 @@ def _fill_identifiers(txn: Transaction, procedure: ProcedureRequest, index: int,
 
 
 def _insert_procedure(txn: Transaction, order_ref: int, procedure: ProcedureRequest, status: StepStatus,
-                      request: OrderRequest, ctx: OrderContext) -> None:
-    clash = repo.find_procedure_by_study(txn, procedure.study_instance_uid)
+                      request: OrderRequest, ctx: OrderContext, unused_uids: set[str] | None = None) -> None:
+    """``unused_uids``: Study Instance UIDs just found unused (not looked up again unless reused here)."""
+    if unused_uids is not None and procedure.study_instance_uid in unused_uids:
+        unused_uids.discard(procedure.study_instance_uid)
+        clash = None
+    else:
+        clash = repo.find_procedure_by_study(txn, procedure.study_instance_uid)
     if clash is not None:
         raise Rejection(Problem.DUPLICATE_KEY, f"Study Instance UID {procedure.study_instance_uid} already belongs"
                         f" to accession {clash['accession_number']}", "ZDS-1")
@@ -134,6 +139,8 @@ def _insert_procedure(txn: Transaction, order_ref: int, procedure: ProcedureRequ
 
 
 def _create(txn: Transaction, request: OrderRequest, ctx: OrderContext, status: StepStatus) -> list[DomainEvent]:
+    """A new order; ``apply_order`` has found none of the request's Study Instance UIDs in use."""
+    unused_uids = {procedure.study_instance_uid for procedure in request.procedures if procedure.study_instance_uid}
     filler = request.filler_order_number
     if not filler and ctx.mode == "filler":
         filler = identifiers.filler_order_number(txn, ctx.config)
@@ -148,7 +155,7 @@ def _create(txn: Transaction, request: OrderRequest, ctx: OrderContext, status: 
         if not procedure.accession_number and not accession:
             accession = identifiers.accession_number(txn, ctx.config)
         _fill_identifiers(txn, procedure, index, accession, ctx.config)
-        _insert_procedure(txn, order_ref, procedure, status, request, ctx)
+        _insert_procedure(txn, order_ref, procedure, status, request, ctx, unused_uids)
         events.append(DomainEvent("order.scheduled", procedure.accession_number, procedure.study_instance_uid,
                                    order_ref))
     return events

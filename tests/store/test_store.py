@@ -193,8 +193,23 @@ def test_a_failing_work_rolls_back_only_its_own_effects(store: Store) -> None:
         futures[3].result(20)
     assert not isinstance(raised.value, StoreError)
     assert "unique" in str(raised.value).lower()
-    assert store.batches_committed == before + 2   # the blocker, then all five together
+    assert store.batches_committed == before + 1   # the five joined the blocker's batch: one commit
     assert counters(store) == {"ok-1": 1, "ok-2": 1, "ok-3": 1}
+
+
+def test_work_queued_during_a_batch_joins_it_and_resolves_only_after_the_commit(store: Store) -> None:
+    futures: list[Future] = []
+    seen_at_commit: list[list[bool]] = []
+    store.after_commit.append(lambda: seen_at_commit.append([future.done() for future in futures]))
+    before = store.batches_committed
+    gate = hold_writer(store)
+    futures.extend(store.submit(put_counter(f"late-{n}")) for n in range(3))
+    assert not any(future.done() for future in futures)
+    gate.set()
+    assert [future.result(20) for future in futures] == ["late-0", "late-1", "late-2"]
+    assert store.batches_committed == before + 1          # one COMMIT for the blocker and the late three
+    assert seen_at_commit == [[False, False, False]]       # none was resolved before that COMMIT ended
+    assert counters(store) == {"late-0": 1, "late-1": 1, "late-2": 1}
 
 
 def test_a_commit_failure_fails_every_future_of_the_batch(store: Store) -> None:

@@ -49,8 +49,17 @@ class Engine:
 
     # -- the MLLP adapter's two entry points ----------------------------------------------------------
     def handle_message(self, raw: bytes, peer: str) -> defer.Deferred:
+        """Parse, route and map here, on the reactor thread, while the writer thread is in SQLite (which
+        releases the GIL); only journaling and applying go through the writer."""
         received = Received(raw, peer)
-        return reactor_bridge.write(self.store, lambda txn: self.ingestor(txn, received)).addCallback(lambda r: r.ack)
+        try:
+            prepared = self.ingestor.prepare(received)
+        except Exception:  # noqa: BLE001 - an engine bug: the writer runs the whole path and answers it
+            log.exception("message from %s could not be prepared", peer)
+            return reactor_bridge.write(self.store, lambda txn: self.ingestor(txn, received)).addCallback(
+                lambda r: r.ack)
+        return reactor_bridge.write(self.store, lambda txn: self.ingestor.apply(txn, prepared)).addCallback(
+            lambda r: r.ack)
 
     def handle_oversize(self, head: bytes, peer: str) -> defer.Deferred:
         received = Received(head, peer)

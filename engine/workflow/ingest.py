@@ -1,6 +1,7 @@
 """Receiving one HL7 message: journal, duplicate check, rules, apply, ACK, all in one transaction.
 
-``Ingestor.__call__`` runs on the store's writer thread inside the batch transaction (see
+``Ingestor.prepare`` does what needs no database (parse, header check, routing, mapping) on the
+caller's thread; ``Ingestor.apply`` runs on the store's writer thread inside the batch transaction (see
 ``store/database.py``).  The journal row is written first, the message's effects run in their own
 savepoint (rolled back if the message is rejected), and the ACK is stored with the journal row; the
 MLLP adapter sends it only after the batch has committed.
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from ..config import Config
-from ..domain.model import DomainEvent, Problem, Rejection
+from ..domain.model import DomainEvent, OrderRequest, PatientData, PatientIdentity, Problem, Rejection
 from ..hl7 import ack as ack_builder
 from ..hl7 import extract
 from ..hl7.ack import HL7Error, Identity
@@ -51,6 +52,30 @@ class IngestResult:
     message_code: str = ""
 
 
+@dataclass
+class Mapped:
+    """What a message asks for, read with its profile: the patient and, for orders, the order requests."""
+    patient: PatientData
+    prior: PatientIdentity | None = None                         # ADT merges: the identity merged away
+    requests: list[OrderRequest] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """A received message after the work that needs no database (``Ingestor.prepare``).
+
+    Built off the writer thread, so that parsing, routing and mapping overlap the writer's SQL and disk
+    flush (SQLite releases the GIL there).  Outcomes that must be journaled first are kept, not raised."""
+    received: Received
+    digest: str
+    message: Message | None = None
+    parse_error: HL7ParseError | None = None
+    header_error: HL7Error | None = None
+    decision: Decision | None = None
+    mapped: Mapped | None = None
+    mapping_error: Exception | None = None                       # raised again where the effects are applied
+
+
 def payload_hash(raw: bytes) -> str:
     text = normalise_segments(raw.strip(b"\x0b\x1c\r\n").decode("latin-1"))
     return hashlib.sha256(text.encode("latin-1")).hexdigest()
@@ -66,13 +91,36 @@ class Ingestor:
         self.identity = Identity(config.hl7.application, config.hl7.facility, config.hl7.default_version)
 
     def __call__(self, txn: Transaction, received: Received) -> IngestResult:
-        hl7 = self.config.hl7
-        digest = payload_hash(received.raw)
-        message: Message | None = None
+        return self.apply(txn, self.prepare(received))
+
+    def prepare(self, received: Received) -> Prepared:
+        """Parse, check the header, route and map: everything before the database is needed."""
+        prepared = Prepared(received, payload_hash(received.raw))
         try:
-            text, codec = decode_bytes(received.raw, hl7.default_charset)
-            message = Message(text, codec)
+            text, codec = decode_bytes(received.raw, self.config.hl7.default_charset)
+            message = prepared.message = Message(text, codec)
         except HL7ParseError as exc:
+            prepared.parse_error = exc
+            return prepared
+        prepared.header_error = self._check_header(message)
+        if prepared.header_error is not None:
+            return prepared
+        decision = prepared.decision = self.rules().evaluate(message)
+        if decision.reject or decision.drop:
+            return prepared
+        try:
+            prepared.mapped = self._map(message, decision)
+        except Exception as exc:  # noqa: BLE001 - a Rejection (or a bug) is answered after journaling
+            prepared.mapping_error = exc
+        return prepared
+
+    def apply(self, txn: Transaction, prepared: Prepared) -> IngestResult:
+        """Journal, check for a duplicate, apply the effects and store the ACK, in the writer's transaction."""
+        hl7 = self.config.hl7
+        received, digest, message = prepared.received, prepared.digest, prepared.message
+        if message is None:
+            exc = prepared.parse_error
+            assert exc is not None
             journal_id = repo.journal_insert(txn, received_at=received.received_at, peer=received.peer,
                                              sending_application="", sending_facility="", control_id="",
                                              message_code="", hl7_version="", payload_hash=digest, raw=received.raw)
@@ -84,9 +132,8 @@ class Ingestor:
                                          sending_application=application, sending_facility=facility,
                                          control_id=control_id, message_code=message.message_code,
                                          hl7_version=message.version, payload_hash=digest, raw=received.raw)
-        header_error = self._check_header(message)
-        if header_error is not None:
-            return self._finish(txn, journal_id, message, "AR", [header_error], "rejected", "")
+        if prepared.header_error is not None:
+            return self._finish(txn, journal_id, message, "AR", [prepared.header_error], "rejected", "")
         window_start = (datetime.now().astimezone() - timedelta(days=hl7.duplicate_window_days)).isoformat()
         earlier = repo.journal_processed(txn, application, facility, control_id, window_start)
         if earlier is not None and earlier["id"] != journal_id:
@@ -100,7 +147,8 @@ class Ingestor:
             return self._finish(txn, journal_id, message, "AE",
                                 [HL7Error(207, "control ID reused with different content", "MSH", 1, 10)],
                                 "rejected", "")
-        decision = self.rules().evaluate(message)
+        decision = prepared.decision
+        assert decision is not None
         if decision.reject:
             reason = f"rejected by rule {decision.reject_rule}: {decision.reject['reason']}"
             return self._finish(txn, journal_id, message, decision.reject["code"], [HL7Error(207, reason)],
@@ -110,7 +158,10 @@ class Ingestor:
             return self._finish(txn, journal_id, message, "AA", [], "dropped", decision.rule_names, decision.drop)
         try:
             with txn.savepoint():
-                events = self._apply(txn, message, decision, journal_id)
+                if prepared.mapping_error is not None:
+                    raise prepared.mapping_error
+                assert prepared.mapped is not None
+                events = self._apply(txn, message, decision, prepared.mapped, journal_id)
         except Rejection as rejection:
             segment, _, rest = rejection.location.partition("-")
             field_number = int(rest.split(".")[0]) if rest.split(".")[0].isdigit() else 0
@@ -172,7 +223,7 @@ class Ingestor:
             raise Rejection(Problem.REFUSED, f"no mapping profile for {code}", "MSH-9", hard=True)
         return profile
 
-    def _apply(self, txn: Transaction, message: Message, decision: Decision, journal_id: int) -> list[DomainEvent]:
+    def _map(self, message: Message, decision: Decision) -> Mapped:
         hl7 = self.config.hl7
         profile = self._profile(message, decision)
         patient = extract.patient_data(message, profile, hl7.primary_issuer)
@@ -181,15 +232,23 @@ class Ingestor:
             if message.trigger_event in registration.MERGE:
                 priors = extract.patient_identities(message, "MRG-1", hl7.primary_issuer)
                 prior = priors[0] if priors else None
-            events = registration.register(txn, message.trigger_event, patient, prior, journal_id,
+            return Mapped(patient, prior)
+        rules = self.rules()
+        requests = extract.order_requests(message, profile, decision,
+                                          lambda context: rules.schedule_for(message, context.value))
+        return Mapped(patient, requests=requests)
+
+    def _apply(self, txn: Transaction, message: Message, decision: Decision, mapped: Mapped,
+               journal_id: int) -> list[DomainEvent]:
+        hl7 = self.config.hl7
+        patient = mapped.patient
+        if message.message_type == "ADT":
+            events = registration.register(txn, message.trigger_event, patient, mapped.prior, journal_id,
                                            hl7.strict_merged_ids)
             for event in events:
                 repo.record_event(txn, event.kind, event.subject, event.detail, journal_ref=journal_id,
                                   destinations=decision.outbound)
             return events
-        rules = self.rules()
-        requests = extract.order_requests(message, profile, decision,
-                                          lambda context: rules.schedule_for(message, context.value))
         patient_ref = registration.upsert_patient(txn, patient, journal_id, hl7.strict_merged_ids,
                                                   cause=message.message_code)
         ctx = orders.OrderContext(patient_ref=patient_ref, sending_application=message.get("MSH-3.1"),
@@ -197,7 +256,7 @@ class Ingestor:
                                   visit_number=patient.visit_number, journal_ref=journal_id,
                                   config=self.config.orders, outbound=tuple(decision.outbound))
         events: list[DomainEvent] = []
-        for request in requests:
+        for request in mapped.requests:
             events.extend(orders.apply_order(txn, request, ctx))
         for event in events:
             repo.record_event(txn, event.kind, event.subject, event.detail, event.order_ref, journal_id,

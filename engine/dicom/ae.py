@@ -77,10 +77,14 @@ class DicomServer:
     server: Any = None
     port: int = 0
     handlers: list[tuple[Any, Callable]] = field(default_factory=list)
+    # Run before the listener shuts down (which waits for every connection's thread to end).
+    before_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
         for service in self.services:
             service.stop()
+        for hook in self.before_shutdown:
+            hook()
         if self.server is not None:
             self.server.shutdown()
             self.server = None

@@ -97,6 +97,7 @@ def serve_storage_directly(server: DicomServer) -> None:
     listener = server.server
     direct = DirectStorage.for_ae(storage.context, server.ae, storage, lambda: len(listener.active_associations))
     direct.install(listener)
+    server.before_shutdown.append(direct.abort_all)
 
 
 class DirectStorage:
@@ -114,6 +115,7 @@ class DirectStorage:
         self.maximum_length = dicom.max_pdu_bytes
         self._active = 0
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()   # served now: aborted at shutdown
 
     @classmethod
     def for_ae(cls, context: DicomContext, ae: Any, storage: StorageService,
@@ -158,15 +160,30 @@ class DirectStorage:
                             dicom.max_associations)
                 sock.sendall(ul.associate_rj(2, 3, 2))     # transient, service provider: local limit exceeded
                 return True
+            with self._lock:
+                self._connections.add(sock)
             self._associate(sock, address, request, results)
         except Exception:  # noqa: BLE001 - one association's trouble never reaches the server thread
             log.exception("DICOM association from %s ended by an error", request.calling_title)
         finally:
-            if not full:
-                with self._lock:
+            with self._lock:
+                self._connections.discard(sock)
+                if not full:
                     self._active -= 1
             _close(sock)
         return True
+
+    def abort_all(self) -> None:
+        """At shutdown: end the associations being served (their threads sit in blocking reads, and the
+        listener's shutdown waits for them), with an A-ABORT to each peer."""
+        with self._lock:
+            connections = list(self._connections)
+        for sock in connections:
+            _send_quietly(sock, ul.abort())
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _negotiate(self, request: ul.AssociateRQ) -> list[tuple[int, int, str]] | None:
         """Presentation context results when this path serves the request, None to leave it to pynetdicom."""

@@ -117,6 +117,10 @@ def peek_pdu(sock: socket.socket, timeout: float, limit: int = LARGEST_ASSOCIATE
         data = sock.recv(wanted, socket.MSG_PEEK)
         if not data:
             raise PeerClosed("connection closed before a whole A-ASSOCIATE-RQ arrived")
+        if data[0] != ASSOCIATE_RQ:
+            # Decided at once: a peeked socket never reports the peer's close while bytes are unread,
+            # so a probe that wrote a line and left would otherwise be waited for until the timeout.
+            raise PduError(f"first byte 0x{data[0]:02X} is not an A-ASSOCIATE-RQ")
         if len(data) < wanted:
             if len(data) == previous and time.monotonic() > deadline:
                 raise TimeoutError("A-ASSOCIATE-RQ incomplete")

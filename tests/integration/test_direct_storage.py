@@ -174,3 +174,17 @@ def test_many_instances_on_one_association_each_answered_for_itself(start_engine
     finally:
         assoc.release()
     assert set(uids) <= indexed(engine)
+
+
+def test_the_engine_stops_promptly_with_an_idle_direct_association_open(start_engine) -> None:
+    engine = start_engine()
+    idle = associate(engine, "MOD10")
+    assert idle.is_established
+    started = time.monotonic()
+    engine.process.terminate()
+    engine.process.wait(20)
+    assert time.monotonic() - started < 10          # not the 60 s network timeout
+    deadline = time.monotonic() + 5
+    while idle.is_established and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert idle.is_aborted

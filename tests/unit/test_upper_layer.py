@@ -1,6 +1,10 @@
 """upper_layer.py against pynetdicom's own PDU encoder/decoder (a second, independent implementation)."""
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 from pynetdicom import build_context
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ, P_DATA_TF
@@ -73,3 +77,30 @@ def test_pdv_lengths_that_do_not_fit_are_refused() -> None:
     assert [(c, h, bytes(f)) for c, h, f in ul.pdvs(bytearray(ul.p_data(5, 0x02, b"abcd")[6:]))] == [(5, 2, b"abcd")]
     with pytest.raises(ul.PduError):
         ul.pdvs(bytearray(b"\x00\x00\x00\x09\x05\x02abcd"))
+
+
+def test_a_peer_that_sent_something_else_and_left_is_refused_at_once() -> None:
+    """MSG_PEEK never sees the close while bytes are unread: the first byte decides."""
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"\n")
+    theirs.close()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ul.PduError):
+            ul.peek_pdu(ours, timeout=10)
+    finally:
+        ours.close()
+    assert time.monotonic() - started < 1
+
+
+def test_a_whole_request_is_peeked_and_left_unread() -> None:
+    ours, theirs = socket.socketpair()
+    request = pynetdicom_rq()
+    theirs.sendall(request[:20])
+    threading.Timer(0.05, lambda: theirs.sendall(request[20:])).start()   # the rest arrives later
+    try:
+        assert ul.peek_pdu(ours, timeout=5) == request
+        assert ours.recv(len(request), socket.MSG_WAITALL) == request
+    finally:
+        ours.close()
+        theirs.close()

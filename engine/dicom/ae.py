@@ -51,6 +51,16 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+def element_text(element: Any) -> str:
+    """A data element's value as text: multi-values joined by backslash, no value as ''."""
+    value = element.value
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
 def status_dataset(code: int, comment: str = "") -> Dataset:
     """A DIMSE status with an Error Comment (LO: 64 characters at most) when there is something to say."""
     status = Dataset()

@@ -30,7 +30,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep
 from ...store.database import StoreError
 from ...workflow import mpps
 from ...workflow.mpps import CreateRequest, MppsRefused, Refusal, UpdateRequest
-from ..ae import DicomContext, ForegroundService, status_dataset
+from ..ae import DicomContext, ForegroundService, element_text, status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,8 @@ _allow_attribute_identifier_list_in_n_create_rsp()
 
 # -- dataset <-> plain values ------------------------------------------------------------------------
 def _text(element: Any) -> str:
-    value = element.value
-    if value is None:
-        return ""
-    if isinstance(value, (bytes, bytearray)):
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
+    """Text of a value; binary values (OB, OW, UN ...) have none here."""
+    return "" if isinstance(element.value, (bytes, bytearray)) else element_text(element)
 
 
 def plain_values(dataset: Dataset) -> dict[str, Any]:

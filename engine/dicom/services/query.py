@@ -35,7 +35,7 @@ from pynetdicom.sop_class import (
 from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
-from ..ae import DicomContext, ForegroundService, set_no_delay, status_dataset
+from ..ae import DicomContext, ForegroundService, element_text, set_no_delay, status_dataset
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,6 @@ NOT_MATCHED = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 _LEVEL_COUNT = {"STUDY": "NumberOfStudyRelatedInstances", "SERIES": "NumberOfSeriesRelatedInstances"}
 
 
-def _text(element: Any) -> str:
-    value = element.value
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
 def request_from_identifier(identifier: Dataset, model: str) -> QueryRequest:
     """The Query/Retrieve Level and the keys (text) of an identifier; sequences are never matched."""
     level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
@@ -75,7 +66,7 @@ def request_from_identifier(identifier: Dataset, model: str) -> QueryRequest:
         keyword = element.keyword
         if not keyword or keyword in NOT_MATCHED or element.VR == "SQ":
             continue
-        keys[keyword] = _text(element).strip()
+        keys[keyword] = element_text(element).strip()
     return QueryRequest(level, keys, model)
 
 

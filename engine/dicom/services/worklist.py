@@ -21,7 +21,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind
 from ...store.matching import QueryError
 from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
-from ..ae import DicomContext, ForegroundService, status_dataset
+from ..ae import DicomContext, ForegroundService, element_text, status_dataset
 from ..pending_responses import PendingSender, encode_identifier, pending_command
 from ..response_encoding import Element, NotPlain, encode_elements
 
@@ -51,20 +51,11 @@ class BadIdentifier(ValueError):
     """The request identifier cannot be used (0xA900)."""
 
 
-def _text(element: Any) -> str:
-    value = element.value
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
 def _has_value(element: Any) -> bool:
     """Whether a key is non-empty; a sequence key is non-empty when one of its items holds a value."""
     if element.VR == "SQ":
         return any(_has_value(child) for item in element.value or [] for child in item)
-    return _text(element) != ""
+    return element_text(element) != ""
 
 
 def _one_item(element: Any) -> Dataset | None:
@@ -77,7 +68,7 @@ def _one_item(element: Any) -> Dataset | None:
 
 def _key_value(element: Any, undecodable: list[str]) -> str:
     """A matching key's text; bytes that could not be decoded (U+FFFD) match any one character (SWF.md 5.1)."""
-    value = _text(element)
+    value = element_text(element)
     if "\ufffd" in value:
         undecodable.append(element.keyword)
         value = value.replace("\ufffd", "?")

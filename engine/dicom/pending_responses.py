@@ -1,12 +1,13 @@
-"""Pending C-FIND responses sent many to a P-DATA PDU.
+"""Pending C-FIND responses handed to the DUL already encoded, one P-DATA each.
 
 pynetdicom sends each response of a C-FIND as its own DIMSE message: the command set and the identifier
-each become one P-DATA PDU that its DUL thread picks up one loop turn at a time.  A worklist answer of
-hundreds of items then costs ~2 ms per item in that machinery (bench/RESULTS.md).  A P-DATA-TF PDU may
-carry any number of presentation data values (PS3.8 9.3.5), so the worklist SCP packs the pending
-responses, already encoded, into PDUs up to the peer's maximum length and hands whole PDUs to the DUL.
-The final (success, cancel or failure) response still goes through pynetdicom, after these in the same
-queue, so the order on the wire is kept.
+each become one P-DATA PDU that its DUL thread picks up one loop turn at a time, after pydicom encoded
+both.  A worklist answer of hundreds of items then cost ~2.5 ms per item (bench/RESULTS.md).  The
+worklist SCP encodes each identifier itself and hands command + identifier to the DUL as one P-DATA
+primitive, fragmented only when the peer's maximum PDU length asks for it.  Several responses are never
+packed into one PDU: DCMTK findscu 3.6.7 crashed and pynetdicom read only the first message of such a
+PDU.  The final (success, cancel or failure) response still goes through pynetdicom, after these in the
+same queue, so the order on the wire is kept.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def pending_command(request: Any, status: int) -> bytes:
 
 
 class PendingSender:
-    """Packs (command, identifier) messages of one presentation context into P-DATA primitives."""
+    """Sends (command, identifier) messages of one presentation context as P-DATA primitives."""
 
     def __init__(self, assoc: Any, context_id: int, command: bytes):
         self._dul = assoc.dul
@@ -47,32 +48,30 @@ class PendingSender:
         self._capacity = peer_max if peer_max else UNLIMITED_PDU
         self._pdvs: list[list] = []   # [context ID, control byte + fragment], as P_DATA wants them
         self._size = 0
-        self.sent = 0
 
     def add(self, identifier: bytes) -> None:
-        """Queue one pending response; full PDUs go to the DUL as they fill."""
-        self.flush()   # one message per PDU: pynetdicom and DCMTK read no further than a message's last PDV
+        """One pending response: its own P-DATA (more than one when it exceeds the peer's maximum)."""
         self._append(COMMAND_LAST, self._command)
         remaining = memoryview(identifier)
         while True:
             room = self._capacity - self._size - PDV_OVERHEAD
             if room < 1:
-                self.flush()
+                self._flush()
                 continue
             if len(remaining) <= room:
                 self._append(DATA_LAST, bytes(remaining))
                 break
             self._append(DATA_MORE, bytes(remaining[:room]))
             remaining = remaining[room:]
-        self.sent += 1
+        self._flush()   # one message per PDU: pynetdicom and DCMTK read no further than a message's last PDV
 
     def _append(self, control: int, fragment: bytes) -> None:
         if self._size + PDV_OVERHEAD + len(fragment) > self._capacity:
-            self.flush()
+            self._flush()
         self._pdvs.append([self._context_id, bytes((control,)) + fragment])
         self._size += PDV_OVERHEAD + len(fragment)
 
-    def flush(self) -> None:
+    def _flush(self) -> None:
         """Hand what is queued to the DUL as one P-DATA primitive."""
         if not self._pdvs:
             return

@@ -365,8 +365,6 @@ class WorklistService(ForegroundService):
         sender: PendingSender | None = None
         for status, response in self.answer(event.identifier, calling, lambda: event.is_cancelled):
             if response is None:
-                if sender:
-                    sender.flush()
                 yield status, None
                 return
             if sender is None:

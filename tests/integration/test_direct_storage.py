@@ -122,16 +122,22 @@ def test_a_broken_peer_is_aborted_and_the_engine_carries_on(start_engine) -> Non
     assoc.release()
 
 
-def test_wrong_called_ae_and_unknown_callers_are_refused_as_before(start_engine, tmp_path: Path) -> None:
+def test_wrong_called_ae_unknown_callers_and_missing_permission_are_refused(start_engine, tmp_path: Path) -> None:
     config = tmp_path / "engine.yaml"
-    config.write_text("dicom: {aes: {CT1_AE: {permissions: [store]}}}\n")
+    config.write_text("dicom: {aes: {CT1_AE: {permissions: [store]}, VIEWER: {permissions: [echo]}}}\n")
     engine = start_engine("--config", str(config), allow_any_ae=False)
     assert associate(engine, "STRANGER").is_rejected
     assert associate(engine, "CT1_AE", called="NOT_US").is_rejected
     assoc = associate(engine, "CT1_AE")
     assert assoc.is_established and assoc.send_c_store(ct_instance(41)).Status == 0x0000
     assoc.release()
-    assert f"{DIRECT} CT1_AE" in engine.log()
+    viewer = associate(engine, "VIEWER")                 # known, but without the store permission
+    assert viewer.is_established
+    refused = viewer.send_c_store(ct_instance(42))
+    viewer.release()
+    assert refused.Status == 0x0124 and "VIEWER may not store" in refused.ErrorComment
+    assert f"{DIRECT} CT1_AE" in engine.log() and f"{DIRECT} VIEWER" in engine.log()
+    assert indexed(engine) == {"1.2.826.0.1.3680043.9.7777.3.41"}
 
 
 def test_the_direct_path_can_be_turned_off(start_engine, tmp_path: Path) -> None:

@@ -235,8 +235,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"AR {result.count('AR') + result.count('CR')}, no answer {len(result.no_answer)}")
     for control_id, code, reason in result.not_accepted:
         print(f"  {code} {control_id}: {reason}")
-    for control_id in result.no_answer:
-        print(f"  no answer {control_id}")
+    for control_id, why in result.no_answer:
+        print(f"  no answer {control_id}: {why}")
+    if result.not_connected:
+        print(f"could not connect: {result.not_connected}; {result.unsent} of {len(messages)} message(s) not sent")
     return 0 if result.ok else 1
 
 

@@ -305,6 +305,9 @@ def cmd_orders(args: argparse.Namespace) -> int:
         return 2
     if not args.accession:
         rows = store.read(lambda txn: reports.order_list(txn, args.limit))
+        if not rows:
+            print("no orders yet")
+            return 0
         print(f"{'ACCESSION':<18}{'STATUS':<7}{'MOD':<6}{'STATION':<16}{'PATIENT':<28}{'PLACER':<14}UPDATED")
         for row in rows:
             print(f"{','.join(row['accessions'])[:17]:<18}{row['status']:<7}{','.join(row['modalities'])[:5]:<6}"
@@ -383,7 +386,12 @@ def cmd_journal(args: argparse.Namespace) -> int:
                 text, _codec = decode_bytes(bytes(data), config.hl7.default_charset)  # as MSH-18 says
                 print(label + "\n" + text.replace("\r", "\n") if label else text.replace("\r", "\n"))
         return 0
-    for row in store.read(lambda txn: reports.journal_list(txn, args.status, args.limit)):
+    rows = store.read(lambda txn: reports.journal_list(txn, args.status, args.limit))
+    if not rows:
+        print("no journal entries" + (f" with status {args.status}" if args.status else " yet"))
+        return 0
+    print(f"{'ID':<8} {'RECEIVED':<23}  {'MESSAGE':<8} {'CONTROL ID':<22} {'STATUS':<9} {'ACK':<3} REASON")
+    for row in rows:
         print(f"#{row['id']:<7} {row['received_at'][:23]}  {row['message_code']:<8} {row['control_id']:<22} "
               f"{row['status']:<9} {row['ack_code']:<3} {row['reason'][:80]}")
     return 0
@@ -398,6 +406,9 @@ def cmd_commitments(args: argparse.Namespace) -> int:
         return 2
     if not args.transaction_uid:
         rows = store.read(lambda txn: reports.commitment_list(txn, args.status, args.limit))
+        if not rows:
+            print("no storage commitment requests" + (f" with status {args.status}" if args.status else " yet"))
+            return 0
         print(f"{'#':<6}{'REQUESTED':<25}{'FROM':<17}{'STATUS':<10}{'REFS':>5}{'FAILED':>7}{'TRIES':>6}  "
               f"TRANSACTION UID / LAST ERROR")
         for row in rows:
@@ -439,6 +450,10 @@ def cmd_mpps(args: argparse.Namespace) -> int:
         return 2
     if not args.uid:
         rows = store.read(lambda txn: reports.performed_step_list(txn, args.limit, args.unscheduled))
+        if not rows:
+            print("no unscheduled performed procedure steps" if args.unscheduled else
+                  "no performed procedure steps (MPPS) yet")
+            return 0
         print(f"{'STATUS':<14}{'KIND':<13}{'STATION':<17}{'PPS ID':<17}{'ACCESSIONS':<19}{'UPDATED':<21}SOP INSTANCE UID")
         for row in rows:
             kind = "UNSCHEDULED" if row["unscheduled"] else "scheduled"
@@ -494,6 +509,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return 0
     status = "dead" if args.dead else "all" if args.all else None
     rows = store.read(lambda txn: reports.outbox_list(txn, status, args.limit))
+    if not rows:
+        print({"dead": "no outbox messages given up on", "all": "no outbox messages yet"}.get(
+            status or "", "no outbox messages waiting (--dead: those given up on, --all: every one)"))
+        return 0
     print(f"{'ID':<7}{'DESTINATION':<12}{'STATUS':<10}{'KIND':<22}{'ACCESSION':<17}{'CONTROL ID':<21}{'TRIES':<6}LAST ERROR")
     for row in rows:
         print(f"{row['id']:<7}{row['destination'][:11]:<12}{row['status']:<10}{row['kind'][:21]:<22}"
@@ -509,6 +528,10 @@ def cmd_forwards(args: argparse.Namespace) -> int:
     rows = store.read(lambda txn: txn.query(
         "SELECT id, destination, kind, sop_instance_uid, status, attempts, last_error FROM dicom_forwards"
         f" {where} ORDER BY id LIMIT ?", [*params, args.limit]))
+    if not rows:
+        print("no DICOM forwards yet" if args.all else "no DICOM forwards given up on" if args.dead else
+              "no DICOM forwards waiting (--dead: those given up on, --all: every one)")
+        return 0
     print(f"{'ID':<7}{'DESTINATION':<17}{'KIND':<7}{'STATUS':<10}{'TRIES':<6}{'SOP INSTANCE UID':<46}LAST ERROR")
     for row in rows:
         print(f"{row['id']:<7}{row['destination'][:16]:<17}{row['kind']:<7}{row['status']:<10}{row['attempts']:<6}"

@@ -323,6 +323,8 @@ def cmd_orders(args: argparse.Namespace) -> int:
     print(f"order placer {order['placer_order_number'] or '-'}  filler {order['filler_order_number'] or '-'}  "
           f"status {detail['status']}  mode {order['deployment_mode']}  from {order['sending_application']}")
     print(f"patient {patient['patient_id']}^{patient['issuer']}  {name}")
+    for line in _order_destinations(resolve_config(args), order, detail["outbox"]):
+        print(line)
     for procedure in detail["procedures"]:
         print(f"requested procedure {procedure['requested_procedure_id']}  accession {procedure['accession_number']}  "
               f"study {procedure['study_instance_uid']}")
@@ -334,6 +336,42 @@ def cmd_orders(args: argparse.Namespace) -> int:
         message = f"  [{entry['message_code']} {entry['control_id']} {entry['ack_code']}]" if entry["journal_ref"] else ""
         print(f"  {entry['at'][:23]}  {entry['kind']:<20} {entry['detail']}{message}")
     return 0
+
+
+def _order_destinations(config: Config, order: dict[str, Any], outbox: dict[str, dict[str, int]]) -> list[str]:
+    """Where an order's status / procedure messages go, or why nowhere: a RIS whose MSH-3 the sender rules
+    do not expect, or an address left empty, means no status ever arrives, and nothing else says so."""
+    from .rules.ruleset import load_ruleset
+
+    names = (order["outbound"] or "").split()
+    if not names:
+        return [f"reports to: none: no rule named a destination for this order (sent by MSH-3 "
+                f"{order['sending_application']!r}); the 'outbound:' of the sender rules in {config.routes_dir} "
+                "decides"]
+    try:
+        destinations = load_ruleset(config.routes_dir).destinations
+    except Exception:  # noqa: BLE001 - the rules' own problems are `swf rules check`'s to show
+        destinations = None
+    lines: list[str] = []
+    for name in names:
+        destination = destinations.get(name) if destinations is not None else None
+        if destinations is None:
+            state = f"(rules in {config.routes_dir} unreadable here: swf rules check {config.routes_dir})"
+        elif destination is None:
+            state = f"not defined in {config.routes_dir} (any more)"
+        elif destination.enabled:
+            state = f"{destination.sends} messages to {destination.address}"
+        else:
+            state = f"off: {destination.off_reason}"
+        sent = ", ".join(f"{count} {status}" for status, count in sorted(outbox.get(name, {}).items()))
+        lines.append(f"  {name:<12} {state}; outbox: {sent or 'no messages'}")
+    on = [name for name in names if destinations and name in destinations and destinations[name].enabled]
+    head = (f"reports to: {', '.join(on)}" if on else
+            "reports to: none: every destination the rules named is off" if destinations is not None else
+            f"reports to: {', '.join(names)}")
+    note = (["  (addresses as the rules read with this shell's environment; the engine's start-up log shows its own)"]
+            if destinations is not None and len(on) < len(names) else [])
+    return [head, *lines, *note]
 
 
 def cmd_patients(args: argparse.Namespace) -> int:

@@ -99,6 +99,23 @@ def expand_environment(text: str) -> str:
     return _ENV_REFERENCE.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), text)
 
 
+def environment_names(text: str) -> list[str]:
+    """The variables a value names (``${SWF_RIS_ADDRESS}`` -> ``["SWF_RIS_ADDRESS"]``)."""
+    return [match.group(1) for match in _ENV_REFERENCE.finditer(text)]
+
+
+class ExpandedText(str):
+    """A value after ``${NAME}`` expansion that keeps what was written (``written``), so a message about an
+    empty value can name the variable to set."""
+
+    written: str
+
+    def __new__(cls, value: str, written: str = "") -> "ExpandedText":  # default: copy/pickle rebuild
+        text = super().__new__(cls, value)
+        text.written = written
+        return text
+
+
 class _TextLoader(_LineLoader):
     """Plain scalars stay text; only true/false, null and the ``<<`` merge key are resolved.
 
@@ -110,7 +127,7 @@ class _TextLoader(_LineLoader):
 
     def construct_scalar(self, node: yaml.ScalarNode) -> Any:  # type: ignore[override]
         value = super().construct_scalar(node)
-        return expand_environment(value) if isinstance(value, str) and "${" in value else value
+        return ExpandedText(expand_environment(value), value) if isinstance(value, str) and "${" in value else value
 
 
 _TextLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),

@@ -351,13 +351,12 @@ def _order_destinations(config: Config, order: dict[str, Any], outbox: dict[str,
     try:
         destinations = load_ruleset(config.routes_dir).destinations
     except Exception:  # noqa: BLE001 - the rules' own problems are `swf rules check`'s to show
-        destinations = None
+        return [f"reports to: {', '.join(names)} (the rules in {config.routes_dir} do not load here: "
+                f"swf rules check {config.routes_dir})"]
     lines: list[str] = []
     for name in names:
-        destination = destinations.get(name) if destinations is not None else None
-        if destinations is None:
-            state = f"(rules in {config.routes_dir} unreadable here: swf rules check {config.routes_dir})"
-        elif destination is None:
+        destination = destinations.get(name)
+        if destination is None:
             state = f"not defined in {config.routes_dir} (any more)"
         elif destination.enabled:
             state = f"{destination.sends} messages to {destination.address}"
@@ -365,13 +364,11 @@ def _order_destinations(config: Config, order: dict[str, Any], outbox: dict[str,
             state = f"off: {destination.off_reason}"
         sent = ", ".join(f"{count} {status}" for status, count in sorted(outbox.get(name, {}).items()))
         lines.append(f"  {name:<12} {state}; outbox: {sent or 'no messages'}")
-    on = [name for name in names if destinations and name in destinations and destinations[name].enabled]
-    head = (f"reports to: {', '.join(on)}" if on else
-            "reports to: none: every destination the rules named is off" if destinations is not None else
-            f"reports to: {', '.join(names)}")
-    note = (["  (addresses as the rules read with this shell's environment; the engine's start-up log shows its own)"]
-            if destinations is not None and len(on) < len(names) else [])
-    return [head, *lines, *note]
+    on = [name for name in names if name in destinations and destinations[name].enabled]
+    if len(on) == len(names):
+        return [f"reports to: {', '.join(on)}", *lines]
+    return [f"reports to: {', '.join(on)}" if on else "reports to: none: no destination the rules named is on", *lines,
+            "  (addresses as the rules read with this shell's environment; the engine's start-up log shows its own)"]
 
 
 def cmd_patients(args: argparse.Namespace) -> int:

@@ -64,7 +64,7 @@ def test_off_destinations_name_their_variable_and_orders_show_where_they_report(
             "of the sender rules in routes decides") in unknown_sender.splitlines()
 
     all_off = swf("orders", "ACC1", "--data-dir", str(engine.data_dir)).stdout  # a shell without the variables
-    assert "reports to: none: every destination the rules named is off" in all_off.splitlines()
+    assert "reports to: none: no destination the rules named is on" in all_off.splitlines()
 
 
 def test_shipped_sender_rules_say_at_the_top_which_sender_names_they_expect() -> None:

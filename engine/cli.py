@@ -235,8 +235,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"AR {result.count('AR') + result.count('CR')}, no answer {len(result.no_answer)}")
     for control_id, code, reason in result.not_accepted:
         print(f"  {code} {control_id}: {reason}")
-    for control_id in result.no_answer:
-        print(f"  no answer {control_id}")
+    for control_id, why in result.no_answer:
+        print(f"  no answer {control_id}: {why}")
+    if result.not_connected:
+        print(f"could not connect: {result.not_connected}; {result.unsent} of {len(messages)} message(s) not sent")
     return 0 if result.ok else 1
 
 
@@ -303,6 +305,9 @@ def cmd_orders(args: argparse.Namespace) -> int:
         return 2
     if not args.accession:
         rows = store.read(lambda txn: reports.order_list(txn, args.limit))
+        if not rows:
+            print("no orders yet")
+            return 0
         print(f"{'ACCESSION':<18}{'STATUS':<7}{'MOD':<6}{'STATION':<16}{'PATIENT':<28}{'PLACER':<14}UPDATED")
         for row in rows:
             print(f"{','.join(row['accessions'])[:17]:<18}{row['status']:<7}{','.join(row['modalities'])[:5]:<6}"
@@ -318,6 +323,8 @@ def cmd_orders(args: argparse.Namespace) -> int:
     print(f"order placer {order['placer_order_number'] or '-'}  filler {order['filler_order_number'] or '-'}  "
           f"status {detail['status']}  mode {order['deployment_mode']}  from {order['sending_application']}")
     print(f"patient {patient['patient_id']}^{patient['issuer']}  {name}")
+    for line in _order_destinations(resolve_config(args), order, detail["outbox"]):
+        print(line)
     for procedure in detail["procedures"]:
         print(f"requested procedure {procedure['requested_procedure_id']}  accession {procedure['accession_number']}  "
               f"study {procedure['study_instance_uid']}")
@@ -329,6 +336,39 @@ def cmd_orders(args: argparse.Namespace) -> int:
         message = f"  [{entry['message_code']} {entry['control_id']} {entry['ack_code']}]" if entry["journal_ref"] else ""
         print(f"  {entry['at'][:23]}  {entry['kind']:<20} {entry['detail']}{message}")
     return 0
+
+
+def _order_destinations(config: Config, order: dict[str, Any], outbox: dict[str, dict[str, int]]) -> list[str]:
+    """Where an order's status / procedure messages go, or why nowhere: a RIS whose MSH-3 the sender rules
+    do not expect, or an address left empty, means no status ever arrives, and nothing else says so."""
+    from .rules.ruleset import load_ruleset
+
+    names = (order["outbound"] or "").split()
+    if not names:
+        return [f"reports to: none: no rule named a destination for this order (sent by MSH-3 "
+                f"{order['sending_application']!r}); the 'outbound:' of the sender rules in {config.routes_dir} "
+                "decides"]
+    try:
+        destinations = load_ruleset(config.routes_dir).destinations
+    except Exception:  # noqa: BLE001 - the rules' own problems are `swf rules check`'s to show
+        return [f"reports to: {', '.join(names)} (the rules in {config.routes_dir} do not load here: "
+                f"swf rules check {config.routes_dir})"]
+    lines: list[str] = []
+    for name in names:
+        destination = destinations.get(name)
+        if destination is None:
+            state = f"not defined in {config.routes_dir} (any more)"
+        elif destination.enabled:
+            state = f"{destination.sends} messages to {destination.address}"
+        else:
+            state = f"off: {destination.off_reason}"
+        sent = ", ".join(f"{count} {status}" for status, count in sorted(outbox.get(name, {}).items()))
+        lines.append(f"  {name:<12} {state}; outbox: {sent or 'no messages'}")
+    on = [name for name in names if name in destinations and destinations[name].enabled]
+    if len(on) == len(names):
+        return [f"reports to: {', '.join(on)}", *lines]
+    return [f"reports to: {', '.join(on)}" if on else "reports to: none: no destination the rules named is on", *lines,
+            "  (addresses as the rules read with this shell's environment; the engine's start-up log shows its own)"]
 
 
 def cmd_patients(args: argparse.Namespace) -> int:
@@ -381,7 +421,12 @@ def cmd_journal(args: argparse.Namespace) -> int:
                 text, _codec = decode_bytes(bytes(data), config.hl7.default_charset)  # as MSH-18 says
                 print(label + "\n" + text.replace("\r", "\n") if label else text.replace("\r", "\n"))
         return 0
-    for row in store.read(lambda txn: reports.journal_list(txn, args.status, args.limit)):
+    rows = store.read(lambda txn: reports.journal_list(txn, args.status, args.limit))
+    if not rows:
+        print("no journal entries" + (f" with status {args.status}" if args.status else " yet"))
+        return 0
+    print(f"{'ID':<8} {'RECEIVED':<23}  {'MESSAGE':<8} {'CONTROL ID':<22} {'STATUS':<9} {'ACK':<3} REASON")
+    for row in rows:
         print(f"#{row['id']:<7} {row['received_at'][:23]}  {row['message_code']:<8} {row['control_id']:<22} "
               f"{row['status']:<9} {row['ack_code']:<3} {row['reason'][:80]}")
     return 0
@@ -396,6 +441,9 @@ def cmd_commitments(args: argparse.Namespace) -> int:
         return 2
     if not args.transaction_uid:
         rows = store.read(lambda txn: reports.commitment_list(txn, args.status, args.limit))
+        if not rows:
+            print("no storage commitment requests" + (f" with status {args.status}" if args.status else " yet"))
+            return 0
         print(f"{'#':<6}{'REQUESTED':<25}{'FROM':<17}{'STATUS':<10}{'REFS':>5}{'FAILED':>7}{'TRIES':>6}  "
               f"TRANSACTION UID / LAST ERROR")
         for row in rows:
@@ -437,6 +485,10 @@ def cmd_mpps(args: argparse.Namespace) -> int:
         return 2
     if not args.uid:
         rows = store.read(lambda txn: reports.performed_step_list(txn, args.limit, args.unscheduled))
+        if not rows:
+            print("no unscheduled performed procedure steps" if args.unscheduled else
+                  "no performed procedure steps (MPPS) yet")
+            return 0
         print(f"{'STATUS':<14}{'KIND':<13}{'STATION':<17}{'PPS ID':<17}{'ACCESSIONS':<19}{'UPDATED':<21}SOP INSTANCE UID")
         for row in rows:
             kind = "UNSCHEDULED" if row["unscheduled"] else "scheduled"
@@ -492,6 +544,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return 0
     status = "dead" if args.dead else "all" if args.all else None
     rows = store.read(lambda txn: reports.outbox_list(txn, status, args.limit))
+    if not rows:
+        print({"dead": "no outbox messages given up on", "all": "no outbox messages yet"}.get(
+            status or "", "no outbox messages waiting (--dead: those given up on, --all: every one)"))
+        return 0
     print(f"{'ID':<7}{'DESTINATION':<12}{'STATUS':<10}{'KIND':<22}{'ACCESSION':<17}{'CONTROL ID':<21}{'TRIES':<6}LAST ERROR")
     for row in rows:
         print(f"{row['id']:<7}{row['destination'][:11]:<12}{row['status']:<10}{row['kind'][:21]:<22}"
@@ -507,6 +563,10 @@ def cmd_forwards(args: argparse.Namespace) -> int:
     rows = store.read(lambda txn: txn.query(
         "SELECT id, destination, kind, sop_instance_uid, status, attempts, last_error FROM dicom_forwards"
         f" {where} ORDER BY id LIMIT ?", [*params, args.limit]))
+    if not rows:
+        print("no DICOM forwards yet" if args.all else "no DICOM forwards given up on" if args.dead else
+              "no DICOM forwards waiting (--dead: those given up on, --all: every one)")
+        return 0
     print(f"{'ID':<7}{'DESTINATION':<17}{'KIND':<7}{'STATUS':<10}{'TRIES':<6}{'SOP INSTANCE UID':<46}LAST ERROR")
     for row in rows:
         print(f"{row['id']:<7}{row['destination'][:16]:<17}{row['kind']:<7}{row['status']:<10}{row['attempts']:<6}"

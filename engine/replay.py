@@ -41,15 +41,17 @@ def split_messages(data: bytes) -> list[bytes]:
 class ReplayResult:
     sent: int = 0
     codes: dict[str, int] = field(default_factory=dict)
-    no_answer: list[str] = field(default_factory=list)
+    no_answer: list[tuple[str, str]] = field(default_factory=list)  # (control id, why): sent, no ACK came back
     not_accepted: list[tuple[str, str, str]] = field(default_factory=list)  # (control id, code, text)
+    not_connected: str = ""  # why no connection could be made ("connection refused to HOST:PORT")
+    unsent: int = 0          # messages left unsent because of that
 
     def count(self, code: str) -> int:
         return self.codes.get(code, 0)
 
     @property
     def ok(self) -> bool:
-        return not self.no_answer and not self.not_accepted
+        return not self.no_answer and not self.not_accepted and not self.not_connected
 
 
 def control_id_of(raw: bytes) -> str:
@@ -96,18 +98,43 @@ class MLLPClient:
         return answer[answer.find(START_BLOCK) + 1:] if START_BLOCK in answer else answer
 
 
+def connect_failure(exc: OSError, host: str, port: int, timeout: float) -> str:
+    """Why a connection to the receiver could not be made, in the words an operator searches for."""
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused to {host}:{port}"
+    if isinstance(exc, TimeoutError):
+        return f"no connection to {host}:{port} within {timeout:g} s (connect timed out)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host {host!r}: {exc.strerror or exc}"
+    return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+
+
 def replay(messages: Iterable[bytes], host: str, port: int, timeout: float = 30.0,
            on_answer: Callable[[], None] | None = None) -> ReplayResult:
+    """Send each message and wait for its ACK.  When no connection can be made (nothing listens, or the
+    receiver went away and does not come back) the rest is not sent: one reason, not one per message."""
     result = ReplayResult()
     client = MLLPClient(host, port, timeout)
+    pending = list(messages)
     try:
-        for raw in messages:
-            result.sent += 1
+        for index, raw in enumerate(pending):
             control_id = control_id_of(raw)
+            if client.sock is None:
+                try:
+                    client.connect()
+                except OSError as exc:
+                    result.not_connected = connect_failure(exc, host, port, timeout)
+                    result.unsent = len(pending) - index
+                    break
+            result.sent += 1
             try:
                 answer = client.exchange(raw)
-            except OSError:
-                result.no_answer.append(control_id)
+            except TimeoutError:
+                result.no_answer.append((control_id, f"connected, no ACK within {timeout:g} s"))
+                client.close()
+                continue
+            except OSError as exc:
+                result.no_answer.append((control_id, f"connected, no ACK: {exc.strerror or exc}"))
                 client.close()
                 continue
             finally:

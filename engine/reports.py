@@ -47,6 +47,7 @@ def order_detail(txn: Transaction, accession_or_number: str) -> dict[str, Any] |
         "procedures": repo.procedures_of(txn, order_ref),
         "steps": steps,
         "history": history,
+        "outbox": repo.outbox_counts_of_order(txn, order_ref),
     }
 
 

@@ -24,10 +24,11 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class YamlProblem(Exception):
-    """One problem in a YAML file, printed as ``file:line: reason``."""
+    """One problem in a YAML file, printed as ``file:line: reason`` (``path: reason`` when line is 0:
+    the problem is the file or folder itself, e.g. a missing rules folder)."""
 
     def __init__(self, file: str, line: int, reason: str):
-        super().__init__(f"{file}:{line}: {reason}")
+        super().__init__(f"{file}:{line}: {reason}" if line > 0 else f"{file}: {reason}")
         self.file = file
         self.line = line
         self.reason = reason
@@ -98,6 +99,23 @@ def expand_environment(text: str) -> str:
     return _ENV_REFERENCE.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), text)
 
 
+def environment_names(text: str) -> list[str]:
+    """The variables a value names (``${SWF_RIS_ADDRESS}`` -> ``["SWF_RIS_ADDRESS"]``)."""
+    return [match.group(1) for match in _ENV_REFERENCE.finditer(text)]
+
+
+class ExpandedText(str):
+    """A value after ``${NAME}`` expansion that keeps what was written (``written``), so a message about an
+    empty value can name the variable to set."""
+
+    written: str
+
+    def __new__(cls, value: str, written: str = "") -> "ExpandedText":  # default: copy/pickle rebuild
+        text = super().__new__(cls, value)
+        text.written = written
+        return text
+
+
 class _TextLoader(_LineLoader):
     """Plain scalars stay text; only true/false, null and the ``<<`` merge key are resolved.
 
@@ -109,7 +127,7 @@ class _TextLoader(_LineLoader):
 
     def construct_scalar(self, node: yaml.ScalarNode) -> Any:  # type: ignore[override]
         value = super().construct_scalar(node)
-        return expand_environment(value) if isinstance(value, str) and "${" in value else value
+        return ExpandedText(expand_environment(value), value) if isinstance(value, str) and "${" in value else value
 
 
 _TextLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
@@ -117,6 +135,37 @@ _TextLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:tru
 _TextLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"),
                                   ["~", "n", "N", ""])
 _TextLoader.add_implicit_resolver(MERGE_TAG, re.compile(r"^(?:<<)$"), ["<"])
+
+
+# PyYAML's context of a syntax error: the construct it was reading when it noticed the problem.
+_CONTEXT = re.compile(r"^while (?:parsing|scanning) (?:an? |the )?(.+)$")
+_UNCLOSED = {"flow mapping": "flow mapping '{'", "flow sequence": "flow sequence '['",
+             "quoted scalar": "quoted string"}
+_FOUND = re.compile(r"(?:but )?(?:got|found) (.+)$")
+
+
+def syntax_reason(exc: yaml.MarkedYAMLError) -> str:
+    """A syntax error with both of PyYAML's marks: where the construct began and where the problem showed.
+
+    PyYAML notices an unclosed ``{`` only lines later, at the next ``:``; the line that needs the fix is
+    the one that opened it, so both are named ("flow mapping '{' opened at :12 is not closed, found ':'
+    at :15").
+    """
+    problem = exc.problem or ""
+    at = f" at :{exc.problem_mark.line + 1}" if exc.problem_mark else ""
+    context = _CONTEXT.match(exc.context or "")
+    if not context or exc.context_mark is None:
+        return problem or exc.context or "invalid YAML"
+    construct, opened = context.group(1), exc.context_mark.line + 1
+    found = _FOUND.search(problem)
+    found_text = found.group(1) if found else problem
+    if found_text in ("unexpected end of stream", "'<stream end>'"):
+        found_text = "the end of the file"
+    if construct in _UNCLOSED:
+        return f"{_UNCLOSED[construct]} opened at :{opened} is not closed, found {found_text}{at}"
+    if construct.startswith("block") and problem.startswith("expected <block end>"):
+        return f"the line{at} does not continue the {construct} that starts at :{opened} (check its indentation)"
+    return f"{construct} that starts at :{opened}: {problem}{at}"
 
 
 def load_yaml(path: Path | str, text: str | None = None, *, text_scalars: bool = False) -> Any:
@@ -132,7 +181,7 @@ def load_yaml(path: Path | str, text: str | None = None, *, text_scalars: bool =
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise YamlProblem(str(path), line, f"YAML syntax: {exc.problem or exc.context}") from None
+        raise YamlProblem(str(path), line, f"YAML syntax: {syntax_reason(exc)}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(str(path), 1, f"YAML syntax: {exc}") from None
 

@@ -209,7 +209,7 @@ class Outbox:
             if not destination.enabled:
                 if name not in self._reported_off:
                     self._reported_off.add(name)
-                    log.warning("destination %s is off: its address is empty (is its environment variable set?)", name)
+                    log.warning("destination %s is off: %s", name, destination.off_reason)
                 continue
             if name not in self.queues:
                 self.queues[name] = DestinationQueue(destination, self.store)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..yamlfile import YamlProblem, line_of
+from ..yamlfile import YamlProblem, environment_names, line_of
 
 # What a destination receives, by role (SWF.md 4.3 and 4.4).
 SENDS = {
@@ -35,10 +35,22 @@ class Destination:
     give_up_hours: float = 24.0
     notify_commitment: bool = False   # storage commitment success -> SC/CM status (else no message)
     emit_partial: bool = False        # a completed step while the order stays IP -> SC/IP
+    address_written: str = ""         # the address as the rules write it, e.g. ${SWF_RIS_ADDRESS}
 
     @property
     def enabled(self) -> bool:
         return bool(self.host and self.port)
+
+    @property
+    def off_reason(self) -> str:
+        """Why the destination is off ("" when on), naming the environment variable its address comes from."""
+        if self.enabled:
+            return ""
+        names = environment_names(self.address_written)
+        if not names:
+            return "its address is empty"
+        return (f"its address {self.address_written} is empty: set the environment variable "
+                f"{' or '.join(names)} to host:port")
 
     @property
     def address(self) -> str:
@@ -61,6 +73,7 @@ def parse_destination(name: str, spec: Any, file: str, line: int) -> Destination
         raise YamlProblem(file, line_of(spec, sorted(unknown)[0], line),
                           f"unknown destination key(s) {sorted(unknown)}; allowed: {', '.join(sorted(KEYS))}")
     address = str(spec.get("address") or "").strip()
+    written = getattr(spec.get("address"), "written", "")  # ${NAME} before expansion (yamlfile.ExpandedText)
     host, port = "", 0
     if address:
         host, _, port_text = address.rpartition(":")
@@ -87,4 +100,5 @@ def parse_destination(name: str, spec: Any, file: str, line: int) -> Destination
             values[key] = spec[key]
     return Destination(name=name, host=host, port=port, sends=sends, profile=str(spec.get("profile", "ihe-v231-orm")),
                        receiving_application=str(spec.get("receiving_application", "")),
-                       receiving_facility=str(spec.get("receiving_facility", "")), **values)
+                       receiving_facility=str(spec.get("receiving_facility", "")), address_written=written,
+                       **values)

@@ -64,7 +64,8 @@ def problems(folder: Path, profile_names: set[str] | None = None) -> list[tuple[
     found = []
     for problem in caught.value.exceptions:
         assert isinstance(problem, YamlProblem), problem
-        assert str(problem) == f"{problem.file}:{problem.line}: {problem.reason}"
+        where = f"{problem.file}:{problem.line}" if problem.line else problem.file  # 0: the folder itself
+        assert str(problem) == f"{where}: {problem.reason}"
         found.append((Path(problem.file).name, problem.line, problem.reason))
     return found
 
@@ -680,7 +681,8 @@ def test_cli_check_lists_every_problem_as_file_line_reason_and_exits_1(tmp_path:
         f"{file}:3: mode must be broker or filler, not 'brokr'",
         f"{file}:5: condition not a field path: 'OBR24' (expected e.g. PID-3, PID-3.1, PID-3[2].4.1); "
         "or use 'message' / 'version'",
-        f"{folder / '20-broken.yaml'}:2: YAML syntax: expected ',' or '}}', but got '<stream end>'",
+        f"{folder / '20-broken.yaml'}:2: YAML syntax: flow mapping '{{' opened at :1 is not closed, found the end "
+        "of the file at :2",
         f"{file}:6: rule 'b' names unknown profile 'no-such-profile'; known: "
         + ", ".join(sorted(load_profiles(ROOT / "profiles"))),
     ]
@@ -689,4 +691,39 @@ def test_cli_check_lists_every_problem_as_file_line_reason_and_exits_1(tmp_path:
 def test_cli_check_missing_folder_exits_1(tmp_path: Path) -> None:
     result = rules_check(tmp_path / "nowhere")
     assert result.returncode == 1
-    assert f"{tmp_path / 'nowhere'}:0: rules folder does not exist" in result.stderr
+    assert result.stderr.splitlines() == [f"{tmp_path / 'nowhere'}: rules folder does not exist", "1 problem(s)"]
+
+
+def test_cli_check_names_where_an_unclosed_bracket_was_opened_and_where_it_showed(tmp_path: Path) -> None:
+    folder = write(tmp_path / "routes", """
+        # rooms
+        rules:
+          - name: RIS orders
+            when:
+              MSH-3: RIS
+            mode: broker
+
+          - name: CT room
+            when:
+              message: ORM^O01
+              OBR-24: CT
+            schedule: {station_ae: CT1_AE, station_name: CT1,
+                       location: CTROOM1
+
+          - name: MR room
+            when:
+              OBR-24: MR
+        """)
+    assert (folder / "10-test.yaml").read_text().splitlines()[11].lstrip().startswith("schedule: {")
+    result = rules_check(folder)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (f"{folder / '10-test.yaml'}:15: YAML syntax: flow mapping '{{' opened "
+                                             "at :12 is not closed, found ':' at :15")
+
+
+def test_cli_check_missing_profiles_folder_names_no_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "rules", "check", str(ROOT / "routes"),
+                             "--profiles", str(tmp_path / "nowhere")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == f"{tmp_path / 'nowhere'}: profiles folder does not exist"

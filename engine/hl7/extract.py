@@ -45,16 +45,16 @@ def patient_identities(message: Message, path: str, primary_issuer: str = "") ->
 
 def patient_data(message: Message, profile: Profile, primary_issuer: str = "") -> PatientData:
     if not message.has_segment("PID"):
-        raise Rejection(Problem.REQUIRED_MISSING, "PID segment missing", "PID")
+        raise Rejection(Problem.REQUIRED_MISSING, "required segment missing", "PID")
     identities = patient_identities(message, "PID-3", primary_issuer)
     if not identities:
-        raise Rejection(Problem.REQUIRED_MISSING, "PID-3 Patient Identifier List is empty", "PID-3")
+        raise Rejection(Problem.REQUIRED_MISSING, "Patient Identifier List is empty", "PID-3")
     if not message.get("PID-5.1") and not message.get("PID-5"):
-        raise Rejection(Problem.REQUIRED_MISSING, "PID-5 Patient Name is empty", "PID-5")
+        raise Rejection(Problem.REQUIRED_MISSING, "Patient Name is empty", "PID-5")
     try:
         attributes = profile.patient_attributes(message)
     except MappingError as exc:
-        raise Rejection(Problem.BAD_VALUE, exc.reason, exc.path) from None
+        raise _bad_value(exc) from None
     primary = identities[0]
     if primary.universal_id:
         attributes["IssuerOfPatientIDQualifiersSequence"] = [
@@ -79,20 +79,25 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
     """The orders of a message; ``schedule_for`` routes each step by its own fields (else the message's)."""
     groups = profile.groups(message)
     if not groups:
-        raise Rejection(Problem.SEGMENT_SEQUENCE, f"{profile.order_group_segment} segment missing",
+        raise Rejection(Problem.SEGMENT_SEQUENCE, "required segment missing",
                         profile.order_group_segment)
-    fallback = convert.parse_ts(message.get("MSH-7"))
+    try:
+        fallback = convert.parse_ts(message.get("MSH-7"))
+    except convert.ConversionError as exc:
+        raise Rejection(Problem.BAD_VALUE, str(exc), "MSH-7") from None
     # ORC/OBR pairs with the same order numbers are one order with several steps (RAD-4 v2.3.1 layout).
     requests: dict[tuple[str, str, str, str], tuple[OrderRequest, dict[tuple[str, ...], ProcedureRequest]]] = {}
     for group in groups:
         top = StepContext(message, group, None, groups[0].start)
         control = top.value(profile.order_control).upper()
         if not control:
-            raise Rejection(Problem.REQUIRED_MISSING, "ORC-1 Order Control is empty", profile.order_control)
+            raise Rejection(Problem.REQUIRED_MISSING, "Order Control is empty", profile.order_control,
+                            sequence=top.sequence(profile.order_group_segment))
         placer = top.value("ORC-2.1") or top.value("OBR-2.1")
         filler = top.value("ORC-3.1") or top.value("OBR-3.1")
         if not placer and not filler:
-            raise Rejection(Problem.REQUIRED_MISSING, "neither ORC-2 placer nor ORC-3 filler order number", "ORC-2")
+            raise Rejection(Problem.REQUIRED_MISSING, "Placer Order Number is empty and so is ORC-3 Filler Order Number",
+                            "ORC-2", sequence=top.sequence("ORC"))
         status = top.value(profile.order_status).upper()
         order_key = (control, status, placer, filler)
         if order_key not in requests:
@@ -101,16 +106,17 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
         request, procedures = requests[order_key]
         if not any(i in group for i in message.segment_indexes("OBR")):
             if control in ("NW", "XO"):
-                raise Rejection(Problem.SEGMENT_SEQUENCE, f"ORC-1={control} without an OBR segment", "OBR")
+                raise Rejection(Problem.SEGMENT_SEQUENCE, f"required segment missing (ORC-1={control})", "OBR")
             continue
         for context in profile.step_contexts(message, group):
             if control in ("NW", "XO") and not context.value("OBR-4.1") and not context.value("OBR-4.2"):
-                raise Rejection(Problem.REQUIRED_MISSING, "OBR-4 Universal Service ID is empty", "OBR-4")
+                raise Rejection(Problem.REQUIRED_MISSING, "Universal Service ID is empty", "OBR-4",
+                                sequence=context.sequence("OBR"))
             try:
                 request_attributes = profile.request_attributes(context)
                 step_attributes = profile.step_attributes(context)
             except MappingError as exc:
-                raise Rejection(Problem.BAD_VALUE, exc.reason, exc.path) from None
+                raise _bad_value(exc) from None
             schedule = schedule_for(context) if schedule_for is not None else decision.schedule
             for key, keyword in SCHEDULE_TO_KEYWORD.items():
                 if schedule.get(key):
@@ -135,6 +141,11 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
     for request, procedures in requests.values():
         request.procedures = list(procedures.values())
     return [request for request, _ in requests.values()]
+
+
+def _bad_value(error: MappingError) -> Rejection:
+    """A value the profile cannot convert: AE, ERR 102 at the field and the occurrence of its segment."""
+    return Rejection(Problem.BAD_VALUE, error.reason, error.path, sequence=error.sequence)
 
 
 def _merge_protocol_codes(target: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -18,12 +18,19 @@ VR_MAX_LENGTH = {"SH": 16, "LO": 64, "PN": 64, "AE": 16, "CS": 16, "UI": 64, "DA
 
 
 class MappingError(ValueError):
-    """A field cannot be mapped (bad data type, too long); becomes AE with ERR 102 at ``path``."""
+    """A field cannot be mapped (bad data type, too long); becomes AE with ERR 102 at ``path``.
 
-    def __init__(self, reason: str, path: str):
+    ``sequence`` is which occurrence of the path's segment holds the value (the second OBR is 2)."""
+
+    def __init__(self, reason: str, path: str, sequence: int = 1):
         super().__init__(reason)
         self.reason = reason
         self.path = path
+        self.sequence = sequence
+
+
+def _mapping_error(reason: str, message: Message, index: int, fp: FieldPath) -> MappingError:
+    return MappingError(reason, str(fp), message.segment_indexes(fp.segment).index(index) + 1)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,11 @@ class StepContext:
         self._cache[segment] = result
         return result
 
+    def sequence(self, segment: str) -> int:
+        """Which occurrence in the message (from 1) the segment this context reads first is, for ERR."""
+        indexes = self.occurrences(segment)
+        return self.message.segment_indexes(segment).index(indexes[0]) + 1 if indexes else 1
+
     def value(self, path: str) -> str:
         fp = field_path(path)
         for index in self.occurrences(fp.segment)[:1]:
@@ -141,19 +153,25 @@ class Profile:
     def _apply(self, rules: list[AttributeRule], context: StepContext) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for rule in rules:
-            value = self._value(rule, context)
+            value, source = self._value(rule, context)
             if value in ("", None, []):
                 continue
             if isinstance(value, str) and rule.max_length and len(value) > rule.max_length:
                 if rule.truncate or self.truncate:
                     value = value[:rule.max_length]
                 else:
-                    raise MappingError(f"{rule.keyword} longer than {rule.max_length} characters: {value!r}",
-                                       rule.paths[0])
+                    reason = f"{rule.keyword} longer than {rule.max_length} characters: {value!r}"
+                    raise (_mapping_error(reason, context.message, *source) if source
+                           else MappingError(reason, rule.paths[0]))
+            elif isinstance(value, str) and "\ufffd" in value:
+                reason = f"{rule.keyword}: bytes not valid in the message character set ({context.message.codec})"
+                raise (_mapping_error(reason, context.message, *source) if source
+                       else MappingError(reason, rule.paths[0]))
             result[rule.keyword] = value
         return result
 
-    def _value(self, rule: AttributeRule, context: StepContext) -> Any:
+    def _value(self, rule: AttributeRule, context: StepContext) -> tuple[Any, tuple[int, FieldPath] | None]:
+        """The rule's value and where it was read (segment index, path); a bad value raises ``MappingError``."""
         message = context.message
         kind = rule.kind
         if kind == "text" and not rule.every_segment:   # most attributes: the first non-empty path's text
@@ -162,8 +180,8 @@ class Profile:
                 if indexes:
                     text = message.value_in(indexes[0], fp).strip()
                     if text and text != '""':
-                        return text
-            return ""
+                        return text, (indexes[0], fp)
+            return "", None
         if kind in ("obx_weight", "obx_size"):
             return _observation(rule, context)
         if rule.every_segment or kind in ("list", "codes"):
@@ -171,10 +189,13 @@ class Profile:
             for fp in rule.field_paths:
                 indexes = context.occurrences(fp.segment) if rule.every_segment else context.occurrences(fp.segment)[:1]
                 for index in indexes:
-                    values.extend(self._field_values(rule, message, index, fp))
+                    try:
+                        values.extend(self._field_values(rule, message, index, fp))
+                    except convert.ConversionError as exc:
+                        raise _mapping_error(str(exc), message, index, fp) from None
                 if values:
-                    break
-            return values
+                    return values, (indexes[0], fp)
+            return values, None
         for fp in rule.field_paths:
             indexes = context.occurrences(fp.segment)
             if not indexes:
@@ -187,10 +208,10 @@ class Profile:
                 try:
                     converted = self._convert(rule, message, indexes[0], fp)
                 except convert.ConversionError as exc:
-                    raise MappingError(str(exc), str(fp)) from None
+                    raise _mapping_error(str(exc), message, indexes[0], fp) from None
             if converted not in ("", None, []):
-                return converted
-        return ""
+                return converted, (indexes[0], fp)
+        return "", None
 
     def _field_values(self, rule: AttributeRule, message: Message, index: int, fp: FieldPath) -> list[Any]:
         """Every repetition of a field, converted (multi-valued attributes, code sequences)."""
@@ -238,7 +259,7 @@ class Profile:
         if kind == "text":
             return value
         if kind == "number":
-            return value if _is_number(value) else ""
+            return convert.number(value)
         if kind == "date":
             return convert.parse_ts(value)[0]
         if kind == "time":
@@ -255,34 +276,34 @@ class Profile:
         return value
 
 
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
+def _observation(rule: AttributeRule, context: StepContext) -> tuple[str, tuple[int, FieldPath] | None]:
+    """Patient weight (kg) / size (m) from OBX segments identified by LOINC code or text.
 
-
-def _observation(rule: AttributeRule, context: StepContext) -> str:
-    """Patient weight (kg) / size (m) from OBX segments identified by LOINC code or text."""
+    An OBX whose value type (OBX-2) is NM must hold a number; with another type a non-number is skipped."""
     message = context.message
     codes = rule.match.get("codes", "").split("|")
     text = rule.match.get("text", "").upper()
+    value_path = field_path("OBX-5")
     for index in message.segment_indexes("OBX"):
         identifier = message.components(message.raw_field(index, 3))
         if not (identifier[0] in codes or (text and text in " ".join(identifier).upper())):
             continue
-        value = message.value_in(index, field_path("OBX-5")).strip()
-        unit = message.value_in(index, field_path("OBX-6.1")).strip().lower()
-        if not _is_number(value):
+        value = message.value_in(index, value_path).strip()
+        if not value or value == '""':
             continue
-        number = float(value)
+        try:
+            number = float(convert.number(value))
+        except convert.ConversionError as exc:
+            if message.value_in(index, field_path("OBX-2")).strip().upper() == "NM":
+                raise _mapping_error(str(exc), message, index, value_path) from None
+            continue  # a text observation such as "not measured"
+        unit = message.value_in(index, field_path("OBX-6.1")).strip().lower()
         if rule.kind == "obx_weight" and unit in ("g", "gram"):
             number /= 1000
         if rule.kind == "obx_size" and unit in ("cm", "centimeter"):
             number /= 100
-        return f"{number:g}"
-    return ""
+        return f"{number:g}", (index, value_path)
+    return "", None
 
 
 def _rule(keyword: str, spec: Any) -> AttributeRule:

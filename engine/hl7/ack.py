@@ -53,6 +53,16 @@ class HL7Error:
         text += f"-{self.field}" + (f"[{self.repetition}]" if self.repetition > 1 else "")
         return text + (f".{self.component}" if self.component else "")
 
+    @property
+    def text(self) -> str:
+        """The reason with its location said once, for the journal and logs.
+
+        Reasons that start with their segment already name it (``OBR-4 Universal Service ID is empty``, the
+        SWF.md 9 style, as in the ACK); any other gets the location in front (``ORC-2: order ... exists``)."""
+        if not self.segment or self.reason.startswith(self.segment):
+            return self.reason
+        return f"{self.location}: {self.reason}"
+
 
 _id_counter = itertools.count(1)
 _id_prefix = f"{os.getpid() % 1000:03d}"

@@ -45,12 +45,12 @@ def patient_identities(message: Message, path: str, primary_issuer: str = "") ->
 
 def patient_data(message: Message, profile: Profile, primary_issuer: str = "") -> PatientData:
     if not message.has_segment("PID"):
-        raise Rejection(Problem.REQUIRED_MISSING, "required segment missing", "PID")
+        raise Rejection(Problem.REQUIRED_MISSING, "PID segment missing", "PID")
     identities = patient_identities(message, "PID-3", primary_issuer)
     if not identities:
-        raise Rejection(Problem.REQUIRED_MISSING, "Patient Identifier List is empty", "PID-3")
+        raise Rejection(Problem.REQUIRED_MISSING, "PID-3 Patient Identifier List is empty", "PID-3")
     if not message.get("PID-5.1") and not message.get("PID-5"):
-        raise Rejection(Problem.REQUIRED_MISSING, "Patient Name is empty", "PID-5")
+        raise Rejection(Problem.REQUIRED_MISSING, "PID-5 Patient Name is empty", "PID-5")
     try:
         attributes = profile.patient_attributes(message)
     except MappingError as exc:
@@ -79,25 +79,27 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
     """The orders of a message; ``schedule_for`` routes each step by its own fields (else the message's)."""
     groups = profile.groups(message)
     if not groups:
-        raise Rejection(Problem.SEGMENT_SEQUENCE, "required segment missing",
+        raise Rejection(Problem.SEGMENT_SEQUENCE, f"{profile.order_group_segment} segment missing",
                         profile.order_group_segment)
     try:
         fallback = convert.parse_ts(message.get("MSH-7"))
     except convert.ConversionError as exc:
-        raise Rejection(Problem.BAD_VALUE, str(exc), "MSH-7") from None
+        raise Rejection(Problem.BAD_VALUE, f"MSH-7 {exc}", "MSH-7") from None
     # ORC/OBR pairs with the same order numbers are one order with several steps (RAD-4 v2.3.1 layout).
     requests: dict[tuple[str, str, str, str], tuple[OrderRequest, dict[tuple[str, ...], ProcedureRequest]]] = {}
     for group in groups:
         top = StepContext(message, group, None, groups[0].start)
         control = top.value(profile.order_control).upper()
         if not control:
-            raise Rejection(Problem.REQUIRED_MISSING, "Order Control is empty", profile.order_control,
-                            sequence=top.sequence(profile.order_group_segment))
+            sequence = top.sequence(profile.order_group_segment)
+            raise Rejection(Problem.REQUIRED_MISSING, f"{_where(profile.order_control, sequence)} Order Control is empty",
+                            profile.order_control, sequence=sequence)
         placer = top.value("ORC-2.1") or top.value("OBR-2.1")
         filler = top.value("ORC-3.1") or top.value("OBR-3.1")
         if not placer and not filler:
-            raise Rejection(Problem.REQUIRED_MISSING, "Placer Order Number is empty and so is ORC-3 Filler Order Number",
-                            "ORC-2", sequence=top.sequence("ORC"))
+            sequence = top.sequence("ORC")
+            raise Rejection(Problem.REQUIRED_MISSING, f"{_where('ORC-2', sequence)} placer and ORC-3 filler order"
+                            " numbers are both empty", "ORC-2", sequence=sequence)
         status = top.value(profile.order_status).upper()
         order_key = (control, status, placer, filler)
         if order_key not in requests:
@@ -106,12 +108,13 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
         request, procedures = requests[order_key]
         if not any(i in group for i in message.segment_indexes("OBR")):
             if control in ("NW", "XO"):
-                raise Rejection(Problem.SEGMENT_SEQUENCE, f"required segment missing (ORC-1={control})", "OBR")
+                raise Rejection(Problem.SEGMENT_SEQUENCE, f"OBR segment missing (required by ORC-1={control})", "OBR")
             continue
         for context in profile.step_contexts(message, group):
             if control in ("NW", "XO") and not context.value("OBR-4.1") and not context.value("OBR-4.2"):
-                raise Rejection(Problem.REQUIRED_MISSING, "Universal Service ID is empty", "OBR-4",
-                                sequence=context.sequence("OBR"))
+                sequence = context.sequence("OBR")
+                raise Rejection(Problem.REQUIRED_MISSING, f"{_where('OBR-4', sequence)} Universal Service ID is empty",
+                                "OBR-4", sequence=sequence)
             try:
                 request_attributes = profile.request_attributes(context)
                 step_attributes = profile.step_attributes(context)
@@ -143,9 +146,16 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
     return [request for request, _ in requests.values()]
 
 
+def _where(path: str, sequence: int) -> str:
+    """``OBR-4``, or ``OBR(2)-4`` in the second OBR: how reasons name the field (``HL7Error.location``)."""
+    segment, _, rest = path.partition("-")
+    return f"{segment}({sequence})-{rest}" if sequence > 1 else path
+
+
 def _bad_value(error: MappingError) -> Rejection:
     """A value the profile cannot convert: AE, ERR 102 at the field and the occurrence of its segment."""
-    return Rejection(Problem.BAD_VALUE, error.reason, error.path, sequence=error.sequence)
+    return Rejection(Problem.BAD_VALUE, f"{_where(error.path, error.sequence)} {error.reason}", error.path,
+                     sequence=error.sequence)
 
 
 def _merge_protocol_codes(target: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -253,6 +253,8 @@ class Profile:
             if kind == "joined":
                 return "^".join(message.components(chosen)).rstrip("^")
             return self._code(rule, message.components(chosen))
+        if kind in ("date", "time", "ts") and not fp.component:
+            fp = FieldPath(fp.segment, fp.field, fp.repetition, 1)  # TS = DTM^degree of precision: the DTM
         value = message.value_in(index, fp).strip()
         if value == '""':
             return ""

@@ -201,9 +201,9 @@ class Ingestor:
     def _check_header(self, message: Message) -> HL7Error | None:
         hl7 = self.config.hl7
         if not message.control_id:
-            return HL7Error(101, "Message Control ID is empty", "MSH", 1, 10)
+            return HL7Error(101, "MSH-10 Message Control ID is empty", "MSH", 1, 10)
         if not message.message_type:
-            return HL7Error(101, "Message Type is empty", "MSH", 1, 9)
+            return HL7Error(101, "MSH-9 Message Type is empty", "MSH", 1, 9)
         if message.version not in hl7.accepted_versions:
             return HL7Error(203, f"HL7 version {message.version or '(empty)'} not supported", "MSH", 1, 12)
         processing_id = message.get("MSH-11.1")
@@ -272,7 +272,7 @@ class Ingestor:
 
     def _finish(self, txn: Transaction, journal_id: int, message: Message | None, code: str,
                 errors: list[HL7Error], status: str, rule: str, reason: str = "") -> IngestResult:
-        reason = reason or "; ".join(f"{e.location}: {e.reason}" for e in errors)
+        reason = reason or "; ".join(e.text for e in errors)
         wanted = ack_builder.accept_ack_wanted(message, code)
         sent_code = ack_builder.ENHANCED_CODES[code] if wanted is not None else code
         ack_bytes: bytes | None = None

@@ -44,8 +44,8 @@ class OrderContext:
 def apply_order(txn: Transaction, request: OrderRequest, ctx: OrderContext) -> list[DomainEvent]:
     action = ACTIONS.get((request.control, request.status))
     if action is None:
-        raise Rejection(Problem.BAD_CODE, f"{request.control} with ORC-5 order status"
-                        f" {request.status or '(empty)'} is not supported", "ORC-1")
+        raise Rejection(Problem.BAD_CODE, f"ORC-1/ORC-5 combination {request.control}/{request.status or '(empty)'}"
+                        " is not supported", "ORC-1")
     order = repo.find_order(txn, request.placer_order_number, request.filler_order_number)
     if order is None and action in ("create", "create_started"):
         order = _order_of_known_study(txn, request)

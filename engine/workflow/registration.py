@@ -65,7 +65,7 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
     subject = f"{patient.identity.patient_id}^{patient.identity.issuer}"
     if trigger in MERGE:
         if prior is None:
-            raise Rejection(Problem.REQUIRED_MISSING, "Prior Patient Identifier List is empty", "MRG-1")
+            raise Rejection(Problem.REQUIRED_MISSING, "MRG-1 Prior Patient Identifier List is empty", "MRG-1")
         survivor_ref = upsert_patient(txn, patient, journal_ref, strict_merged=False, cause=f"ADT^{trigger}")
         prior_row = repo.find_patient(txn, prior.patient_id, prior.issuer)
         if prior_row is None:

@@ -81,8 +81,9 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
     if not groups:
         raise Rejection(Problem.SEGMENT_SEQUENCE, f"{profile.order_group_segment} segment missing",
                         profile.order_group_segment)
+    sent_at = message.get("MSH-7.1")  # TS = DTM^degree of precision
     try:
-        fallback = convert.parse_ts(message.get("MSH-7"))
+        fallback = convert.parse_ts("" if sent_at == '""' else sent_at)
     except convert.ConversionError as exc:
         raise Rejection(Problem.BAD_VALUE, f"MSH-7 {exc}", "MSH-7") from None
     # ORC/OBR pairs with the same order numbers are one order with several steps (RAD-4 v2.3.1 layout).

@@ -7,6 +7,7 @@ group, then in the whole message, so ``OBR-18`` in a two-OBR order reads each OB
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from . import convert
 from .message import FieldPath, Message, field_path
 
 # DICOM VR length limits used for the length check of SWF.md 3.3.9.
+_UID = re.compile(r"^\d+(\.\d+)*$", re.ASCII)
 VR_MAX_LENGTH = {"SH": 16, "LO": 64, "PN": 64, "AE": 16, "CS": 16, "UI": 64, "DA": 8, "LT": 10240, "ST": 1024}
 
 
@@ -43,6 +45,7 @@ class AttributeRule:
     every_segment: bool = False      # gather from every occurrence of the segment (AL1, OBX ...)
     components: tuple[int, ...] = ()  # for codes: which components hold value/meaning/scheme
     max_length: int = 0
+    uid: bool = False                 # a DICOM UID (VR UI): digits and dots only
     truncate: bool = False
     match: dict[str, str] = field(default_factory=dict)  # for obx: {"codes": "29463-7|3141-9", "text": ...}
     field_paths: tuple[FieldPath, ...] = ()  # ``paths`` parsed once, at load
@@ -163,6 +166,10 @@ class Profile:
                     reason = f"{rule.keyword} longer than {rule.max_length} characters: {value!r}"
                     raise (_mapping_error(reason, context.message, *source) if source
                            else MappingError(reason, rule.paths[0]))
+            elif rule.uid and isinstance(value, str) and not _UID.match(value):
+                reason = f"{rule.keyword} {value!r} is not a DICOM UID (digits and dots)"
+                raise (_mapping_error(reason, context.message, *source) if source
+                       else MappingError(reason, rule.paths[0]))
             elif isinstance(value, str) and "\ufffd" in value:
                 reason = f"{rule.keyword}: bytes not valid in the message character set ({context.message.codec})"
                 raise (_mapping_error(reason, context.message, *source) if source
@@ -310,23 +317,22 @@ def _observation(rule: AttributeRule, context: StepContext) -> tuple[str, tuple[
 
 def _rule(keyword: str, spec: Any) -> AttributeRule:
     """Build an AttributeRule from the YAML value: a path, a list of paths or a mapping."""
-    max_length = _max_length(keyword)
+    vr = _vr(keyword)
+    max_length, uid = VR_MAX_LENGTH.get(vr, 0), vr == "UI"
     if isinstance(spec, str):
-        return AttributeRule(keyword, (spec,), max_length=max_length)
+        return AttributeRule(keyword, (spec,), max_length=max_length, uid=uid)
     if isinstance(spec, list):
-        return AttributeRule(keyword, tuple(spec), max_length=max_length)
+        return AttributeRule(keyword, tuple(spec), max_length=max_length, uid=uid)
     paths = spec.get("path", ())
     paths = (paths,) if isinstance(paths, str) else tuple(paths)
     return AttributeRule(
         keyword, paths, kind=spec.get("type", "text"), every_segment=bool(spec.get("every_segment", False)),
         components=tuple(spec.get("components", ())), max_length=int(spec.get("max_length", max_length)),
-        truncate=bool(spec.get("truncate", False)), match=dict(spec.get("match", {})))
+        truncate=bool(spec.get("truncate", False)), match=dict(spec.get("match", {})), uid=uid)
 
 
-def _max_length(keyword: str) -> int:
+def _vr(keyword: str) -> str:
     from pydicom.datadict import dictionary_VR, tag_for_keyword
 
     tag = tag_for_keyword(keyword)
-    if tag is None:
-        return 0
-    return VR_MAX_LENGTH.get(dictionary_VR(tag), 0)
+    return dictionary_VR(tag) if tag is not None else ""

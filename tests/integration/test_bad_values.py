@@ -2,7 +2,7 @@
 status ``rejected`` with a reason naming the field, never an "internal error" (SWF.md 3.3, 8.2).
 
 One case per class of value the mapping converts (date/time with each field that holds one, number, name,
-coded value, character set), sent over MLLP to a real engine process."""
+coded value, UID, character set), sent over MLLP to a real engine process."""
 from __future__ import annotations
 
 import sqlite3
@@ -55,6 +55,8 @@ CASES = [
          "TQ1-7 invalid date/time '20261232110000': day is out of range for month"),
     v251("BADOFFS", OMI_V251, "TQ1-7", "20261201110000+2500", "TQ1^1^7",
          "TQ1-7 invalid time zone offset '+2500'"),
+    v251("BADUID", OMI_V251, "IPC-3", "1.2.ABC", "IPC^1^3^1^1",
+         "IPC-3.1 StudyInstanceUID '1.2.ABC' is not a DICOM UID (digits and dots)"),
     v251("BADLEAP", ADT_V251, "PID-7", "20250229", "PID^1^7",
          "PID-7 invalid date/time '20250229': day is out of range for month"),
 ]

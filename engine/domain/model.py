@@ -27,7 +27,8 @@ class Rejection(Exception):
     """A request the engine refuses, with where (``location`` like ``ORC-1`` or ``ORC-7.4``) and why.
 
     ``sequence`` counts occurrences of the location's segment in the message (the second OBR is 2), so
-    that the ERR segment can point at the right one.  ``reason`` does not repeat the location."""
+    that the ERR segment can point at the right one.  ``reason`` starts with the field where it names it
+    (``OBR-4 Universal Service ID is empty``), so that the journal says the field once (``HL7Error.text``)."""
 
     def __init__(self, problem: Problem, reason: str, location: str = "", hard: bool = False, sequence: int = 1):
         super().__init__(reason)

@@ -17,11 +17,11 @@ CHARSET_TO_DICOM = {
 
 
 class ConversionError(ValueError):
-    """A value cannot be converted (bad date, bad time); the message gets AE with ERR 102."""
+    """A value cannot be converted (date/time, number, name, coding system); the message gets AE, ERR 102."""
 
 
-# Characters a DICOM PN component cannot hold: its own separators (^ = and the value separator \\) and
-# control characters (an HL7 \\.br\\ escape decodes to CR LF); ESC stays, ISO 2022 names need it.
+# Characters a DICOM PN component cannot hold: its own separators (^ = and the value separator \) and
+# control characters (an HL7 \.br\ escape decodes to CR LF); ESC stays, ISO 2022 names need it.
 _PN_FORBIDDEN = re.compile(r"[\^=\\\x00-\x1a\x1c-\x1f\x7f]")
 
 

@@ -24,14 +24,19 @@ class Problem(IntEnum):
 
 
 class Rejection(Exception):
-    """A request the engine refuses, with where (``location`` like ``ORC-1``) and why."""
+    """A request the engine refuses, with where (``location`` like ``ORC-1`` or ``ORC-7.4``) and why.
 
-    def __init__(self, problem: Problem, reason: str, location: str = "", hard: bool = False):
+    ``sequence`` counts occurrences of the location's segment in the message (the second OBR is 2), so
+    that the ERR segment can point at the right one.  ``reason`` starts with the field where it names it
+    (``OBR-4 Universal Service ID is empty``), so that the journal says the field once (``HL7Error.text``)."""
+
+    def __init__(self, problem: Problem, reason: str, location: str = "", hard: bool = False, sequence: int = 1):
         super().__init__(reason)
         self.problem = problem
         self.reason = reason
         self.location = location
         self.hard = hard  # True: "not processed, resend may work" (HL7 AR); False: content problem (AE)
+        self.sequence = sequence
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ ERROR_CODE_TEXT = {
 
 @dataclass(frozen=True)
 class HL7Error:
-    """One problem to report in an ERR segment: where (segment/sequence/field/component) and why."""
+    """One problem to report in an ERR segment: where (segment/sequence/field/repetition/component) and why."""
 
     code: int
     reason: str
@@ -40,13 +40,28 @@ class HL7Error:
     sequence: int = 1
     field: int = 0
     component: int = 0
+    repetition: int = 1
 
     @property
     def location(self) -> str:
+        """``OBR-27.4``; ``OBR(2)-27.4`` for the second OBR, ``PID-3[2]`` for a field's second repetition."""
         if not self.segment:
             return "message"
-        text = f"{self.segment}-{self.field}" if self.field else self.segment
+        text = self.segment + (f"({self.sequence})" if self.sequence > 1 else "")
+        if not self.field:
+            return text
+        text += f"-{self.field}" + (f"[{self.repetition}]" if self.repetition > 1 else "")
         return text + (f".{self.component}" if self.component else "")
+
+    @property
+    def text(self) -> str:
+        """The reason with its location said once, for the journal and logs.
+
+        Reasons that start with their segment already name it (``OBR-4 Universal Service ID is empty``, the
+        SWF.md 9 style, as in the ACK); any other gets the location in front (``ORC-2: order ... exists``)."""
+        if not self.segment or self.reason.startswith(self.segment):
+            return self.reason
+        return f"{self.location}: {self.reason}"
 
 
 _id_counter = itertools.count(1)
@@ -97,7 +112,8 @@ def _err_segments(errors: list[HL7Error], version: str, d: Delimiters) -> list[s
         text = escape(err.reason, d)
         code_text = ERROR_CODE_TEXT.get(err.code, "Application error")
         # ERR-2 (ERL) segment^sequence^field^repetition^component^subcomponent
-        location = c.join([err.segment, str(err.sequence), str(err.field or ""), "1" if err.component else "",
+        repetition = str(err.repetition) if err.field and (err.component or err.repetition > 1) else ""
+        location = c.join([err.segment, str(err.sequence), str(err.field or ""), repetition,
                            str(err.component or ""), ""]).rstrip(c) if err.segment else ""
         segments.append(f.join(["ERR", "", location, f"{err.code}{c}{code_text}{c}HL70357", "E",
                                 "", "", "", text]))

@@ -17,10 +17,19 @@ CHARSET_TO_DICOM = {
 
 
 class ConversionError(ValueError):
-    """A value cannot be converted (bad date, bad time); the message gets AE with ERR 102."""
+    """A value cannot be converted (date/time, number, name, coding system); the message gets AE, ERR 102."""
+
+
+# Characters a DICOM PN component cannot hold: its own separators (^ = and the value separator \) and
+# control characters (an HL7 \.br\ escape decodes to CR LF); ESC stays, ISO 2022 names need it.
+_PN_FORBIDDEN = re.compile(r"[\^=\\\x00-\x1a\x1c-\x1f\x7f]")
 
 
 def _pn(components: list[str]) -> str:
+    for component in components:
+        bad = _PN_FORBIDDEN.search(component)
+        if bad:
+            raise ConversionError(f"name component {component!r} holds {bad.group()!r}, which a DICOM name cannot")
     return "^".join(components).rstrip("^")
 
 
@@ -106,6 +115,19 @@ def sortable_datetime(date: str, time: str) -> str:
     return f"{date}{whole.ljust(6, '0')}.{fraction.ljust(6, '0')[:6]}"
 
 
+_NM = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$", re.ASCII)
+
+
+def number(value: str) -> str:
+    """HL7 NM (optional sign, digits, optional decimal point) -> the same text; else ``ConversionError``.
+
+    Stricter than ``float()``: exponents, ``nan`` and ``inf`` are not HL7 numbers and no DICOM DS either."""
+    value = value.strip()
+    if not _NM.match(value):
+        raise ConversionError(f"not an HL7 number (NM): {value!r}")
+    return value
+
+
 def sex(value: str) -> str:
     return SEX.get(value.strip().upper(), "")
 
@@ -119,6 +141,8 @@ def code_item(value: str, scheme: str, meaning: str, schemes: dict[str, str]) ->
     scheme = schemes.get(scheme, scheme)
     if not (value and scheme and meaning):
         return None
+    if len(scheme) > 16:
+        raise ConversionError(f"coding system {scheme!r} longer than 16 characters (DICOM SH)")
     item = {"CodingSchemeDesignator": scheme, "CodeMeaning": meaning[:64]}
     item["CodeValue" if len(value) <= 16 else "LongCodeValue"] = value
     return item

@@ -54,7 +54,7 @@ def patient_data(message: Message, profile: Profile, primary_issuer: str = "") -
     try:
         attributes = profile.patient_attributes(message)
     except MappingError as exc:
-        raise Rejection(Problem.BAD_VALUE, exc.reason, exc.path) from None
+        raise _bad_value(exc) from None
     primary = identities[0]
     if primary.universal_id:
         attributes["IssuerOfPatientIDQualifiersSequence"] = [
@@ -81,18 +81,26 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
     if not groups:
         raise Rejection(Problem.SEGMENT_SEQUENCE, f"{profile.order_group_segment} segment missing",
                         profile.order_group_segment)
-    fallback = convert.parse_ts(message.get("MSH-7"))
+    sent_at = message.get("MSH-7.1")  # TS = DTM^degree of precision
+    try:
+        fallback = convert.parse_ts("" if sent_at == '""' else sent_at)
+    except convert.ConversionError as exc:
+        raise Rejection(Problem.BAD_VALUE, f"MSH-7 {exc}", "MSH-7") from None
     # ORC/OBR pairs with the same order numbers are one order with several steps (RAD-4 v2.3.1 layout).
     requests: dict[tuple[str, str, str, str], tuple[OrderRequest, dict[tuple[str, ...], ProcedureRequest]]] = {}
     for group in groups:
         top = StepContext(message, group, None, groups[0].start)
         control = top.value(profile.order_control).upper()
         if not control:
-            raise Rejection(Problem.REQUIRED_MISSING, "ORC-1 Order Control is empty", profile.order_control)
+            sequence = top.sequence(profile.order_group_segment)
+            raise Rejection(Problem.REQUIRED_MISSING, f"{_where(profile.order_control, sequence)} Order Control is empty",
+                            profile.order_control, sequence=sequence)
         placer = top.value("ORC-2.1") or top.value("OBR-2.1")
         filler = top.value("ORC-3.1") or top.value("OBR-3.1")
         if not placer and not filler:
-            raise Rejection(Problem.REQUIRED_MISSING, "neither ORC-2 placer nor ORC-3 filler order number", "ORC-2")
+            sequence = top.sequence("ORC")
+            raise Rejection(Problem.REQUIRED_MISSING, f"{_where('ORC-2', sequence)} placer and ORC-3 filler order"
+                            " numbers are both empty", "ORC-2", sequence=sequence)
         status = top.value(profile.order_status).upper()
         order_key = (control, status, placer, filler)
         if order_key not in requests:
@@ -101,16 +109,18 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
         request, procedures = requests[order_key]
         if not any(i in group for i in message.segment_indexes("OBR")):
             if control in ("NW", "XO"):
-                raise Rejection(Problem.SEGMENT_SEQUENCE, f"ORC-1={control} without an OBR segment", "OBR")
+                raise Rejection(Problem.SEGMENT_SEQUENCE, f"OBR segment missing (required by ORC-1={control})", "OBR")
             continue
         for context in profile.step_contexts(message, group):
             if control in ("NW", "XO") and not context.value("OBR-4.1") and not context.value("OBR-4.2"):
-                raise Rejection(Problem.REQUIRED_MISSING, "OBR-4 Universal Service ID is empty", "OBR-4")
+                sequence = context.sequence("OBR")
+                raise Rejection(Problem.REQUIRED_MISSING, f"{_where('OBR-4', sequence)} Universal Service ID is empty",
+                                "OBR-4", sequence=sequence)
             try:
                 request_attributes = profile.request_attributes(context)
                 step_attributes = profile.step_attributes(context)
             except MappingError as exc:
-                raise Rejection(Problem.BAD_VALUE, exc.reason, exc.path) from None
+                raise _bad_value(exc) from None
             schedule = schedule_for(context) if schedule_for is not None else decision.schedule
             for key, keyword in SCHEDULE_TO_KEYWORD.items():
                 if schedule.get(key):
@@ -135,6 +145,18 @@ def order_requests(message: Message, profile: Profile, decision: Decision,
     for request, procedures in requests.values():
         request.procedures = list(procedures.values())
     return [request for request, _ in requests.values()]
+
+
+def _where(path: str, sequence: int) -> str:
+    """``OBR-4``, or ``OBR(2)-4`` in the second OBR: how reasons name the field (``HL7Error.location``)."""
+    segment, _, rest = path.partition("-")
+    return f"{segment}({sequence})-{rest}" if sequence > 1 else path
+
+
+def _bad_value(error: MappingError) -> Rejection:
+    """A value the profile cannot convert: AE, ERR 102 at the field and the occurrence of its segment."""
+    return Rejection(Problem.BAD_VALUE, f"{_where(error.path, error.sequence)} {error.reason}", error.path,
+                     sequence=error.sequence)
 
 
 def _merge_protocol_codes(target: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ group, then in the whole message, so ``OBR-18`` in a two-OBR order reads each OB
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,16 +15,24 @@ from . import convert
 from .message import FieldPath, Message, field_path
 
 # DICOM VR length limits used for the length check of SWF.md 3.3.9.
+_UID = re.compile(r"^\d+(\.\d+)*$", re.ASCII)
 VR_MAX_LENGTH = {"SH": 16, "LO": 64, "PN": 64, "AE": 16, "CS": 16, "UI": 64, "DA": 8, "LT": 10240, "ST": 1024}
 
 
 class MappingError(ValueError):
-    """A field cannot be mapped (bad data type, too long); becomes AE with ERR 102 at ``path``."""
+    """A field cannot be mapped (bad data type, too long); becomes AE with ERR 102 at ``path``.
 
-    def __init__(self, reason: str, path: str):
+    ``sequence`` is which occurrence of the path's segment holds the value (the second OBR is 2)."""
+
+    def __init__(self, reason: str, path: str, sequence: int = 1):
         super().__init__(reason)
         self.reason = reason
         self.path = path
+        self.sequence = sequence
+
+
+def _mapping_error(reason: str, message: Message, index: int, fp: FieldPath) -> MappingError:
+    return MappingError(reason, str(fp), message.segment_indexes(fp.segment).index(index) + 1)
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class AttributeRule:
     every_segment: bool = False      # gather from every occurrence of the segment (AL1, OBX ...)
     components: tuple[int, ...] = ()  # for codes: which components hold value/meaning/scheme
     max_length: int = 0
+    uid: bool = False                 # a DICOM UID (VR UI): digits and dots only
     truncate: bool = False
     match: dict[str, str] = field(default_factory=dict)  # for obx: {"codes": "29463-7|3141-9", "text": ...}
     field_paths: tuple[FieldPath, ...] = ()  # ``paths`` parsed once, at load
@@ -83,6 +93,11 @@ class StepContext:
                 result = indexes
         self._cache[segment] = result
         return result
+
+    def sequence(self, segment: str) -> int:
+        """Which occurrence in the message (from 1) the segment this context reads first is, for ERR."""
+        indexes = self.occurrences(segment)
+        return self.message.segment_indexes(segment).index(indexes[0]) + 1 if indexes else 1
 
     def value(self, path: str) -> str:
         fp = field_path(path)
@@ -141,19 +156,29 @@ class Profile:
     def _apply(self, rules: list[AttributeRule], context: StepContext) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for rule in rules:
-            value = self._value(rule, context)
+            value, source = self._value(rule, context)
             if value in ("", None, []):
                 continue
             if isinstance(value, str) and rule.max_length and len(value) > rule.max_length:
                 if rule.truncate or self.truncate:
                     value = value[:rule.max_length]
                 else:
-                    raise MappingError(f"{rule.keyword} longer than {rule.max_length} characters: {value!r}",
-                                       rule.paths[0])
+                    reason = f"{rule.keyword} longer than {rule.max_length} characters: {value!r}"
+                    raise (_mapping_error(reason, context.message, *source) if source
+                           else MappingError(reason, rule.paths[0]))
+            elif rule.uid and isinstance(value, str) and not _UID.match(value):
+                reason = f"{rule.keyword} {value!r} is not a DICOM UID (digits and dots)"
+                raise (_mapping_error(reason, context.message, *source) if source
+                       else MappingError(reason, rule.paths[0]))
+            elif isinstance(value, str) and "\ufffd" in value:
+                reason = f"{rule.keyword}: bytes not valid in the message character set ({context.message.codec})"
+                raise (_mapping_error(reason, context.message, *source) if source
+                       else MappingError(reason, rule.paths[0]))
             result[rule.keyword] = value
         return result
 
-    def _value(self, rule: AttributeRule, context: StepContext) -> Any:
+    def _value(self, rule: AttributeRule, context: StepContext) -> tuple[Any, tuple[int, FieldPath] | None]:
+        """The rule's value and where it was read (segment index, path); a bad value raises ``MappingError``."""
         message = context.message
         kind = rule.kind
         if kind == "text" and not rule.every_segment:   # most attributes: the first non-empty path's text
@@ -162,8 +187,8 @@ class Profile:
                 if indexes:
                     text = message.value_in(indexes[0], fp).strip()
                     if text and text != '""':
-                        return text
-            return ""
+                        return text, (indexes[0], fp)
+            return "", None
         if kind in ("obx_weight", "obx_size"):
             return _observation(rule, context)
         if rule.every_segment or kind in ("list", "codes"):
@@ -171,10 +196,13 @@ class Profile:
             for fp in rule.field_paths:
                 indexes = context.occurrences(fp.segment) if rule.every_segment else context.occurrences(fp.segment)[:1]
                 for index in indexes:
-                    values.extend(self._field_values(rule, message, index, fp))
+                    try:
+                        values.extend(self._field_values(rule, message, index, fp))
+                    except convert.ConversionError as exc:
+                        raise _mapping_error(str(exc), message, index, fp) from None
                 if values:
-                    break
-            return values
+                    return values, (indexes[0], fp)
+            return values, None
         for fp in rule.field_paths:
             indexes = context.occurrences(fp.segment)
             if not indexes:
@@ -187,10 +215,10 @@ class Profile:
                 try:
                     converted = self._convert(rule, message, indexes[0], fp)
                 except convert.ConversionError as exc:
-                    raise MappingError(str(exc), str(fp)) from None
+                    raise _mapping_error(str(exc), message, indexes[0], fp) from None
             if converted not in ("", None, []):
-                return converted
-        return ""
+                return converted, (indexes[0], fp)
+        return "", None
 
     def _field_values(self, rule: AttributeRule, message: Message, index: int, fp: FieldPath) -> list[Any]:
         """Every repetition of a field, converted (multi-valued attributes, code sequences)."""
@@ -232,13 +260,15 @@ class Profile:
             if kind == "joined":
                 return "^".join(message.components(chosen)).rstrip("^")
             return self._code(rule, message.components(chosen))
+        if kind in ("date", "time", "ts") and not fp.component:
+            fp = FieldPath(fp.segment, fp.field, fp.repetition, 1)  # TS = DTM^degree of precision: the DTM
         value = message.value_in(index, fp).strip()
         if value == '""':
             return ""
         if kind == "text":
             return value
         if kind == "number":
-            return value if _is_number(value) else ""
+            return convert.number(value)
         if kind == "date":
             return convert.parse_ts(value)[0]
         if kind == "time":
@@ -255,55 +285,54 @@ class Profile:
         return value
 
 
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
+def _observation(rule: AttributeRule, context: StepContext) -> tuple[str, tuple[int, FieldPath] | None]:
+    """Patient weight (kg) / size (m) from OBX segments identified by LOINC code or text.
 
-
-def _observation(rule: AttributeRule, context: StepContext) -> str:
-    """Patient weight (kg) / size (m) from OBX segments identified by LOINC code or text."""
+    An OBX whose value type (OBX-2) is NM must hold a number; with another type a non-number is skipped."""
     message = context.message
     codes = rule.match.get("codes", "").split("|")
     text = rule.match.get("text", "").upper()
+    value_path = field_path("OBX-5")
     for index in message.segment_indexes("OBX"):
         identifier = message.components(message.raw_field(index, 3))
         if not (identifier[0] in codes or (text and text in " ".join(identifier).upper())):
             continue
-        value = message.value_in(index, field_path("OBX-5")).strip()
-        unit = message.value_in(index, field_path("OBX-6.1")).strip().lower()
-        if not _is_number(value):
+        value = message.value_in(index, value_path).strip()
+        if not value or value == '""':
             continue
-        number = float(value)
+        try:
+            number = float(convert.number(value))
+        except convert.ConversionError as exc:
+            if message.value_in(index, field_path("OBX-2")).strip().upper() == "NM":
+                raise _mapping_error(str(exc), message, index, value_path) from None
+            continue  # a text observation such as "not measured"
+        unit = message.value_in(index, field_path("OBX-6.1")).strip().lower()
         if rule.kind == "obx_weight" and unit in ("g", "gram"):
             number /= 1000
         if rule.kind == "obx_size" and unit in ("cm", "centimeter"):
             number /= 100
-        return f"{number:g}"
-    return ""
+        return f"{number:g}", (index, value_path)
+    return "", None
 
 
 def _rule(keyword: str, spec: Any) -> AttributeRule:
     """Build an AttributeRule from the YAML value: a path, a list of paths or a mapping."""
-    max_length = _max_length(keyword)
+    vr = _vr(keyword)
+    max_length, uid = VR_MAX_LENGTH.get(vr, 0), vr == "UI"
     if isinstance(spec, str):
-        return AttributeRule(keyword, (spec,), max_length=max_length)
+        return AttributeRule(keyword, (spec,), max_length=max_length, uid=uid)
     if isinstance(spec, list):
-        return AttributeRule(keyword, tuple(spec), max_length=max_length)
+        return AttributeRule(keyword, tuple(spec), max_length=max_length, uid=uid)
     paths = spec.get("path", ())
     paths = (paths,) if isinstance(paths, str) else tuple(paths)
     return AttributeRule(
         keyword, paths, kind=spec.get("type", "text"), every_segment=bool(spec.get("every_segment", False)),
         components=tuple(spec.get("components", ())), max_length=int(spec.get("max_length", max_length)),
-        truncate=bool(spec.get("truncate", False)), match=dict(spec.get("match", {})))
+        truncate=bool(spec.get("truncate", False)), match=dict(spec.get("match", {})), uid=uid)
 
 
-def _max_length(keyword: str) -> int:
+def _vr(keyword: str) -> str:
     from pydicom.datadict import dictionary_VR, tag_for_keyword
 
     tag = tag_for_keyword(keyword)
-    if tag is None:
-        return 0
-    return VR_MAX_LENGTH.get(dictionary_VR(tag), 0)
+    return dictionary_VR(tag) if tag is not None else ""

@@ -361,7 +361,7 @@ def _parse_rule(raw: Any, file: str, line: int, problems: list[YamlProblem]) -> 
     if "drop" in raw:
         drop = raw["drop"]
         if drop is True:
-            rule.drop = f"dropped by rule {rule.name}"
+            rule.drop = f'dropped by rule "{rule.name}"'
         elif _is_text(drop) and drop.strip():
             rule.drop = drop
         elif drop is not False:

@@ -20,7 +20,7 @@ from ..hl7 import ack as ack_builder
 from ..hl7 import extract
 from ..hl7.ack import HL7Error, Identity
 from ..hl7.mapping import Profile
-from ..hl7.message import HL7ParseError, Message, decode_bytes, normalise_segments
+from ..hl7.message import HL7ParseError, Message, decode_bytes, field_path, normalise_segments
 from ..hl7.profiles import select_profile
 from ..rules.ruleset import Decision, RuleSet
 from ..store import repository as repo
@@ -74,6 +74,16 @@ class Prepared:
     decision: Decision | None = None
     mapped: Mapped | None = None
     mapping_error: Exception | None = None                       # raised again where the effects are applied
+
+
+def _rejection_error(rejection: Rejection) -> HL7Error:
+    """The ERR entry for a refused request: its location (``ORC-7.4``, ``OBR-4``, ``PID``) taken apart."""
+    try:
+        fp = field_path(rejection.location)
+    except ValueError:  # a whole segment, or no location at all
+        return HL7Error(int(rejection.problem), rejection.reason, rejection.location, rejection.sequence)
+    return HL7Error(int(rejection.problem), rejection.reason, fp.segment, rejection.sequence, fp.field,
+                    fp.component, fp.repetition)
 
 
 def payload_hash(raw: bytes) -> str:
@@ -150,11 +160,10 @@ class Ingestor:
         decision = prepared.decision
         assert decision is not None
         if decision.reject:
-            reason = f"rejected by rule {decision.reject_rule}: {decision.reject['reason']}"
+            reason = f'rejected by rule "{decision.reject_rule}": {decision.reject["reason"]}'
             return self._finish(txn, journal_id, message, decision.reject["code"], [HL7Error(207, reason)],
                                 "rejected", decision.rule_names)
         if decision.drop:
-            log.info("message %s dropped by rule: %s", control_id, decision.drop)
             return self._finish(txn, journal_id, message, "AA", [], "dropped", decision.rule_names, decision.drop)
         try:
             with txn.savepoint():
@@ -163,12 +172,9 @@ class Ingestor:
                 assert prepared.mapped is not None
                 events = self._apply(txn, message, decision, prepared.mapped, journal_id)
         except Rejection as rejection:
-            segment, _, rest = rejection.location.partition("-")
-            field_number = int(rest.split(".")[0]) if rest.split(".")[0].isdigit() else 0
             code = "AR" if rejection.hard else "AE"
-            return self._finish(txn, journal_id, message, code,
-                                [HL7Error(int(rejection.problem), rejection.reason, segment, 1, field_number)],
-                                "rejected", decision.rule_names)
+            return self._finish(txn, journal_id, message, code, [_rejection_error(rejection)], "rejected",
+                                decision.rule_names)
         except Exception as exc:  # noqa: BLE001 - an engine bug must not lose the message or the connection
             log.exception("message %s could not be applied; kept in journal #%d", control_id, journal_id)
             return self._finish(txn, journal_id, message, "AR",
@@ -266,7 +272,7 @@ class Ingestor:
 
     def _finish(self, txn: Transaction, journal_id: int, message: Message | None, code: str,
                 errors: list[HL7Error], status: str, rule: str, reason: str = "") -> IngestResult:
-        reason = reason or "; ".join(f"{e.location}: {e.reason}" for e in errors)
+        reason = reason or "; ".join(e.text for e in errors)
         wanted = ack_builder.accept_ack_wanted(message, code)
         sent_code = ack_builder.ENHANCED_CODES[code] if wanted is not None else code
         ack_bytes: bytes | None = None

@@ -66,7 +66,7 @@ def test_two_sites(start_engine, tmp_path: Path) -> None:
     south_orders = run_swf("orders", "--data-dir", str(engine.data_dir)).stdout
     assert "SCT1_AE" in south_orders  # filler mode: the engine assigned the south accession number
     other = run_swf("replay", str(order(tmp_path, "EAST", 4)), "--to", engine.address)
-    assert other.returncode == 1 and "AR EAST4: rejected by rule anything else is not ours" in other.stdout
+    assert other.returncode == 1 and 'AR EAST4: rejected by rule "anything else is not ours"' in other.stdout
     run_swf("cancel", "ANORTH3", "--data-dir", str(engine.data_dir))
     assert north.wait_for(1)[0].get("MSH-6") == "NORTH"
     assert south.messages == []

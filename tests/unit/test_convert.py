@@ -10,6 +10,7 @@ from engine.hl7.convert import (
     ConversionError,
     code_item,
     normalise_name,
+    number,
     parse_ts,
     priority,
     sex,
@@ -259,3 +260,32 @@ def test_charset_table_matches_swf():
     }
     assert CHARSET_TO_DICOM == expected
     assert "ASCII" not in CHARSET_TO_DICOM    # ASCII / absent -> attribute absent
+
+
+@pytest.mark.parametrize("value", ["72", "-1.5", "+3", ".5", "1.", " 72.5 "])
+def test_hl7_numbers(value: str) -> None:
+    assert number(value) == value.strip()
+
+
+@pytest.mark.parametrize("value", ["", "n/a", "nan", "inf", "1e5", "1,5", "--1", "."])
+def test_what_is_no_hl7_number(value: str) -> None:
+    with pytest.raises(ConversionError, match="not an HL7 number"):
+        number(value)
+
+
+@pytest.mark.parametrize("component,bad", [("DOE^SMITH", "^"), ("A=B", "="), ("A\\B", "\\"), ("A\r\nB", "\r")])
+def test_a_name_component_holding_a_pn_delimiter_or_control_character_is_refused(component: str, bad: str) -> None:
+    with pytest.raises(ConversionError) as caught:
+        xpn_to_pn([component, "JANE"])
+    assert str(caught.value) == f"name component {component!r} holds {bad!r}, which a DICOM name cannot"
+    with pytest.raises(ConversionError):
+        xcn_to_pn(["123", component])
+
+
+def test_iso_2022_escapes_stay_in_names() -> None:
+    assert xpn_to_pn(["\x1b$B;3ED\x1b(B", "JANE"]) == "\x1b$B;3ED\x1b(B^JANE"
+
+
+def test_a_coding_system_longer_than_a_dicom_sh_is_refused() -> None:
+    with pytest.raises(ConversionError, match="longer than 16"):
+        code_item("CT1", "A_CODING_SYSTEM_OF_30_LETTERS", "CT head", {})

@@ -392,8 +392,15 @@ def test_types_convert_as_documented(tmp_path: Path) -> None:
 
 def test_empty_and_explicit_null_values_leave_the_attribute_out(tmp_path: Path) -> None:
     profile = one_profile(tmp_path, TYPES)
-    msg = message(seg("PID", f3="P1", f5='""', f7="", f8="U", f22="n/a"), seg("PV1", f1="1", f15="B1"))
+    msg = message(seg("PID", f3="P1", f5='""', f7="", f8="U", f22='""'), seg("PV1", f1="1", f15="B1"))
     assert profile.patient_attributes(msg) == {}
+
+
+def test_a_value_that_is_no_number_is_a_mapping_error_at_the_path(tmp_path: Path) -> None:
+    profile = one_profile(tmp_path, TYPES)
+    with pytest.raises(MappingError) as caught:
+        profile.patient_attributes(message(seg("PID", f3="P1", f22="n/a")))
+    assert (caught.value.path, caught.value.reason) == ("PID-22", "not an HL7 number (NM): 'n/a'")
 
 
 def test_too_long_values_are_refused_unless_truncated(tmp_path: Path) -> None:

@@ -303,7 +303,7 @@ def test_reject_stops_even_with_continue_on_earlier_rules_and_drop_stops_too(tmp
         """)
     dropped = ruleset.evaluate(message(code="ADT^A31"))
     assert (dropped.rules, dropped.drop, dropped.mode) == (["person updates"], "person-level updates are not used", "")
-    assert ruleset.evaluate(message(code="ADT^A29")).drop == "dropped by rule quiet"
+    assert ruleset.evaluate(message(code="ADT^A29")).drop == 'dropped by rule "quiet"'
     kept = ruleset.evaluate(message(code="ADT^A30"))
     assert kept.drop == "" and kept.rules == ["not dropped"]   # matched, stops, but does not drop
 

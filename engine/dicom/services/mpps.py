@@ -14,7 +14,6 @@ sent after the commit.  Statuses follow SWF.md 6:
 from __future__ import annotations
 
 import logging
-import sqlite3
 from io import BytesIO
 from typing import Any, Callable
 
@@ -27,7 +26,7 @@ from pynetdicom import build_context, dimse_messages, dimse_primitives, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
-from ...store.database import StoreError
+from ...store.database import DuplicateKey, StoreError
 from ...workflow import mpps
 from ...workflow.mpps import CreateRequest, MppsRefused, Refusal, UpdateRequest
 from ..ae import DicomContext, ForegroundService, element_text, status_dataset
@@ -144,16 +143,6 @@ def _status(code: int, comment: str = "", keywords: tuple[str, ...] = (), error_
     return status
 
 
-def _database_trouble(exc: BaseException) -> bool:
-    if isinstance(exc, (StoreError, TimeoutError, sqlite3.OperationalError)):
-        return True
-    return any(cls.__name__ in ("OperationalError", "InterfaceError") for cls in type(exc).__mro__)
-
-
-def _duplicate_key(exc: BaseException) -> bool:
-    return any(cls.__name__ in ("IntegrityError", "UniqueViolation") for cls in type(exc).__mro__)
-
-
 class MppsService(ForegroundService):
     name = "mpps"
 
@@ -190,9 +179,9 @@ class MppsService(ForegroundService):
             error_id = ERROR_ID_NOT_UPDATABLE if refused.refusal is Refusal.NOT_UPDATABLE else None
             return None, _status(STATUS_OF[refused.refusal], refused.comment, refused.keywords, error_id)
         except Exception as exc:  # noqa: BLE001 - every other failure still gets a DIMSE answer
-            if operation == "N-CREATE" and _duplicate_key(exc):
+            if operation == "N-CREATE" and isinstance(exc, DuplicateKey):   # a race the workflow's check lost
                 return None, _status(0x0111, f"Performed Procedure Step {uid} already exists")
-            if _database_trouble(exc):
+            if isinstance(exc, (StoreError, TimeoutError)):   # unavailable, commit failed, no commit in time
                 log.error("MPPS %s %s from %s: database unavailable: %s", operation, uid, calling, exc)
                 return None, _status(0x0213, "database unavailable; retry later")
             log.exception("MPPS %s %s from %s failed", operation, uid, calling)

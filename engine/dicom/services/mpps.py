@@ -17,7 +17,6 @@ import logging
 from io import BytesIO
 from typing import Any, Callable
 
-from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
@@ -27,6 +26,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
 from ...store.database import DuplicateKey, StoreError
+from ...store.performed_steps import decode_dataset
 from ...workflow import mpps
 from ...workflow.mpps import CreateRequest, MppsRefused, Refusal, UpdateRequest
 from ..ae import DicomContext, ForegroundService, element_text, status_dataset
@@ -100,10 +100,6 @@ def encode_dataset(dataset: Dataset, sop_instance_uid: str) -> bytes:
     buffer = BytesIO()
     dcmwrite(buffer, copy, implicit_vr=False, little_endian=True, enforce_file_format=True)
     return buffer.getvalue()
-
-
-def decode_dataset(data: bytes) -> Dataset:
-    return dcmread(BytesIO(data))
 
 
 def create_request(dataset: Dataset | None, sop_instance_uid: str, calling_ae_title: str) -> CreateRequest:

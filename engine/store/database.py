@@ -155,6 +155,14 @@ class Transaction:
         except self._driver_errors as exc:
             raise driver_error(exc) from exc
 
+    def row(self, sql: str, params: tuple | list = ()) -> tuple | None:
+        """The first row as a plain tuple, None when there is none."""
+        cursor = self.execute(sql, params)
+        try:
+            return cursor.fetchone()
+        except self._driver_errors as exc:
+            raise driver_error(exc) from exc
+
     def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
         cursor = self.execute(sql, params)
         try:

@@ -5,8 +5,10 @@ Every function takes the transaction and returns frozen records.  Each queue has
 claims work (``claim_outbox``, ``claim_forwards``) and one per way a piece of work ends
 (``outbox_delivered`` / ``outbox_failed``, ``forward_delivered`` / ``forward_failed``), and a completion
 is handed the record its claim returned.  Today one process delivers each queue, so a claim reads the
-pending head in order; for several engines on one PostgreSQL database (issue 15) the claims become
-``FOR UPDATE SKIP LOCKED`` with a lease, and the completions check the lease's fencing token, here only.
+pending head in order (in a read transaction); for several engines on one PostgreSQL database (issue 15)
+the claims become ``FOR UPDATE SKIP LOCKED`` with a lease, the completions check the lease's fencing
+token, both here only, and the two callers of the claims (outbound/delivery.py, dicom/services/
+forwarding.py) run them with ``store.write`` instead of ``store.read``.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .domain.status import StepStatus, order_status
+from .store import performed_steps
 from .store import repository as repo
 from .store.database import Transaction
 
@@ -148,11 +149,7 @@ def performed_step_list(txn: Transaction, limit: int, unscheduled_only: bool = F
 
 def mpps_summary(dataset: bytes) -> dict[str, Any]:
     """The attributes an operator looks at first, read from a stored MPPS dataset (Part 10 bytes)."""
-    from io import BytesIO
-
-    from pydicom import dcmread
-
-    ds = dcmread(BytesIO(bytes(dataset)))
+    ds = performed_steps.decode_dataset(dataset)
 
     def text(keyword: str) -> str:
         return str(ds.get(keyword) or "")

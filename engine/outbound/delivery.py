@@ -19,16 +19,14 @@ from twisted.python.failure import Failure
 from .. import reactor_bridge
 from ..hl7.message import HL7ParseError, Message, decode_bytes
 from ..hl7.mllp import MLLPDecoder, frame
+from ..store import queues
 from ..store import repository as repo
-from ..store.database import Store, Transaction
+from ..store.database import Store
+from ..store.queues import OutboxMessage
 from .destinations import Destination
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
-
-
-class AckTimeout(Exception):
-    pass
 
 
 class MLLPClientProtocol(protocol.Protocol):
@@ -126,19 +124,14 @@ class DestinationQueue:
     def _cycle(self) -> Any:
         """Deliver pending messages until none is due; returns the seconds until the next check."""
         while self.running:
-            head = yield reactor_bridge.read(self.store, self._head)
+            head = yield reactor_bridge.read(self.store, lambda txn: queues.claim_outbox(txn, self.destination.name))
             if head is None:
                 return POLL_SECONDS
-            wait = head["next_attempt_at"] - time.time()
+            wait = head.next_attempt_at - time.time()
             if wait > 0:
                 return min(wait, POLL_SECONDS * 5)
             yield self._attempt(head)
         return POLL_SECONDS
-
-    def _head(self, txn: Transaction) -> dict[str, Any] | None:
-        return txn.one("SELECT id, control_id, kind, accession_number, message, attempts, rejections, next_attempt_at,"
-                       " created_at FROM outbox WHERE destination = ? AND status = 'pending' ORDER BY id LIMIT 1",
-                       (self.destination.name,))
 
     @defer.inlineCallbacks
     def _connect(self) -> Any:
@@ -150,11 +143,11 @@ class DestinationQueue:
         return self.client
 
     @defer.inlineCallbacks
-    def _attempt(self, head: dict[str, Any]) -> Any:
+    def _attempt(self, head: OutboxMessage) -> Any:
         destination = self.destination
         try:
             client = yield self._connect()
-            sending = client.send(bytes(head["message"]), head["control_id"])
+            sending = client.send(head.message, head.control_id)
             sending.addTimeout(destination.ack_timeout, reactor)
             code, text, ack = yield sending
         except (defer.TimeoutError, ConnectionError, error.ConnectError, error.ConnectionLost, OSError) as exc:
@@ -165,31 +158,28 @@ class DestinationQueue:
             yield self._retry(head, reason, rejected=False)
             return
         if code in ("AA", "CA"):
-            yield reactor_bridge.write(self.store, lambda txn: txn.execute(
-                "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, ack = ?, delivered_at = ?,"
-                " last_error = '' WHERE id = ?", (ack, repo.now_iso(), head["id"])))
-            log.info("outbox %s: %s %s for accession %s delivered (%s)", destination.name, head["kind"],
-                     head["control_id"], head["accession_number"], code)
+            yield reactor_bridge.write(self.store, lambda txn: queues.outbox_delivered(txn, head, ack, repo.now_iso()))
+            log.info("outbox %s: %s %s for accession %s delivered (%s)", destination.name, head.kind,
+                     head.control_id, head.accession_number, code)
             return
         yield self._retry(head, f"{code}: {text}", rejected=code in ("AE", "CE"), ack=ack)
 
-    def _retry(self, head: dict[str, Any], reason: str, rejected: bool, ack: bytes | None = None) -> defer.Deferred:
+    def _retry(self, head: OutboxMessage, reason: str, rejected: bool, ack: bytes | None = None) -> defer.Deferred:
         destination = self.destination
-        attempts = head["attempts"] + 1
-        rejections = head["rejections"] + (1 if rejected else 0)
-        too_old = time.time() - _created_epoch(head["created_at"]) > destination.give_up_hours * 3600
+        attempts = head.attempts + 1
+        rejections = head.rejections + (1 if rejected else 0)
+        too_old = time.time() - _created_epoch(head.created_at) > destination.give_up_hours * 3600
         dead = (rejected and rejections > destination.max_ae_retries) or too_old
-        status = "dead" if dead else "pending"
         next_attempt = time.time() + destination.retry_delay(attempts)
         if dead:
             log.error("outbox %s: %s %s for accession %s parked as dead after %d attempt(s): %s", destination.name,
-                      head["kind"], head["control_id"], head["accession_number"], attempts, reason)
+                      head.kind, head.control_id, head.accession_number, attempts, reason)
         else:
-            log.warning("outbox %s: %s %s not delivered (%s); retry in %.0f s", destination.name, head["kind"],
-                        head["control_id"], reason, next_attempt - time.time())
-        return reactor_bridge.write(self.store, lambda txn: txn.execute(
-            "UPDATE outbox SET status = ?, attempts = ?, rejections = ?, next_attempt_at = ?, last_error = ?,"
-            " ack = ? WHERE id = ?", (status, attempts, rejections, next_attempt, reason, ack, head["id"])))
+            log.warning("outbox %s: %s %s not delivered (%s); retry in %.0f s", destination.name, head.kind,
+                        head.control_id, reason, next_attempt - time.time())
+        return reactor_bridge.write(self.store, lambda txn: queues.outbox_failed(
+            txn, head, attempts=attempts, rejections=rejections, dead=dead, next_attempt_at=next_attempt,
+            reason=reason, ack=ack))
 
 
 class Outbox:

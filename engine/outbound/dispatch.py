@@ -6,7 +6,6 @@ cannot be built is parked as dead with the reason; it never blocks the batch.
 """
 from __future__ import annotations
 
-import io
 import logging
 from typing import Any, Callable
 
@@ -14,8 +13,10 @@ from ..domain.status import StepStatus, order_status
 from ..hl7.ack import Identity
 from ..hl7.mapping import Profile
 from ..rules.ruleset import RuleSet
+from ..store import performed_steps, queues
 from ..store import repository as repo
 from ..store.database import Transaction
+from ..store.queues import DomainEvent
 from . import messages
 from .destinations import Destination
 
@@ -33,16 +34,11 @@ def envelope_for(destination: Destination, profile: Profile | None, identity: Id
 
 def _performed(txn: Transaction, order_ref: int) -> dict[str, Any]:
     """Start/end, discontinuation reason and comments of the order's latest MPPS (empty without one)."""
-    row = txn.one(
-        "SELECT p.dataset FROM performed_steps p JOIN performed_step_links l ON l.performed_step_ref = p.id"
-        " JOIN scheduled_steps s ON s.id = l.step_ref JOIN requested_procedures r ON r.id = s.requested_procedure_ref"
-        " WHERE r.order_ref = ? ORDER BY p.updated_at DESC, p.id DESC LIMIT 1", (order_ref,))
-    if row is None:
+    latest = performed_steps.latest_of_order(txn, order_ref)
+    if latest is None:
         return {}
-    from pydicom import dcmread
-
     try:
-        dataset = dcmread(io.BytesIO(bytes(row["dataset"])), force=True)
+        dataset = performed_steps.decode_dataset(latest.dataset)
     except Exception:  # noqa: BLE001 - a status message without times is better than none
         log.warning("MPPS dataset of order #%d unreadable for the status message", order_ref)
         return {}
@@ -57,7 +53,7 @@ def _performed(txn: Transaction, order_ref: int) -> dict[str, Any]:
 
 
 def order_view(txn: Transaction, order_ref: int) -> messages.OrderView | None:
-    order = txn.one("SELECT * FROM orders WHERE id = ?", (order_ref,))
+    order = repo.order_by_ref(txn, order_ref)
     if order is None:
         return None
     patient = repo.patient_by_ref(txn, order["patient_ref"])
@@ -95,32 +91,29 @@ class EventDispatcher:
 
     def __call__(self, txn: Transaction) -> None:
         # The order's destinations come with each event: one statement per batch, not one per event.
-        events = txn.query("SELECT e.*, o.outbound AS order_outbound FROM events e"
-                           " LEFT JOIN orders o ON o.id = e.order_ref WHERE e.dispatched = 0 ORDER BY e.id")
+        events = queues.undispatched_events(txn)
         if not events:
             return
         destinations = self.rules().destinations
         for event in events:
-            names = event["destinations"].split() or (event["order_outbound"] or "").split()
-            for name in names:
+            for name in event.destinations or event.order_outbound:
                 destination = destinations.get(name)
-                if destination is None or not destination.enabled or not destination.wants(event["kind"]):
+                if destination is None or not destination.enabled or not destination.wants(event.kind):
                     continue
                 self._enqueue(txn, event, destination)
-        txn.execute(f"UPDATE events SET dispatched = 1 WHERE id IN ({', '.join('?' for _ in events)})",
-                    [event["id"] for event in events])
+        queues.mark_dispatched(txn, events)
 
-    def _build(self, txn: Transaction, event: dict[str, Any], destination: Destination) -> tuple[str, bytes] | None:
+    def _build(self, txn: Transaction, event: DomainEvent, destination: Destination) -> tuple[str, bytes] | None:
         envelope = envelope_for(destination, self.profiles.get(destination.profile), self.identity)
-        kind = event["kind"]
+        kind = event.kind
         if kind.startswith("patient."):
-            patient_id, _, issuer = event["subject"].partition("^")
+            patient_id, _, issuer = event.subject.partition("^")
             row = repo.find_patient(txn, patient_id, issuer)
             if row is None:
                 return None
-            return messages.patient_message(patient_id, issuer, repo.loads(row["attributes"]), kind, event["detail"],
+            return messages.patient_message(patient_id, issuer, repo.loads(row["attributes"]), kind, event.detail,
                                             envelope)
-        view = order_view(txn, event["order_ref"]) if event["order_ref"] is not None else None
+        view = order_view(txn, event.order_ref) if event.order_ref is not None else None
         if view is None:
             return None
         if kind == "commitment.succeeded" and not destination.notify_commitment:
@@ -133,21 +126,19 @@ class EventDispatcher:
             return messages.status_message(view, kind, envelope)
         return messages.procedure_message(view, kind, envelope)
 
-    def _enqueue(self, txn: Transaction, event: dict[str, Any], destination: Destination) -> None:
+    def _enqueue(self, txn: Transaction, event: DomainEvent, destination: Destination) -> None:
         try:
             built = self._build(txn, event, destination)
         except Exception as exc:  # noqa: BLE001 - parked with the reason, never blocks the commit
-            log.exception("cannot build %s message for %s (event #%d)", event["kind"], destination.name, event["id"])
-            txn.execute("INSERT INTO outbox (destination, created_at, event_ref, kind, control_id, accession_number,"
-                        " message, status, last_error) VALUES (?, ?, ?, ?, '', ?, ?, 'dead', ?)",
-                        (destination.name, repo.now_iso(), event["id"], event["kind"], event["subject"], b"",
-                         f"cannot build message: {exc}"))
+            log.exception("cannot build %s message for %s (event #%d)", event.kind, destination.name, event.id)
+            queues.park_unbuildable(txn, destination=destination.name, at=repo.now_iso(), event_ref=event.id,
+                                    kind=event.kind, accession_number=event.subject,
+                                    reason=f"cannot build message: {exc}")
             return
         if built is None:
             return
         control_id, message = built
-        txn.execute("INSERT INTO outbox (destination, created_at, event_ref, kind, control_id, accession_number, message,"
-                    " status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
-                    (destination.name, repo.now_iso(), event["id"], event["kind"], control_id, event["subject"], message))
+        queues.enqueue_outbox(txn, destination=destination.name, at=repo.now_iso(), event_ref=event.id, kind=event.kind,
+                              control_id=control_id, accession_number=event.subject, message=message)
         self.queued = True
-        log.info("%s for accession %s queued to %s as %s", event["kind"], event["subject"], destination.name, control_id)
+        log.info("%s for accession %s queued to %s as %s", event.kind, event.subject, destination.name, control_id)

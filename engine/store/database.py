@@ -11,6 +11,9 @@ PostgreSQL: the connections run in autocommit mode and the store sends BEGIN/COM
 as on SQLite; statements keep ``?`` placeholders (translated to psycopg's ``%s``, a literal ``%``
 doubled); BYTEA comes back as ``bytes`` like SQLite's BLOB; a read sees one snapshot (REPEATABLE READ,
 READ ONLY), as a WAL read transaction does; a broken connection is replaced before the next batch.
+
+Callers never see a driver exception: a statement's failure is a ``DuplicateKey`` or ``StatementFailed``
+(that work alone is undone), a database that cannot serve now is ``StoreUnavailable`` (a ``StoreError``).
 """
 from __future__ import annotations
 
@@ -34,6 +37,62 @@ T = TypeVar("T")
 
 class StoreError(RuntimeError):
     """The store could not do what was asked (cannot open, commit failed, closed)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot serve now (locked or busy, connection lost, disk trouble): the same work may
+    succeed later, so a peer is told to retry (DIMSE 0x0213, HL7 AE) rather than that its request is bad."""
+
+
+class StatementFailed(Exception):
+    """The database refused one statement of a piece of work (a constraint, a bad value); only that work
+    is undone, the store goes on.  Not a ``StoreError``: the store itself is fine."""
+
+
+class DuplicateKey(StatementFailed):
+    """A row with this unique key exists already (e.g. a second N-CREATE of one SOP Instance UID that
+    slipped past the check, from another process).  The message is the database's."""
+
+
+# SQLite primary result codes that mean "not now" rather than "not this statement" (sqlite.org/rescode.html).
+_SQLITE_UNAVAILABLE = {5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26}   # BUSY LOCKED NOMEM READONLY INTERRUPT IOERR
+#                                                                 CORRUPT FULL CANTOPEN PROTOCOL NOTADB
+_SQLITE_DUPLICATE = {1555, 2067}                                 # CONSTRAINT_PRIMARYKEY, CONSTRAINT_UNIQUE
+
+
+def driver_error(exc: Exception) -> Exception:
+    """The store's exception for one raised by sqlite3 or psycopg (``exc`` itself when it is neither).
+
+    Callers see ``DuplicateKey``, ``StatementFailed`` or ``StoreUnavailable``, never a driver class; the
+    driver's message is kept (and the driver exception is the ``__cause__``)."""
+    message = str(exc)
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.IntegrityError):
+            return DuplicateKey(message) if code in _SQLITE_DUPLICATE else StatementFailed(message)
+        if code is not None and code & 0xFF in _SQLITE_UNAVAILABLE:
+            return StoreUnavailable(message)
+        return StatementFailed(message)
+    module = type(exc).__module__
+    if module == "psycopg" or module.startswith("psycopg."):
+        import psycopg
+
+        if getattr(exc, "sqlstate", None) == "23505":   # unique_violation
+            return DuplicateKey(message)
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return StoreUnavailable(message)   # connection lost, server shutting down, deadlock, serialization
+        if isinstance(exc, psycopg.Error):
+            return StatementFailed(message)
+    return exc
+
+
+def _driver_errors(dialect: "Dialect") -> type[Exception]:
+    """The base class of the driver's exceptions (psycopg is imported only where it is used)."""
+    if dialect.name == "sqlite":
+        return sqlite3.Error
+    import psycopg
+
+    return psycopg.Error
 
 
 @dataclass(frozen=True)
@@ -76,20 +135,49 @@ class Transaction:
         self.connection = connection
         self.dialect = dialect
         self._savepoints = 0
+        self._driver_errors = _driver_errors(dialect)
 
+    # Each statement's driver exception becomes the store's own (``driver_error``); a ``try`` costs
+    # nothing until something is raised.
     def execute(self, sql: str, params: tuple | list = ()) -> Any:
         cursor = self.connection.cursor()
-        cursor.execute(self.dialect.sql(sql), tuple(params))
+        try:
+            cursor.execute(self.dialect.sql(sql), tuple(params))
+        except self._driver_errors as exc:
+            raise driver_error(exc) from exc
         return cursor
+
+    def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        """The result as plain tuples, in the order of the SELECT's columns (for building records)."""
+        cursor = self.execute(sql, params)
+        try:
+            return cursor.fetchall()
+        except self._driver_errors as exc:
+            raise driver_error(exc) from exc
+
+    def row(self, sql: str, params: tuple | list = ()) -> tuple | None:
+        """The first row as a plain tuple, None when there is none."""
+        cursor = self.execute(sql, params)
+        try:
+            return cursor.fetchone()
+        except self._driver_errors as exc:
+            raise driver_error(exc) from exc
 
     def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
         cursor = self.execute(sql, params)
+        try:
+            fetched = cursor.fetchall()
+        except self._driver_errors as exc:
+            raise driver_error(exc) from exc
         names = [column[0] for column in cursor.description or ()]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row)) for row in fetched]
 
     def one(self, sql: str, params: tuple | list = ()) -> dict[str, Any] | None:
         cursor = self.execute(sql, params)
-        row = cursor.fetchone()
+        try:
+            row = cursor.fetchone()
+        except self._driver_errors as exc:
+            raise driver_error(exc) from exc
         if row is None:
             return None
         return dict(zip([column[0] for column in cursor.description], row))
@@ -104,7 +192,11 @@ class Transaction:
             if cursor.rowcount != 1:
                 raise StoreError(f"INSERT wrote {cursor.rowcount} rows, not one: {sql[:60]}")
             return int(cursor.lastrowid)
-        return int(self.execute(sql + " RETURNING id", params).fetchone()[0])
+        cursor = self.execute(sql + " RETURNING id", params)
+        try:
+            return int(cursor.fetchone()[0])
+        except self._driver_errors as exc:
+            raise driver_error(exc) from exc
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -218,7 +310,7 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"cannot open database {redact(self.url)}: {exc}") from exc
+            raise StoreUnavailable(f"cannot open database {redact(self.url)}: {exc}") from exc
 
     def _usable(self, connection: Any) -> bool:
         """False for a PostgreSQL connection that is closed or was broken (server restart, network)."""
@@ -361,7 +453,7 @@ class Store:
             log.error("store cannot begin a write transaction (%s); %d pending writes are not acknowledged",
                       exc, len(batch))
             for _work, future in batch:
-                future.set_exception(exc if isinstance(exc, StoreError) else StoreError(f"cannot begin: {exc}"))
+                future.set_exception(exc if isinstance(exc, StoreError) else StoreUnavailable(f"cannot begin: {exc}"))
             return
         txn = Transaction(connection, self.dialect)
         outcomes: list[tuple[Future, Any, BaseException | None]] = []
@@ -394,8 +486,9 @@ class Store:
                 connection.cursor().execute("ROLLBACK")
             except Exception:
                 log.exception("rollback after failed commit also failed")
+            lost = isinstance(exc, txn._driver_errors) and isinstance(driver_error(exc), StoreUnavailable)
             for _work, future in batch:
-                future.set_exception(StoreError(f"commit failed: {exc}"))
+                future.set_exception((StoreUnavailable if lost else StoreError)(f"commit failed: {exc}"))
             return
         for future, result, error in outcomes:
             if error is not None:
@@ -426,19 +519,26 @@ class Store:
     def read(self, work: Callable[[Transaction], T]) -> T:
         """Run ``work`` on this thread's read connection, in one read transaction."""
         connection = self._read_connection()
+        errors = _driver_errors(self.dialect)
         try:
-            self._begin_read(connection)
-        except Exception:
-            if self._usable(connection):
-                raise
-            connection = self._read_connection()   # lost while idle: once more on a new connection
-            self._begin_read(connection)
+            try:
+                self._begin_read(connection)
+            except Exception:
+                if self._usable(connection):
+                    raise
+                connection = self._read_connection()   # lost while idle: once more on a new connection
+                self._begin_read(connection)
+        except errors as exc:
+            raise driver_error(exc) from exc
         txn = Transaction(connection, self.dialect)
         try:
             return work(txn)
         finally:
             if self._usable(connection):
-                connection.cursor().execute("ROLLBACK")
+                try:
+                    connection.cursor().execute("ROLLBACK")
+                except errors as exc:
+                    raise driver_error(exc) from exc
 
     def close(self) -> None:
         """Finish the queued writes, then close every connection; later reads and writes fail."""

@@ -184,6 +184,10 @@ def insert_order(txn: Transaction, patient_ref: int, placer: str, filler: str, s
         (patient_ref, placer, filler, sending_application, mode, visit_number, " ".join(outbound), stamp, stamp))
 
 
+def order_by_ref(txn: Transaction, order_ref: int) -> dict[str, Any] | None:
+    return txn.one("SELECT * FROM orders WHERE id = ?", (order_ref,))
+
+
 def touch_order(txn: Transaction, order_ref: int) -> None:
     txn.execute("UPDATE orders SET updated_at = ? WHERE id = ?", (now_iso(), order_ref))
 

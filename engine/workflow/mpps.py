@@ -1,8 +1,9 @@
 """RAD-6 / RAD-7: Modality Performed Procedure Step N-CREATE and N-SET (SWF.md 6, 4.1, 4.2).
 
-Pure workflow on one store transaction.  The DICOM adapter (``engine/dicom/services/mpps.py``) hands
-over plain values: the attributes by DICOM keyword (text as ``str``, sequences as lists of dicts; an
-attribute sent with zero length is present with ``""`` or ``[]``) and the encoded dataset to keep.
+Pure workflow on one store transaction; its SQL is in ``engine/store/performed_steps.py``.  The DICOM
+adapter (``engine/dicom/services/mpps.py``) hands over plain values: the attributes by DICOM keyword
+(text as ``str``, sequences as lists of dicts; an attribute sent with zero length is present with ``""``
+or ``[]``) and the encoded dataset to keep.
 For N-SET it also hands over ``apply``, which merges the Modification List into the stored dataset;
 it runs here, inside the transaction, so two N-SETs on one instance never interleave.
 
@@ -17,8 +18,10 @@ from enum import Enum
 from typing import Any, Callable
 
 from ..domain.status import StepEvent, StepStatus, TransitionRefused, order_status, transition
+from ..store import performed_steps as performed
 from ..store import repository as repo
 from ..store.database import Transaction
+from ..store.performed_steps import ScheduledStep
 from . import storage
 
 log = logging.getLogger(__name__)
@@ -160,48 +163,41 @@ def performed_references(attributes: dict[str, Any]) -> tuple[list[str], list[st
 
 
 # -- linking (SWF.md 4.2) ------------------------------------------------------------------------
-_STEP_SELECT = ("SELECT s.id, s.sps_id, s.status, s.station_ae_title, r.accession_number, r.requested_procedure_id,"
-                " r.study_instance_uid, r.order_ref FROM scheduled_steps s"
-                " JOIN requested_procedures r ON r.id = s.requested_procedure_ref")
-
-
-def _latest_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _latest_order(rows: list[ScheduledStep]) -> list[ScheduledStep]:
     """An accession or RP ID can repeat across orders (a resent NW): keep the newest order's steps."""
     if not rows:
         return rows
-    newest = max(row["order_ref"] for row in rows)
-    return [row for row in rows if row["order_ref"] == newest]
+    newest = max(row.order_ref for row in rows)
+    return [row for row in rows if row.order_ref == newest]
 
 
-def _prefer_sps(rows: list[dict[str, Any]], sps_id: str) -> list[dict[str, Any]]:
-    chosen = [row for row in rows if sps_id and row["sps_id"] == sps_id]
+def _prefer_sps(rows: list[ScheduledStep], sps_id: str) -> list[ScheduledStep]:
+    chosen = [row for row in rows if sps_id and row.sps_id == sps_id]
     return chosen or rows
 
 
-def resolve_item(txn: Transaction, item: dict[str, Any]) -> list[dict[str, Any]]:
+def resolve_item(txn: Transaction, item: dict[str, Any]) -> list[ScheduledStep]:
     """The scheduled steps one Scheduled Step Attributes Sequence item names, by the first rule that
     finds any: SPS ID + RP ID + accession; Study Instance UID + RP ID; accession alone."""
     sps_id, rp_id = _text(item, "ScheduledProcedureStepID"), _text(item, "RequestedProcedureID")
     accession, study = _text(item, "AccessionNumber"), _text(item, "StudyInstanceUID")
     if sps_id and rp_id and accession:
-        rows = txn.query(f"{_STEP_SELECT} WHERE s.sps_id = ? AND r.requested_procedure_id = ?"
-                         " AND r.accession_number = ? ORDER BY s.id", (sps_id, rp_id, accession))
+        rows = performed.steps_by_sps_id(txn, sps_id, rp_id, accession)
         if rows:
             return _latest_order(rows)
     if study and rp_id:
-        rows = txn.query(f"{_STEP_SELECT} WHERE r.study_instance_uid = ? AND r.requested_procedure_id = ?"
-                         " ORDER BY s.id", (study, rp_id))
+        rows = performed.steps_by_study(txn, study, rp_id)
         if rows:
             return _prefer_sps(rows, sps_id)
     if accession:
-        rows = _latest_order(txn.query(f"{_STEP_SELECT} WHERE r.accession_number = ? ORDER BY s.id", (accession,)))
+        rows = _latest_order(performed.steps_by_accession(txn, accession))
         if rows:
             return _prefer_sps(rows, sps_id)
     return []
 
 
-def _resolve(txn: Transaction, items: list[dict[str, Any]], uid: str) -> list[dict[str, Any]]:
-    steps: dict[int, dict[str, Any]] = {}
+def _resolve(txn: Transaction, items: list[dict[str, Any]], uid: str) -> list[ScheduledStep]:
+    steps: dict[int, ScheduledStep] = {}
     for number, item in enumerate(items, 1):
         found = resolve_item(txn, item)
         if not found and any(_text(item, k) for k in TYPE2_IN_SSA_ITEM):
@@ -209,41 +205,31 @@ def _resolve(txn: Transaction, items: list[dict[str, Any]], uid: str) -> list[di
                         " scheduled step; kept unlinked", uid, number, _text(item, "AccessionNumber"),
                         _text(item, "RequestedProcedureID"), _text(item, "ScheduledProcedureStepID"))
         for row in found:
-            steps.setdefault(row["id"], row)
+            steps.setdefault(row.step_ref, row)
     return list(steps.values())
 
 
-# -- storage ---------------------------------------------------------------------------------------
-def _add_version(txn: Transaction, performed_ref: int, operation: str, status: str, dataset: bytes, at: str) -> None:
-    txn.execute("INSERT INTO performed_step_versions (performed_step_ref, at, operation, status, dataset)"
-                " VALUES (?, ?, ?, ?, ?)", (performed_ref, at, operation, status, dataset))
-
-
-def _linked_steps(txn: Transaction, performed_ref: int) -> list[dict[str, Any]]:
-    return txn.query(f"{_STEP_SELECT} JOIN performed_step_links l ON l.step_ref = s.id"
-                     " WHERE l.performed_step_ref = ? ORDER BY s.id", (performed_ref,))
-
-
+# -- step and order status -------------------------------------------------------------------------
 def _order_status(txn: Transaction, order_ref: int) -> str:
     return order_status([StepStatus(s["status"]) for s in repo.steps_of_order(txn, order_ref)])
 
 
-def _apply_to_steps(txn: Transaction, steps: list[dict[str, Any]], event: StepEvent, pps_status: str, event_kind: str,
+def _apply_to_steps(txn: Transaction, steps: list[ScheduledStep], event: StepEvent, pps_status: str, event_kind: str,
                     uid: str, station: str, note: str = "") -> dict[str, str]:
     """Move each linked step with ``event``; history per step, one domain event per changed order's
     accession.  A step already in a final state is an append: history only.  Returns accession -> order status."""
     kind = f"MPPS {pps_status}"
     result: dict[str, str] = {}
-    by_order: dict[int, list[dict[str, Any]]] = {}
+    by_order: dict[int, list[ScheduledStep]] = {}
     for step in steps:
-        by_order.setdefault(step["order_ref"], []).append(step)
+        by_order.setdefault(step.order_ref, []).append(step)
     for order_ref, order_steps in by_order.items():
         before = _order_status(txn, order_ref)
         entries: list[tuple[str, str]] = []
         changed = False
         for step in order_steps:
-            status = StepStatus(step["status"])
-            where = f"{uid} on {station}: accession {step['accession_number']} SPS {step['sps_id']}"
+            status = StepStatus(step.status)
+            where = f"{uid} on {station}: accession {step.accession_number} SPS {step.sps_id}"
             if status.is_final:
                 entries.append(("MPPS APPENDED", f"{where} is {status.value}: {pps_status} appended, step"
                                 f" unchanged{note}"))
@@ -254,7 +240,7 @@ def _apply_to_steps(txn: Transaction, steps: list[dict[str, Any]], event: StepEv
                 entries.append((kind, f"{where} stays {status.value} ({refused.reason}){note}"))
                 continue
             if new_status != status:
-                repo.update_step(txn, step["id"], {"status": new_status.value})
+                repo.update_step(txn, step.step_ref, {"status": new_status.value})
                 changed = True
             entries.append((kind, f"{where} {status.value} -> {new_status.value}{note}"))
         after = _order_status(txn, order_ref)
@@ -267,7 +253,7 @@ def _apply_to_steps(txn: Transaction, steps: list[dict[str, Any]], event: StepEv
         # IN PROGRESS is news only for the order's first started step (SWF.md 4.3); a final MPPS always
         # is, even when the order stays IP (the outbound side decides on partial messages).
         announce = changed and (event != StepEvent.START or before != after)
-        for accession in sorted({s["accession_number"] for s in order_steps}):
+        for accession in sorted({s.accession_number for s in order_steps}):
             result[accession] = after
             if announce:
                 repo.record_event(txn, event_kind, accession, f"{uid}; order {before} -> {after}{note}", order_ref)
@@ -279,7 +265,7 @@ def _apply_to_steps(txn: Transaction, steps: list[dict[str, Any]], event: StepEv
 def create(txn: Transaction, request: CreateRequest) -> MppsResult:
     """RAD-6: store the new performed step, link it (SWF.md 4.2) and start the steps it performs."""
     uid = request.sop_instance_uid
-    if txn.one("SELECT id FROM performed_steps WHERE sop_instance_uid = ?", (uid,)):
+    if performed.exists(txn, uid):
         raise MppsRefused(Refusal.DUPLICATE, f"Performed Procedure Step {uid} already exists")
     attributes = request.attributes
     check_create(attributes)
@@ -292,15 +278,14 @@ def create(txn: Transaction, request: CreateRequest) -> MppsResult:
     unscheduled = not steps
     station = _text(attributes, "PerformedStationAETitle") or request.calling_ae_title
     stamp = repo.now_iso()
-    performed_ref = txn.insert(
-        "INSERT INTO performed_steps (sop_instance_uid, status, pps_id, performed_station_ae_title, calling_ae_title,"
-        " study_instance_uid, unscheduled, dataset, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (uid, IN_PROGRESS, _text(attributes, "PerformedProcedureStepID"), station, request.calling_ae_title,
-         _text(items[0], "StudyInstanceUID"), 1 if unscheduled else 0, request.dataset, stamp, stamp))
-    _add_version(txn, performed_ref, "N-CREATE", IN_PROGRESS, request.dataset, stamp)
+    performed_ref = performed.insert(
+        txn, sop_instance_uid=uid, status=IN_PROGRESS, pps_id=_text(attributes, "PerformedProcedureStepID"),
+        performed_station_ae_title=station, calling_ae_title=request.calling_ae_title,
+        study_instance_uid=_text(items[0], "StudyInstanceUID"), unscheduled=unscheduled, dataset=request.dataset,
+        at=stamp)
+    performed.add_version(txn, performed_ref, "N-CREATE", IN_PROGRESS, request.dataset, stamp)
     for step in steps:
-        txn.execute("INSERT INTO performed_step_links (performed_step_ref, step_ref) VALUES (?, ?)",
-                    (performed_ref, step["id"]))
+        performed.link(txn, performed_ref, step.step_ref)
     if unscheduled:
         study = _text(items[0], "StudyInstanceUID")
         repo.record_event(txn, "mpps.unscheduled", study, f"{uid} on {station}")
@@ -311,44 +296,41 @@ def create(txn: Transaction, request: CreateRequest) -> MppsResult:
 
 
 def _describe(txn: Transaction, performed_ref: int) -> list[str]:
-    return [f"{s['accession_number']}/{s['sps_id']} -> {s['status']}" for s in _linked_steps(txn, performed_ref)]
+    return [f"{s.accession_number}/{s.sps_id} -> {s.status}" for s in performed.linked_steps(txn, performed_ref)]
 
 
 # -- N-SET -----------------------------------------------------------------------------------------
 def update(txn: Transaction, request: UpdateRequest) -> MppsResult:
     """RAD-7: apply the Modification List; a final status moves the linked steps (SWF.md 6.2, 4.1)."""
     uid = request.sop_instance_uid
-    # An UPDATE first: on PostgreSQL it takes the row lock, so N-SETs of several processes queue here.
-    txn.execute("UPDATE performed_steps SET updated_at = updated_at WHERE sop_instance_uid = ?", (uid,))
-    row = txn.one("SELECT * FROM performed_steps WHERE sop_instance_uid = ?", (uid,))
+    row = performed.for_update(txn, uid)   # N-SETs on one instance from several processes queue here
     if row is None:
         raise MppsRefused(Refusal.NO_SUCH_INSTANCE, f"no Performed Procedure Step {uid}")
-    if row["status"] in FINAL_PPS_STATUSES:
+    if row.status in FINAL_PPS_STATUSES:
         raise MppsRefused(Refusal.NOT_UPDATABLE, NOT_UPDATABLE_COMMENT)
     modifications = request.modifications
     not_allowed = [k for k in modifications if k in NOT_SETTABLE]
     if not_allowed:
         raise MppsRefused(Refusal.NOT_ALLOWED, "N-SET may not change: " + ", ".join(not_allowed), not_allowed)
-    status = row["status"]
+    status = row.status
     if "PerformedProcedureStepStatus" in modifications:
         status = _text(modifications, "PerformedProcedureStepStatus")
         if status not in PPS_STATUSES:
             raise MppsRefused(Refusal.INVALID_VALUE, f"Performed Procedure Step Status {status!r} is not one of"
                               f" {', '.join(PPS_STATUSES)}", ["PerformedProcedureStepStatus"])
-    dataset, attributes = request.apply(bytes(row["dataset"]))
+    dataset, attributes = request.apply(row.dataset)
     if status in FINAL_PPS_STATUSES:
         check_final(attributes, status)
     stamp = repo.now_iso()
-    txn.execute("UPDATE performed_steps SET status = ?, dataset = ?, updated_at = ? WHERE id = ?",
-                (status, dataset, stamp, row["id"]))
-    _add_version(txn, row["id"], "N-SET", status, dataset, stamp)
-    result = MppsResult(uid, status, bool(row["unscheduled"]))
-    steps = _linked_steps(txn, row["id"])
-    station = row["performed_station_ae_title"] or request.calling_ae_title
+    performed.update(txn, row.id, status, dataset, stamp)
+    performed.add_version(txn, row.id, "N-SET", status, dataset, stamp)
+    result = MppsResult(uid, status, row.unscheduled)
+    steps = performed.linked_steps(txn, row.id)
+    station = row.performed_station_ae_title or request.calling_ae_title
     if status == IN_PROGRESS or not steps:
         log.info("MPPS %s N-SET from %s: %s%s", uid, request.calling_ae_title, status,
                  " (unscheduled)" if not steps else "")
-        result.linked = _describe(txn, row["id"])
+        result.linked = _describe(txn, row.id)
         return result
     if status == COMPLETED:
         result.order_statuses = _apply_to_steps(txn, steps, StepEvent.COMPLETE, COMPLETED, "mpps.completed",
@@ -358,11 +340,11 @@ def update(txn: Transaction, request: UpdateRequest) -> MppsResult:
         if reason == REOFFER_REASON:
             event, note = StepEvent.REOFFER, f"; reason {reason} (incorrect worklist entry): re-offered"
             series, images = performed_references(attributes)
-            hidden = storage.hide_instances(txn, images, series, reason, row["id"])
+            hidden = storage.hide_instances(txn, images, series, reason, row.id)
             note += f"; {hidden} stored instance(s) withdrawn from query/retrieve"
         else:
             event, note = StepEvent.DISCONTINUE, f"; reason {reason}" if reason else ""
         result.order_statuses = _apply_to_steps(txn, steps, event, DISCONTINUED, "mpps.discontinued",
                                                 uid, station, note)
-    result.linked = _describe(txn, row["id"])
+    result.linked = _describe(txn, row.id)
     return result

@@ -1,14 +1,13 @@
 """Forwarding to downstream AEs (config ``dicom.forward_store_to`` / ``forward_mpps_to``): the engine as
 C-STORE SCU (received instances, as stored) and as PPS Manager forwarding MPPS N-CREATE / N-SET.
 
-Rows come from the ``dicom_forwards`` queue (filled in the indexing transaction, see
-workflow/forwarding.py).  A background thread delivers them per destination in order, one association
-per round; a failure is retried with doubling delays, and after ``forward_give_up_hours`` the row is
-parked as dead with the reason.
+Tasks come from the ``dicom_forwards`` queue (filled in the indexing transaction, see
+workflow/forwarding.py; the SQL of both is in store/queues.py).  A background thread delivers them per
+destination in order, one association per round; a failure is retried with doubling delays, and after
+``forward_give_up_hours`` the task is parked as dead with the reason.
 """
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -19,7 +18,9 @@ from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
+from ...store import performed_steps, queues
 from ...store.files import FileStore
+from ...store.queues import ForwardTask
 from ...workflow.forwarding import ForwardingQueue
 from ...workflow.mpps import NOT_SETTABLE
 from ..ae import DicomContext, set_no_delay
@@ -75,22 +76,17 @@ class ForwardingService:
                 except Exception:  # noqa: BLE001 - the loop must go on for the other destinations
                     log.exception("forwarding to %s failed", destination)
 
-    def _due(self, destination: str) -> list[dict[str, Any]]:
-        return self.context.store.read(lambda txn: txn.query(
-            "SELECT * FROM dicom_forwards WHERE destination = ? AND status = 'pending' ORDER BY id LIMIT 50",
-            (destination,)))
-
     def _deliver(self, destination: str) -> None:
-        rows = self._due(destination)
-        if not rows or rows[0]["next_attempt_at"] > time.time():
+        tasks = self.context.store.read(lambda txn: queues.claim_forwards(txn, destination))
+        if not tasks or tasks[0].next_attempt_at > time.time():
             return  # strict order: the head waits for its retry time, the rest wait behind it
         known = self.context.directory.get(destination)
         if known is None or not known.reachable:
             return
-        items = [(row, self._payload(row)) for row in rows]
+        items = [(task, self._payload(task)) for task in tasks]
         ae = AE(ae_title=self.context.ae_title)
         contexts: set[tuple[str, str]] = set()
-        for row, (sop_class, dataset, operation) in items:
+        for task, (sop_class, dataset, operation) in items:
             if dataset is None:
                 continue
             # Instances go as they were stored (their own transfer syntax); MPPS in the default syntaxes.
@@ -102,50 +98,48 @@ class ForwardingService:
                 else:
                     ae.add_requested_context(sop_class)
         if not contexts:
-            for row, _ in items:
-                self._failed(row, "source no longer readable", dead=True)
+            for task, _ in items:
+                self._failed(task, "source no longer readable", dead=True)
             return
         assoc = ae.associate(known.host, known.port, ae_title=destination)
         if not assoc.is_established:
-            self._failed(rows[0], f"association with {destination} at {known.host}:{known.port} not established")
+            self._failed(tasks[0], f"association with {destination} at {known.host}:{known.port} not established")
             return
         set_no_delay(assoc)
         try:
-            for row, (sop_class, dataset, operation) in items:
+            for task, (sop_class, dataset, operation) in items:
                 if dataset is None:
-                    self._failed(row, "source no longer readable", dead=True)
+                    self._failed(task, "source no longer readable", dead=True)
                     continue
-                status = self._send(assoc, sop_class, dataset, operation, row["sop_instance_uid"])
+                status = self._send(assoc, sop_class, dataset, operation, task.sop_instance_uid)
                 if status is None or status not in (0x0000, 0xB000, 0xB006, 0xB007):
-                    self._failed(row, f"{operation} answered {'no status' if status is None else hex(status)}")
+                    self._failed(task, f"{operation} answered {'no status' if status is None else hex(status)}")
                     break
-                self._done(row)
-                log.info("forwarded %s %s to %s", operation, row["sop_instance_uid"], destination)
+                self._done(task)
+                log.info("forwarded %s %s to %s", operation, task.sop_instance_uid, destination)
         finally:
             assoc.release()
 
-    def _payload(self, row: dict[str, Any]) -> tuple[str, Any, str]:
-        """(SOP class, dataset, operation) of a queued row; dataset None when the source is gone."""
-        def load(txn: Any) -> Any:
-            if row["kind"] == "store":
-                return txn.one("SELECT sop_class_uid, path FROM instances WHERE id = ?", (row["source_ref"],))
-            return txn.one("SELECT operation, dataset FROM performed_step_versions WHERE id = ?", (row["source_ref"],))
-
-        source = self.context.store.read(load)
-        if source is None:
-            return "", None, ""
+    def _payload(self, task: ForwardTask) -> tuple[str, Any, str]:
+        """(SOP class, dataset, operation) of a queued task; dataset None when the source is gone."""
         try:
-            if row["kind"] == "store":
-                return source["sop_class_uid"], dcmread(self.files.absolute(source["path"])), "C-STORE"
-            dataset = dcmread(io.BytesIO(bytes(source["dataset"])), force=True)
+            if task.kind == "store":
+                instance = self.context.store.read(lambda txn: queues.forwarded_instance(txn, task.source_ref))
+                if instance is None:
+                    return "", None, ""
+                return instance.sop_class_uid, dcmread(self.files.absolute(instance.path)), "C-STORE"
+            version = self.context.store.read(lambda txn: performed_steps.version(txn, task.source_ref))
+            if version is None:
+                return "", None, ""
+            dataset = performed_steps.decode_dataset(version.dataset)
         except (OSError, ValueError) as exc:
-            log.warning("forward %d: source unreadable: %s", row["id"], exc)
+            log.warning("forward %d: source unreadable: %s", task.id, exc)
             return "", None, ""
-        if source["operation"] == "N-SET":
+        if version.operation == "N-SET":
             for keyword in NOT_SETTABLE:
                 if keyword in dataset:
                     delattr(dataset, keyword)
-        return str(ModalityPerformedProcedureStep), dataset, source["operation"]
+        return str(ModalityPerformedProcedureStep), dataset, version.operation
 
     @staticmethod
     def _send(assoc: Any, sop_class: str, dataset: Any, operation: str, uid: str) -> int | None:
@@ -157,22 +151,19 @@ class ForwardingService:
             status, _ = assoc.send_n_set(dataset, sop_class, uid)
         return int(status.Status) if status is not None and "Status" in status else None
 
-    def _done(self, row: dict[str, Any]) -> None:
-        self.context.store.write(lambda txn: txn.execute(
-            "UPDATE dicom_forwards SET status = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = ?",
-            (row["id"],)))
+    def _done(self, task: ForwardTask) -> None:
+        self.context.store.write(lambda txn: queues.forward_delivered(txn, task))
 
-    def _failed(self, row: dict[str, Any], reason: str, dead: bool = False) -> None:
+    def _failed(self, task: ForwardTask, reason: str, dead: bool = False) -> None:
         dicom = self.context.config.dicom
-        attempts = row["attempts"] + 1
-        created = datetime.fromisoformat(row["created_at"]).timestamp()
+        attempts = task.attempts + 1
+        created = datetime.fromisoformat(task.created_at).timestamp()
         dead = dead or time.time() - created > dicom.forward_give_up_hours * 3600
         delay = min(dicom.forward_retry_seconds * 2 ** (attempts - 1), dicom.forward_max_retry_seconds)
-        log.warning("forward of %s %s to %s %s: %s", row["kind"], row["sop_instance_uid"], row["destination"],
+        log.warning("forward of %s %s to %s %s: %s", task.kind, task.sop_instance_uid, task.destination,
                     "parked as dead" if dead else f"retry in {delay:.0f} s", reason)
-        self.context.store.write(lambda txn: txn.execute(
-            "UPDATE dicom_forwards SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-            ("dead" if dead else "pending", attempts, time.time() + delay, reason, row["id"])))
+        self.context.store.write(lambda txn: queues.forward_failed(
+            txn, task, attempts=attempts, dead=dead, next_attempt_at=time.time() + delay, reason=reason))
 
 
 def create(context: DicomContext) -> ForwardingService:

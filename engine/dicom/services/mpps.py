@@ -14,11 +14,9 @@ sent after the commit.  Statuses follow SWF.md 6:
 from __future__ import annotations
 
 import logging
-import sqlite3
 from io import BytesIO
 from typing import Any, Callable
 
-from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
@@ -27,7 +25,8 @@ from pynetdicom import build_context, dimse_messages, dimse_primitives, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
-from ...store.database import StoreError
+from ...store.database import DuplicateKey, StoreError
+from ...store.performed_steps import decode_dataset
 from ...workflow import mpps
 from ...workflow.mpps import CreateRequest, MppsRefused, Refusal, UpdateRequest
 from ..ae import DicomContext, ForegroundService, element_text, status_dataset
@@ -103,10 +102,6 @@ def encode_dataset(dataset: Dataset, sop_instance_uid: str) -> bytes:
     return buffer.getvalue()
 
 
-def decode_dataset(data: bytes) -> Dataset:
-    return dcmread(BytesIO(data))
-
-
 def create_request(dataset: Dataset | None, sop_instance_uid: str, calling_ae_title: str) -> CreateRequest:
     """The plain N-CREATE request; raises when the dataset cannot be decoded or encoded (0x0110)."""
     dataset = dataset if dataset is not None else Dataset()
@@ -142,16 +137,6 @@ def _status(code: int, comment: str = "", keywords: tuple[str, ...] = (), error_
     if tags:
         status.AttributeIdentifierList = tags
     return status
-
-
-def _database_trouble(exc: BaseException) -> bool:
-    if isinstance(exc, (StoreError, TimeoutError, sqlite3.OperationalError)):
-        return True
-    return any(cls.__name__ in ("OperationalError", "InterfaceError") for cls in type(exc).__mro__)
-
-
-def _duplicate_key(exc: BaseException) -> bool:
-    return any(cls.__name__ in ("IntegrityError", "UniqueViolation") for cls in type(exc).__mro__)
 
 
 class MppsService(ForegroundService):
@@ -190,9 +175,9 @@ class MppsService(ForegroundService):
             error_id = ERROR_ID_NOT_UPDATABLE if refused.refusal is Refusal.NOT_UPDATABLE else None
             return None, _status(STATUS_OF[refused.refusal], refused.comment, refused.keywords, error_id)
         except Exception as exc:  # noqa: BLE001 - every other failure still gets a DIMSE answer
-            if operation == "N-CREATE" and _duplicate_key(exc):
+            if operation == "N-CREATE" and isinstance(exc, DuplicateKey):   # a race the workflow's check lost
                 return None, _status(0x0111, f"Performed Procedure Step {uid} already exists")
-            if _database_trouble(exc):
+            if isinstance(exc, (StoreError, TimeoutError)):   # unavailable, commit failed, no commit in time
                 log.error("MPPS %s %s from %s: database unavailable: %s", operation, uid, calling, exc)
                 return None, _status(0x0213, "database unavailable; retry later")
             log.exception("MPPS %s %s from %s failed", operation, uid, calling)

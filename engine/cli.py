@@ -303,6 +303,7 @@ def cmd_orders(args: argparse.Namespace) -> int:
     store = _open_store(args)
     if store is None:
         return 2
+    default_station = resolve_config(args).orders.default_station_ae
     if not args.accession:
         rows = store.read(lambda txn: reports.order_list(txn, args.limit))
         if not rows:
@@ -310,8 +311,9 @@ def cmd_orders(args: argparse.Namespace) -> int:
             return 0
         print(f"{'ACCESSION':<18}{'STATUS':<7}{'MOD':<6}{'STATION':<16}{'PATIENT':<28}{'PLACER':<14}UPDATED")
         for row in rows:
+            stations = (["no station"] if row["steps_without_station"] else []) + row["stations"]  # marker first
             print(f"{','.join(row['accessions'])[:17]:<18}{row['status']:<7}{','.join(row['modalities'])[:5]:<6}"
-                  f"{','.join(row['stations'])[:15]:<16}{(row['patient_id'] + ' ' + row['patient_name'])[:27]:<28}"
+                  f"{','.join(stations)[:15]:<16}{(row['patient_id'] + ' ' + row['patient_name'])[:27]:<28}"
                   f"{row['placer_order_number'][:13]:<14}{row['updated_at'][:19]}")
         return 0
     detail = store.read(lambda txn: reports.order_detail(txn, args.accession))
@@ -329,7 +331,8 @@ def cmd_orders(args: argparse.Namespace) -> int:
         print(f"requested procedure {procedure['requested_procedure_id']}  accession {procedure['accession_number']}  "
               f"study {procedure['study_instance_uid']}")
     for step in detail["steps"]:
-        print(f"  SPS {step['sps_id']:<16} {step['status']:<12} {step['modality']:<4} {step['station_ae_title']:<16} "
+        station = reports.station_label(step["station_ae_title"], default_station)
+        print(f"  SPS {step['sps_id']:<16} {step['status']:<12} {step['modality']:<4} {station:<16} "
               f"{step['start_datetime'][:14]}")
     print("history:")
     for entry in detail["history"]:

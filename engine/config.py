@@ -70,6 +70,7 @@ class OrdersConfig:
     uid_root: str = ""                       # Study Instance UIDs: <root>.<n>, or 2.25.<uuid> when empty
     accession_prefix: str = "A"              # accession = prefix + yyMMdd + 5-digit daily sequence
     filler_prefix: str = "F"
+    default_station_ae: str = ""             # MWL offers steps no rule gave a station under this AE title (empty: not offered)
 
 
 @dataclass

@@ -20,8 +20,16 @@ def order_list(txn: Transaction, limit: int) -> list[dict[str, Any]]:
         row["accessions"] = sorted({s["accession_number"] for s in steps})
         row["modalities"] = sorted({s["modality"] for s in steps if s["modality"]})
         row["stations"] = sorted({s["station_ae_title"] for s in steps if s["station_ae_title"]})
+        row["steps_without_station"] = sum(1 for s in steps if not s["station_ae_title"])
         row["patient_name"] = repo.loads(row.pop("patient_attributes")).get("PatientName", "")
     return rows
+
+
+def station_label(station_ae_title: str, default_station: str) -> str:
+    """A step's station as ``swf orders`` shows it: a step without one is marked, never a blank column."""
+    if station_ae_title:
+        return station_ae_title
+    return f"no station (offered as {default_station})" if default_station else "no station"
 
 
 def order_detail(txn: Transaction, accession_or_number: str) -> dict[str, Any] | None:

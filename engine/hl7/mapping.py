@@ -153,6 +153,23 @@ class Profile:
             attributes["Modality"] = self.modality_map.get(modality, modality)
         return attributes
 
+    def step_modality(self, context: StepContext) -> str:
+        """The step's modality as sent, from this profile's Modality paths (before ``modality_map``): what
+        a routing rule's ``modality`` condition compares."""
+        rule = next((r for r in self.step if r.keyword == "Modality"), None)
+        if rule is None:
+            return ""
+        try:
+            value = self._value(rule, context)
+        except MappingError:
+            return ""
+        return value if isinstance(value, str) else ""
+
+    def first_step_modality(self, message: Message) -> str:
+        """``step_modality`` of the message's first step (the rules' whole-message pass)."""
+        groups = self.groups(message)
+        return self.step_modality(self.step_contexts(message, groups[0])[0]) if groups else ""
+
     def _apply(self, rules: list[AttributeRule], context: StepContext) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for rule in rules:

@@ -7,6 +7,11 @@ rejects or drops always ends the evaluation.  routes/README.md documents the lan
 
 Rules files are read with ``text_scalars``: every plain YAML value is text (``0123`` stays ``0123``,
 ``NO`` stays ``NO``); only ``true``/``false`` and ``null``/``~``/empty are special.
+
+The condition ``modality`` is "this step's modality": the field the message's mapping profile reads the
+Modality from (OBR-24 in v2.3.1 ORM, IPC-5.1 else OBR-24 in v2.5.1 OMI), so one room rule serves both.  The
+caller (engine/workflow/ingest.py) knows the profile and passes a reader; without one (a rules set used on
+its own) ``FALLBACK_MODALITY_PATHS`` are read.
 """
 from __future__ import annotations
 
@@ -24,7 +29,9 @@ RULE_KEYS = {"name", "when", "mode", "profile", "schedule", "set", "map", "rejec
 # There is no ``start``: the start date/time comes from the message (profile) or, without one, MSH-7.
 SCHEDULE_KEYS = {"station_ae", "station_name", "location", "modality"}
 MODES = {"broker", "filler"}
-SPECIAL_CONDITIONS = {"message", "version"}
+SPECIAL_CONDITIONS = {"message", "version", "modality"}
+# ``modality`` without a profile to ask: the fields the shipped profiles read the modality from.
+FALLBACK_MODALITY_PATHS = ("IPC-5.1", "OBR-24")
 REJECT_KEYS = {"code", "reason"}
 REJECT_CODES = {"AE", "AR"}
 # set/map may not touch the delimiters (MSH-1/2) nor the control ID the ACK must echo (MSH-10).
@@ -110,15 +117,21 @@ class Rule:
     keep_going: bool = False
     lines: dict[str, int] = field(default_factory=dict)  # line of each rule key, for later checks
 
-    def matches(self, message: Message, lookup: Callable[[str], str] | None = None) -> bool:
-        """Whether every condition holds; ``lookup`` reads field paths in a narrower scope (one order step)."""
+    def matches(self, message: Message, lookup: Callable[[str], str] | None = None,
+                modality: Callable[[], str] | None = None) -> bool:
+        """Whether every condition holds; ``lookup`` reads field paths in a narrower scope (one order step),
+        ``modality`` reads the step's modality where its profile says."""
+        read = lookup if lookup is not None else message.get
         for key, matcher in self.conditions:
             if key == "message":
                 value = message.message_code
             elif key == "version":
                 value = message.version
+            elif key == "modality":
+                value = modality() if modality is not None else next(
+                    (text for text in (read(path).strip() for path in FALLBACK_MODALITY_PATHS) if text), "")
             else:
-                value = lookup(key) if lookup is not None else message.get(key)
+                value = read(key)
             if not matcher(value.strip()):
                 return False
         return True
@@ -155,15 +168,16 @@ class RuleSet:
     destinations: dict[str, Destination]
     files: list[str]
 
-    def evaluate(self, message: Message) -> Decision:
+    def evaluate(self, message: Message, modality: Callable[[str], str] | None = None) -> Decision:
         """Apply ``set``/``map`` actions to ``message`` in place and return the decision.
 
         Later matching rules (after ``continue: true``) override ``mode``, ``profile`` and each
-        ``schedule`` key of earlier ones; ``outbound`` destinations accumulate.
+        ``schedule`` key of earlier ones; ``outbound`` destinations accumulate.  ``modality(profile)`` reads
+        the first step's modality with the profile chosen so far ("" = the one for the message type).
         """
         decision = Decision()
         for rule in self.rules:
-            if not rule.matches(message):
+            if not rule.matches(message, None, (lambda: modality(decision.profile)) if modality else None):
                 continue
             decision.rules.append(rule.name)
             for path, value in rule.set_fields.items():
@@ -192,15 +206,17 @@ class RuleSet:
         return decision
 
 
-    def schedule_for(self, message: Message, lookup: Callable[[str], str]) -> dict[str, str]:
-        """The ``schedule`` actions of the rules matching one order step, whose fields ``lookup`` reads.
+    def schedule_for(self, message: Message, lookup: Callable[[str], str],
+                     modality: Callable[[], str] | None = None) -> dict[str, str]:
+        """The ``schedule`` actions of the rules matching one order step, whose fields ``lookup`` reads and
+        whose modality ``modality`` reads (as the message's profile defines).
 
         A message may hold several orders (one CT, one CR): each is routed by its own OBR/IPC fields.
         ``set``/``map``/``reject``/``drop`` were applied once for the whole message by ``evaluate``.
         """
         schedule: dict[str, str] = {}
         for rule in self.rules:
-            if not rule.matches(message, lookup):
+            if not rule.matches(message, lookup, modality):
                 continue
             schedule.update(rule.schedule)
             if rule.reject or rule.drop or not rule.keep_going:

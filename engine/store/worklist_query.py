@@ -6,6 +6,7 @@ condition on an indexed column; nothing is filtered row by row in Python.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .matching import check_date, date_condition, pn_key, split_range, text_condition, time_bounds
@@ -96,10 +97,27 @@ def _start_conditions(date_key: str, time_key: str, where: list[str], params: li
         params.append(date_high + high_instant)
 
 
+def _matches_key(value: str, text: str) -> bool:
+    """Whether ``text`` matches a single-value or wildcard key (``*``, ``?``; case-sensitive, as the SQL)."""
+    pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value)
+    return re.fullmatch(pattern, text, re.DOTALL) is not None
+
+
+def _station_condition(value: str, default_station: str, where: list[str], params: list[str]) -> None:
+    """Scheduled Station AE Title when steps stored without a station are offered as ``default_station``:
+    they match wherever that AE title itself would."""
+    condition: list[str] = []
+    text_condition("s.station_ae_title", value, condition, params)
+    if condition and _matches_key(value, default_station):
+        condition = [f"({condition[0]} OR s.station_ae_title = '')"]
+    where.extend(condition)
+
+
 def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[str, str] | None = None,
                          offered_statuses: tuple[str, ...] = OFFERED_BY_DEFAULT,
-                         station_restriction: tuple[str, ...] = ()) -> WorklistQuery:
-    """SQL for the request's keys; ``station_restriction`` limits a calling AE to its own stations."""
+                         station_restriction: tuple[str, ...] = (), default_station: str = "") -> WorklistQuery:
+    """SQL for the request's keys; ``station_restriction`` limits a calling AE to its own stations;
+    ``default_station`` (orders.default_station_ae) is the AE title of the steps stored without one."""
     where: list[str] = []
     params: list[str] = []
     for keys, table in ((top, TOP_LEVEL_KEYS), (step, STEP_KEYS)):
@@ -110,7 +128,9 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
             value = (raw or "").strip()
             if not value:
                 continue
-            if kind == "text":
+            if keyword == "ScheduledStationAETitle" and default_station:
+                _station_condition(value, default_station, where, params)
+            elif kind == "text":
                 text_condition(column, value, where, params)
             elif kind == "pn":
                 if value.strip("*") == "" and "*" in value:
@@ -136,8 +156,9 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
         where.append(f"(s.status || '') IN ({', '.join('?' for _ in offered_statuses)})")
         params.extend(offered_statuses)
     if station_restriction:
-        where.append(f"s.station_ae_title IN ({', '.join('?' for _ in station_restriction)})")
-        params.extend(station_restriction)
+        stations = station_restriction + (("",) if default_station in station_restriction else ())
+        where.append(f"s.station_ae_title IN ({', '.join('?' for _ in stations)})")
+        params.extend(stations)
     # No ORDER BY: SQLite would then rather walk the start index in order than use the index of a selective
     # key (patient name prefix, SPS ID ...).  Callers sort the (few) matches by (start_datetime, step_ref).
     sql = SELECT + (" WHERE " + " AND ".join(where) if where else "")

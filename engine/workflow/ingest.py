@@ -115,7 +115,7 @@ class Ingestor:
         prepared.header_error = self._check_header(message)
         if prepared.header_error is not None:
             return prepared
-        decision = prepared.decision = self.rules().evaluate(message)
+        decision = prepared.decision = self.rules().evaluate(message, lambda name: self._modality(message, name))
         if decision.reject or decision.drop:
             return prepared
         try:
@@ -229,6 +229,14 @@ class Ingestor:
             raise Rejection(Problem.REFUSED, f"no mapping profile for {code}", "MSH-9", hard=True)
         return profile
 
+    def _modality(self, message: Message, profile_name: str) -> str:
+        """The first step's modality read with that profile (else the message type's): the rules'
+        ``modality`` condition in their whole-message pass."""
+        try:
+            return self._profile(message, Decision(profile=profile_name)).first_step_modality(message)
+        except Rejection:
+            return ""
+
     def _map(self, message: Message, decision: Decision) -> Mapped:
         hl7 = self.config.hl7
         profile = self._profile(message, decision)
@@ -240,8 +248,9 @@ class Ingestor:
                 prior = priors[0] if priors else None
             return Mapped(patient, prior)
         rules = self.rules()
-        requests = extract.order_requests(message, profile, decision,
-                                          lambda context: rules.schedule_for(message, context.value))
+        requests = extract.order_requests(
+            message, profile, decision,
+            lambda context: rules.schedule_for(message, context.value, lambda: profile.step_modality(context)))
         return Mapped(patient, requests=requests)
 
     def _apply(self, txn: Transaction, message: Message, decision: Decision, mapped: Mapped,

@@ -136,6 +136,24 @@ def _insert_procedure(txn: Transaction, order_ref: int, procedure: ProcedureRequ
             f"accession {procedure.accession_number} SPS {step.sps_id} {values['modality']} on"
             f" {values['station_ae_title'] or '(no station)'} at {values['attributes']['ScheduledProcedureStepStartDate']}"
             f" {values['attributes']['ScheduledProcedureStepStartTime']}".rstrip(), ctx.journal_ref)
+        _note_missing_station(txn, order_ref, procedure.accession_number, values, ctx)
+
+
+def _note_missing_station(txn: Transaction, order_ref: int, accession: str, values: dict[str, Any],
+                          ctx: OrderContext) -> None:
+    """A step accepted without a station AE title is invisible to a modality asking for its own (they all do):
+    say so at ingest, in the log and the order history, never silently."""
+    if values["station_ae_title"]:
+        return
+    modality = values["modality"] or "(empty)"
+    reason = f"no routing rule gave modality {modality} a station and the message names none"
+    default = ctx.config.default_station_ae
+    effect = (f"offered to modality worklist queries as {default} (orders.default_station_ae)" if default else
+              "modality worklist queries for a station AE title will not find it; add a rule in routes/ or set"
+              " orders.default_station_ae")
+    detail = f"SPS {values['sps_id']} of accession {accession}: {reason}; {effect}"
+    repo.add_order_history(txn, order_ref, "no station", detail, ctx.journal_ref)
+    log.warning("accession %s SPS %s has no station AE: %s; %s", accession, values["sps_id"], reason, effect)
 
 
 def _create(txn: Transaction, request: OrderRequest, ctx: OrderContext, status: StepStatus) -> list[DomainEvent]:
@@ -208,6 +226,7 @@ def _update_step(txn: Transaction, order_ref: int, procedure: dict[str, Any], st
         repo.insert_step(txn, procedure["id"], values)
         repo.add_order_history(txn, order_ref, "SPS SCHEDULED", f"SPS {step.sps_id} added by {request.control}",
                                ctx.journal_ref)
+        _note_missing_station(txn, order_ref, procedure["accession_number"], values, ctx)
         return
     step.sps_id = current["sps_id"]
     status = StepStatus(current["status"])
@@ -230,6 +249,7 @@ def _update_step(txn: Transaction, order_ref: int, procedure: dict[str, Any], st
     kind = "rescheduled" if "start_datetime" in changed or "station_ae_title" in changed else "changed"
     repo.add_order_history(txn, order_ref, f"SPS {kind}", f"SPS {current['sps_id']}: {', '.join(changed) or 'attributes'}",
                            ctx.journal_ref)
+    _note_missing_station(txn, order_ref, procedure["accession_number"], values, ctx)
 
 
 def _change_all_steps(txn: Transaction, order: dict[str, Any], event: StepEvent, control: str,

@@ -16,6 +16,7 @@ class WorklistRequest:
     step: dict[str, str] = field(default_factory=dict)     # keys of the SPS sequence item
     code: dict[str, str] = field(default_factory=dict)     # keys of the RequestedProcedureCodeSequence item
     station_restriction: tuple[str, ...] = ()
+    default_station: str = ""      # orders.default_station_ae: the station of steps stored without one
 
 
 @dataclass
@@ -27,7 +28,8 @@ class WorklistItem:
 
 def find_items(txn: Transaction, request: WorklistRequest) -> list[WorklistItem]:
     query = build_worklist_query(request.top, request.step, request.code,
-                                 station_restriction=request.station_restriction)
+                                 station_restriction=request.station_restriction,
+                                 default_station=request.default_station)
     items = []
     rows = txn.query(query.sql, query.params)
     rows.sort(key=lambda row: (row["start_datetime"], row["step_ref"]))  # by start, as a modality lists them
@@ -48,7 +50,7 @@ def find_items(txn: Transaction, request: WorklistRequest) -> list[WorklistItem]
         step.update({
             "ScheduledProcedureStepID": row["sps_id"],
             "ScheduledProcedureStepStatus": row["status"],
-            "ScheduledStationAETitle": row["station_ae_title"],
+            "ScheduledStationAETitle": row["station_ae_title"] or request.default_station,
             "ScheduledStationName": row["station_name"],
             "ScheduledProcedureStepLocation": row["location"],
             "Modality": row["modality"],

@@ -10,7 +10,10 @@ An unreachable requester or a non-0x0000 answer is retried with exponential back
 If the N-ACTION's own association is still open when the result is ready, within
 ``dicom.commitment_same_association_wait`` seconds of the N-ACTION, the report goes on it (SWF.md 7.4; see
 ``OpenAssociation``); if it is gone or that fails, the report goes on a new association as above.  Modalities
-such as Orthanc release right after the N-ACTION response and get it on a new association.
+such as Orthanc release right after the N-ACTION response and get it on a new association.  That open
+association needs no address: a requester admitted by ``allow_any_ae`` or listed without host/port gets its
+report on it whenever it is still open (the wait limit does not apply, there is no other way); only when it
+has closed is such a report parked as dead, with the reason.
 """
 from __future__ import annotations
 
@@ -261,7 +264,8 @@ class CommitmentService:
         self._thread: threading.Thread | None = None
         self._requester: AE | None = None
         self._same_association_wait = float(dicom.commitment_same_association_wait)
-        self._waiting: dict[int, _Waiting] = {}   # commitment id -> its N-ACTION's association
+        # (calling AE, Transaction UID) -> the N-ACTION associations of its requests, oldest first
+        self._waiting: dict[tuple[str, str], list[_Waiting]] = {}
         self._waiting_lock = threading.Lock()
 
     # -- the SCP side ---------------------------------------------------------------------------
@@ -294,30 +298,52 @@ class CommitmentService:
         requestor = event.assoc.requestor
         commitment_request = CommitmentRequest(transaction_uid, calling, references,
                                                peer=f"{requestor.address}:{requestor.port}")
+        # Known before the request is committed: the sender may evaluate it the moment it is.
+        waiting = self._remember_association(event, (calling, transaction_uid)) \
+            if self._same_association_wait > 0 else None
         try:
             receipt = self.context.store.write(lambda txn: workflow.receive_request(txn, commitment_request))
         except Exception:  # noqa: BLE001 - not persisted: the modality must not take it as received
+            self._forget((calling, transaction_uid), waiting)
             log.exception("storage commitment transaction %s from %s: cannot persist the request",
                           transaction_uid, calling)
             return status_dataset(PROCESSING_FAILURE, "cannot persist the request"), None
         log.info("storage commitment transaction %s from %s: %d reference(s) received (commitment #%d%s)",
                  transaction_uid, calling, len(references), receipt.commitment_id,
                  ", duplicate of an active transaction: every item fails with 0x0131" if receipt.duplicate else "")
-        if self._same_association_wait > 0:
-            self._remember_association(event, receipt.commitment_id)
         self._wake.set()
         return status_dataset(SUCCESS), None
 
-    def _remember_association(self, event: Any, commitment_id: int) -> None:
+    def _remember_association(self, event: Any, key: tuple[str, str]) -> _Waiting | None:
         try:
             channel = OpenAssociation.attach(event.assoc)
         except Exception:  # noqa: BLE001 - a pynetdicom change: the new-association path still works
             log.exception("storage commitment: cannot prepare the N-ACTION association for the report")
-            return
-        if channel is not None:
-            with self._waiting_lock:
-                self._waiting[commitment_id] = _Waiting(channel, event.context.context_id,
-                                                        time.monotonic() + self._same_association_wait)
+            return None
+        if channel is None:
+            return None
+        waiting = _Waiting(channel, event.context.context_id, time.monotonic() + self._same_association_wait)
+        with self._waiting_lock:
+            self._waiting.setdefault(key, []).append(waiting)
+        return waiting
+
+    def _forget(self, key: tuple[str, str], waiting: _Waiting | None) -> None:
+        with self._waiting_lock:
+            entries = self._waiting.get(key, [])
+            if waiting in entries:
+                entries.remove(waiting)
+            if not entries:
+                self._waiting.pop(key, None)
+
+    def _prune_closed(self) -> None:
+        """Drop the associations that have closed (the memory held is bounded by the open ones)."""
+        with self._waiting_lock:
+            for key in list(self._waiting):
+                entries = [entry for entry in self._waiting[key] if entry.channel.assoc.is_established]
+                if entries:
+                    self._waiting[key] = entries
+                else:
+                    del self._waiting[key]
 
     # -- the background sender ------------------------------------------------------------------
     def start(self) -> None:
@@ -367,20 +393,25 @@ class CommitmentService:
             if self._stopping.is_set():
                 return
             self._deliver(calling, reports)
+        self._prune_closed()
 
     def _deliver(self, calling: str, rows: list[dict[str, Any]]) -> None:
+        """The open N-ACTION association first (it needs no address); only the reports left over need the
+        requester's host/port for a new association, and are parked as dead when it has none."""
         store = self.context.store
         known = self.context.directory.get(calling)
-        if known is None or not known.reachable:
-            reason = (f"requester {calling} is not in the known-AE list (dicom.aes)" if known is None else
-                      f"requester {calling} has no host/port in the known-AE list (dicom.aes)")
-            store.write(lambda txn: [workflow.report_dead(txn, row["id"], reason) for row in rows])
-            return
+        reachable = known is not None and known.reachable
         dicom = self.context.config.dicom
         lease = workflow.utc_now() + timedelta(seconds=dicom.acse_timeout + dicom.dimse_timeout * (len(rows) + 1))
         claimed = store.write(lambda txn: [row for row in rows if workflow.claim_report(txn, row, lease)])
-        claimed = [row for row in claimed if not self._send_on_open_association(row)]
+        claimed = [row for row in claimed if not self._send_on_open_association(row, fallback=reachable)]
         if not claimed:
+            return
+        if known is None or not known.reachable:
+            reason = (f"requester {calling} is not in the known-AE list (dicom.aes)" if known is None else
+                      f"requester {calling} has no host/port in the known-AE list (dicom.aes)")
+            reason += ": the report can only go on its N-ACTION association, which is closed or did not take it"
+            store.write(lambda txn: [workflow.report_dead(txn, row["id"], reason) for row in claimed])
             return
         assert self._requester is not None
         role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
@@ -410,15 +441,20 @@ class CommitmentService:
             if assoc.is_established:
                 assoc.release()
 
-    def _send_on_open_association(self, row: dict[str, Any]) -> bool:
+    def _send_on_open_association(self, row: dict[str, Any], fallback: bool) -> bool:
         """Deliver the report on its N-ACTION's association if that is still open (SWF.md 7.4); False when
-        it is gone, too late, or the attempt failed: the new-association path takes over."""
+        it is gone, too late, or the attempt failed: the new-association path takes over.
+
+        "Too late" (past ``commitment_same_association_wait``) only applies when there is a ``fallback``: a
+        requester without host/port in dicom.aes can be reached on its open association alone."""
         now = time.monotonic()
+        key = (row["calling_ae_title"], row["transaction_uid"])
         with self._waiting_lock:
-            waiting = self._waiting.pop(row["id"], None)
-            for key in [key for key, entry in self._waiting.items() if entry.until < now]:
-                del self._waiting[key]
-        if waiting is None or waiting.until < now or not waiting.channel.assoc.is_established:
+            entries = self._waiting.get(key, [])
+            waiting = entries.pop(0) if entries else None
+            if not entries:
+                self._waiting.pop(key, None)
+        if waiting is None or (fallback and waiting.until < now) or not waiting.channel.assoc.is_established:
             return False
         result = repo.loads(row["result"])
         event_type, information = build_event_report(row["transaction_uid"], result, self.context.ae_title)

@@ -329,6 +329,7 @@ class WorklistService(ForegroundService):
             return
         known = directory.get(calling)
         request.station_restriction = known.stations if known else ()
+        request.default_station = self.context.config.orders.default_station_ae
         try:
             items = self.context.store.read(lambda txn: find_items(txn, request))
         except QueryError as exc:

@@ -160,7 +160,7 @@ class Profile:
         if rule is None:
             return ""
         try:
-            value = self._value(rule, context)
+            value, _source = self._value(rule, context)
         except MappingError:
             return ""
         return value if isinstance(value, str) else ""

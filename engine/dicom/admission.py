@@ -4,7 +4,7 @@ Every accepted connection passes here before pynetdicom or the direct storage pa
 
 - at accept (on the listener's thread, before a thread is started for it): a peer address may hold at
   most ``max_associations_per_peer`` connections, associated or not, and at most ``max_associations``
-  connections may be waiting for their A-ASSOCIATE-RQ; over either cap the connection is closed at once,
+  (128 at least) connections may be waiting for their A-ASSOCIATE-RQ; over either cap the connection is closed at once,
   counted, and logged once per peer per minute;
 - on the connection's thread: the A-ASSOCIATE-RQ must arrive whole within ``association_request_timeout``,
   be at most ``upper_layer.LARGEST_ASSOCIATE_RQ`` bytes and parse; anything else (an HTTP request line,
@@ -30,7 +30,9 @@ from . import upper_layer as ul
 log = logging.getLogger(__name__)
 
 REFUSAL_LOG_INTERVAL = 60.0         # seconds between two log lines about one peer's refused connections
-MINIMUM_BACKLOG = 128               # listen backlog: 100 modalities connecting at once are all queued
+# The listen backlog and the connections that may wait for their A-ASSOCIATE-RQ at once: max_associations,
+# and at least this many (100 modalities connecting at once are all queued and heard).
+MINIMUM_WAITING = 128
 
 
 class AssociationPath(Protocol):
@@ -72,9 +74,13 @@ class Admission:
         self._sockets: dict[socket.socket, bool] = {}      # open connections -> served by the direct path
         self._refused: dict[str, tuple[float, int]] = {}   # peer -> (last logged, refused since)
 
+    @property
+    def most_waiting(self) -> int:
+        return max(MINIMUM_WAITING, self.dicom.max_associations)
+
     def install(self, server: Any) -> None:
         """Put the gate in front of a started pynetdicom listener."""
-        server.socket.listen(max(MINIMUM_BACKLOG, self.dicom.max_associations))
+        server.socket.listen(self.most_waiting)
         server.RequestHandlerClass = AssociationHeldRequestHandler
         server.verify_request = self.admit
         server.finish_request = self.serve
@@ -95,7 +101,7 @@ class Admission:
         peer = address[0]
         with self._lock:
             per_peer = self._per_peer[peer] < self.dicom.max_associations_per_peer
-            waiting = self._waiting < self.dicom.max_associations
+            waiting = self._waiting < self.most_waiting
             if per_peer and waiting:
                 self._per_peer[peer] += 1
                 self._waiting += 1
@@ -103,7 +109,7 @@ class Admission:
                 return True
         self._log_refusal(peer, f"{self.dicom.max_associations_per_peer} connections open from {peer} "
                                 f"(dicom.max_associations_per_peer)" if not per_peer else
-                                f"{self.dicom.max_associations} connections waiting for their A-ASSOCIATE-RQ")
+                                f"{self.most_waiting} connections waiting for their A-ASSOCIATE-RQ")
         return False
 
     def _log_refusal(self, peer: str, reason: str) -> None:

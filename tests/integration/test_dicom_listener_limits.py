@@ -237,3 +237,51 @@ def test_one_host_cannot_take_every_association_and_idle_ones_are_released(engin
             if assoc.is_established:
                 assoc.abort()
     assert cpu_busy(engine) < 0.2
+
+
+def test_slots_go_to_whole_requests_only_and_the_rest_are_rejected(start_engine, tmp_path: Path) -> None:
+    config = tmp_path / "slots.yaml"
+    config.write_text("dicom:\n  max_associations: 4\n  association_request_timeout: 5\n")
+    engine = start_engine("--config", str(config))
+    waiting = []
+    for host in hostile_hosts(3):                  # 30 connections that never associate: no slot taken
+        waiting += connect(engine, 10, source=host)
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    try:
+        held = [ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE", bind_address=(host, 0))
+                for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")]
+        assert [assoc.is_established for assoc in held] == [True] * 4 + [False]
+        assert held[4].is_rejected                 # A-ASSOCIATE-RJ: local limit exceeded
+        held[0].release()
+        time.sleep(0.3)
+        again = ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE", bind_address=("127.0.0.6", 0))
+        assert again.is_established                # the slot came back when the association ended
+        again.release()
+    finally:
+        close_all(waiting)
+        for assoc in held:
+            if assoc.is_established:
+                assoc.abort()
+    assert "refused: 4 associations open" in engine.log()
+
+
+def test_the_engine_stops_promptly_with_associations_and_connections_open(engine: EngineProcess) -> None:
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    worklist = ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE")
+    ae_direct = AE(ae_title="MODALITY")
+    ae_direct.add_requested_context(Verification)
+    direct = ae_direct.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE")
+    waiting = connect(engine, 3, bytes.fromhex("0100"))
+    try:
+        assert worklist.is_established and direct.is_established
+        started = time.monotonic()
+        engine.process.terminate()
+        engine.process.wait(8)
+        assert time.monotonic() - started < 5
+        time.sleep(0.2)
+        assert worklist.is_aborted and direct.is_aborted
+    finally:
+        close_all(waiting)

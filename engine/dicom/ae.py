@@ -128,27 +128,27 @@ def read_bounded_pdus(assoc: Any, largest: int) -> None:
     """Replace pynetdicom's PDU reads (``AssociationSocket.recv``: 6 header bytes, then the body) on an
     accepted association.  Why: pynetdicom allocates whatever length the header declares (4 GB for
     ``FF FF FF FF``) and reads in 4 KiB pieces, each appended to a growing bytearray.  Here a header with
-    an unknown type or a length over ``largest`` gets an A-ABORT and a closed connection before the body
-    is read (pynetdicom sees the connection close), and a body is read by ``upper_layer.receive``: into
-    one buffer that grows as bytes arrive.  Same contract otherwise: exactly ``nr_bytes``, fewer only when
-    the peer closed."""
+    an unknown type or a length over ``largest`` (over ``upper_layer.LARGEST_ASSOCIATE_RQ`` for the first
+    PDU, the A-ASSOCIATE-RQ) gets an A-ABORT and a closed connection before the body is read (pynetdicom
+    sees the connection close), and a body is read by ``upper_layer.receive``: into one buffer that grows
+    as bytes arrive.  Same contract otherwise: exactly ``nr_bytes``, fewer only when the peer closed."""
     transport = assoc.dul.socket
-    header_next = True
+    header_next, limit = True, ul.LARGEST_ASSOCIATE_RQ
 
     def recv(nr_bytes: int) -> bytearray:
-        nonlocal header_next
+        nonlocal header_next, limit
         data = ul.receive(transport.socket, nr_bytes)
         if not header_next or len(data) < ul.HEADER.size:
             header_next = True
             return data
         kind, length = ul.HEADER.unpack(data)
-        if kind in ul.PDU_TYPES and length <= largest:
-            header_next = False
+        if kind in ul.PDU_TYPES and length <= limit:
+            header_next, limit = False, largest
             return data
         requestor = assoc.requestor
         log.warning("DICOM association from %s (%s:%s) aborted: %s", requestor.ae_title, requestor.address,
                     requestor.port, f"unknown PDU type 0x{kind:02X}" if kind not in ul.PDU_TYPES else
-                    f"PDU of {length} bytes, more than the {largest} accepted")
+                    f"PDU of {length} bytes, more than the {limit} accepted")
         try:
             transport.socket.sendall(ul.abort(2, ul.UNRECOGNIZED_PDU if kind not in ul.PDU_TYPES
                                               else ul.INVALID_PARAMETER_VALUE))
@@ -162,8 +162,7 @@ def read_bounded_pdus(assoc: Any, largest: int) -> None:
 
 def _on_connection(event: Any) -> None:
     set_no_delay(event.assoc)
-    maximum_length = event.assoc.acceptor.maximum_length
-    read_bounded_pdus(event.assoc, max(ul.LARGEST_ASSOCIATE_RQ, ul.largest_pdu(maximum_length)))
+    read_bounded_pdus(event.assoc, ul.largest_pdu(event.assoc.acceptor.maximum_length))
 
 
 def _log_association(event: Any) -> None:

@@ -24,6 +24,7 @@ def test_reads_exactly_the_bytes_asked_for_across_partial_sends() -> None:
     payload = bytes(range(256)) * 1000          # 256,000 bytes, sent in uneven pieces with pauses
 
     def send() -> None:
+        theirs.sendall(struct.pack(">BxI", ul.ASSOCIATE_RQ, 4) + bytes(4))
         theirs.sendall(struct.pack(">BxI", ul.P_DATA_TF, len(payload)))
         for start in range(0, len(payload), 70001):
             theirs.sendall(payload[start:start + 70001])
@@ -33,6 +34,7 @@ def test_reads_exactly_the_bytes_asked_for_across_partial_sends() -> None:
     sender = threading.Thread(target=send)
     sender.start()
     try:
+        assert len(assoc.dul.socket.recv(6)) == 6 and len(assoc.dul.socket.recv(4)) == 4
         assert bytes(assoc.dul.socket.recv(6)) == struct.pack(">BxI", ul.P_DATA_TF, len(payload))
         body = assoc.dul.socket.recv(len(payload))
         assert bytes(body) == payload and isinstance(body, bytearray)
@@ -57,12 +59,19 @@ def test_a_closed_peer_gives_what_arrived() -> None:
 
 
 def test_a_length_over_the_bound_or_an_unknown_type_is_aborted_unread() -> None:
-    for header in (struct.pack(">BxI", ul.P_DATA_TF, 0xFFFFFFFF), struct.pack(">BxI", 0x47, 4)):
+    """The first PDU (the A-ASSOCIATE-RQ) is bounded by 64 KiB, the others by ``largest``."""
+    first = struct.pack(">BxI", ul.ASSOCIATE_RQ, 4) + bytes(4)
+    for before, header in ((b"", struct.pack(">BxI", ul.ASSOCIATE_RQ, ul.LARGEST_ASSOCIATE_RQ + 1)),
+                           (b"", struct.pack(">BxI", 0x47, 4)),
+                           (first, struct.pack(">BxI", ul.P_DATA_TF, 1001)),
+                           (first, struct.pack(">BxI", ul.P_DATA_TF, 0xFFFFFFFF))):
         ours, theirs = socket.socketpair()
         assoc = association_over(ours)
         read_bounded_pdus(assoc, largest=1000)
-        theirs.sendall(header + bytes(100))
+        theirs.sendall(before + header + bytes(100))
         try:
+            if before:
+                assert len(assoc.dul.socket.recv(6)) == 6 and len(assoc.dul.socket.recv(4)) == 4
             assert assoc.dul.socket.recv(6) == bytearray()        # pynetdicom: the connection closed
             theirs.settimeout(2)
             assert theirs.recv(100)[0] == ul.ABORT

@@ -122,7 +122,8 @@ class Admission:
                 return
             self._refused = {p: entry for p, entry in self._refused.items() if now - entry[0] < REFUSAL_LOG_INTERVAL}
             self._refused[peer] = (now, 0)
-        log.warning("DICOM connections refused from %s: %s; %d refused since the last such line", peer, reason, refused)
+        log.warning("DICOM connections refused from %s: %s; %d refused since the last such line "
+                    "(one line a minute at most per address)", peer, reason, refused)
 
     # -- on the connection's thread ------------------------------------------------------------------
     def serve(self, sock: socket.socket, address: Any) -> None:

@@ -1,8 +1,8 @@
-"""DICOM Upper Layer PDUs (PS3.8 section 9.3) as plain bytes, for the direct storage path.
+"""DICOM Upper Layer PDUs (PS3.8 section 9.3) as plain bytes, for the listener's gate and the direct storage path.
 
-Only what ``direct_storage.py`` needs: read one PDU from a socket, parse an A-ASSOCIATE-RQ, write the
-A-ASSOCIATE-AC / -RJ, P-DATA-TF, A-RELEASE-RP and A-ABORT PDUs.  Everything else about associations is
-pynetdicom's (``dicom/ae.py``).
+Only what ``admission.py`` and ``direct_storage.py`` need: peek at the first PDU, read PDUs with bounded
+memory, parse an A-ASSOCIATE-RQ, write the A-ASSOCIATE-AC / -RJ, P-DATA-TF, A-RELEASE-RP and A-ABORT PDUs.
+Everything else about associations is pynetdicom's (``dicom/ae.py``).
 """
 from __future__ import annotations
 

@@ -25,9 +25,11 @@ class DicomConfig:
     aes: dict = field(default_factory=dict)  # known AEs: TITLE: {host, port, permissions, stations, charset}
     acse_timeout: float = 30.0
     dimse_timeout: float = 30.0
-    network_timeout: float = 60.0
+    network_timeout: float = 60.0            # also the idle time after which an association is aborted
     max_pdu_bytes: int = 262144              # the largest PDU we accept (0 = no limit)
-    max_associations: int = 32
+    max_associations: int = 128              # associations at once, all peers together
+    max_associations_per_peer: int = 16      # connections at once from one address, associated or not
+    association_request_timeout: float = 5.0  # a connection without a whole A-ASSOCIATE-RQ by then is closed
     direct_storage: bool = True              # storage-only associations bypass pynetdicom (dicom/direct_storage.py)
     storage_dir: str = ""                    # received instances; default <data_dir>/dicom
     duplicate_policy: str = "ignore"         # ignore | overwrite: a second copy of a stored SOP Instance UID

@@ -17,9 +17,11 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext
 
-from ..config import Config
+from ..config import Config, DicomConfig
 from ..store.database import Store
 from . import services as services_package
+from . import upper_layer as ul
+from .admission import Admission
 from .directory import AEDirectory
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,8 @@ class DicomServer:
     server: Any = None
     port: int = 0
     handlers: list[tuple[Any, Callable]] = field(default_factory=list)
+    settings: DicomConfig = field(default_factory=DicomConfig)
+    admission: Admission | None = None      # the gate of every connection (dicom/admission.py)
     # Run before the listener shuts down (which waits for every connection's thread to end).
     before_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
@@ -120,31 +124,45 @@ def set_no_delay(assoc: Any) -> None:
         log.debug("cannot set TCP_NODELAY on the association", exc_info=True)
 
 
-def read_into_one_buffer(assoc: Any) -> None:
-    """Read each PDU with recv_into one buffer of its size instead of pynetdicom's 4 KiB recv() calls,
-    each appended to a growing bytearray (a 128 KiB P-DATA of image data: 32 reads and copies).  Same
-    contract as ``AssociationSocket.recv``: exactly ``nr_bytes``, fewer only when the peer closed."""
+def read_bounded_pdus(assoc: Any, largest: int) -> None:
+    """Replace pynetdicom's PDU reads (``AssociationSocket.recv``: 6 header bytes, then the body) on an
+    accepted association.  Why: pynetdicom allocates whatever length the header declares (4 GB for
+    ``FF FF FF FF``) and reads in 4 KiB pieces, each appended to a growing bytearray.  Here a header with
+    an unknown type or a length over ``largest`` (over ``upper_layer.LARGEST_ASSOCIATE_RQ`` for the first
+    PDU, the A-ASSOCIATE-RQ) gets an A-ABORT and a closed connection before the body is read (pynetdicom
+    sees the connection close), and a body is read by ``upper_layer.receive``: into one buffer that grows
+    as bytes arrive.  Same contract otherwise: exactly ``nr_bytes``, fewer only when the peer closed."""
     transport = assoc.dul.socket
+    header_next, limit = True, ul.LARGEST_ASSOCIATE_RQ
 
     def recv(nr_bytes: int) -> bytearray:
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        received = 0
-        while received < nr_bytes:
-            count = transport.socket.recv_into(view[received:], nr_bytes - received)
-            if not count:
-                del view
-                del buffer[received:]
-                return buffer
-            received += count
-        return buffer
+        nonlocal header_next, limit
+        data = ul.receive(transport.socket, nr_bytes)
+        if not header_next or len(data) < ul.HEADER.size:
+            header_next = True
+            return data
+        kind, length = ul.HEADER.unpack(data)
+        if kind in ul.PDU_TYPES and length <= limit:
+            header_next, limit = False, largest
+            return data
+        requestor = assoc.requestor
+        log.warning("DICOM association from %s (%s:%s) aborted: %s", requestor.ae_title, requestor.address,
+                    requestor.port, f"unknown PDU type 0x{kind:02X}" if kind not in ul.PDU_TYPES else
+                    f"PDU of {length} bytes, more than the {limit} accepted")
+        try:
+            transport.socket.sendall(ul.abort(2, ul.UNRECOGNIZED_PDU if kind not in ul.PDU_TYPES
+                                              else ul.INVALID_PARAMETER_VALUE))
+            transport.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return bytearray()
 
     transport.recv = recv
 
 
 def _on_connection(event: Any) -> None:
     set_no_delay(event.assoc)
-    read_into_one_buffer(event.assoc)
+    read_bounded_pdus(event.assoc, ul.largest_pdu(event.assoc.acceptor.maximum_length))
 
 
 def _log_association(event: Any) -> None:
@@ -183,7 +201,7 @@ def build_server(context: DicomContext) -> DicomServer:
                 handlers.append(entry)
     for event, table in by_sop_class.items():
         handlers.append((event, _dispatcher(table)))
-    return DicomServer(ae, services, handlers=handlers)
+    return DicomServer(ae, services, handlers=handlers, settings=dicom)
 
 
 def _dispatcher(table: dict[str, Callable]) -> Callable:
@@ -212,6 +230,10 @@ class SharedContexts(list):
 def start_server(server: DicomServer, host: str, port: int) -> None:
     for service in server.services:
         service.start()
-    server.server = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
-    server.server.contexts = SharedContexts(server.server.contexts)
-    server.port = server.server.server_address[1]
+    listener = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
+    listener.contexts = SharedContexts(listener.contexts)
+    server.admission = Admission(server.settings, listener.finish_request, lambda: listener.active_associations)
+    server.admission.install(listener)
+    server.before_shutdown.append(server.admission.abort_all)
+    server.server = listener
+    server.port = listener.server_address[1]

@@ -5,8 +5,8 @@ with 1 ms sleeps, and decodes and re-encodes every command through pydicom.  A m
 that discards what it receives reaches ~30-45 % of DCMTK storescp on CT-sized images here
 (bench/RESULTS.md, storage), below the engine's target of 50 % *with* durable indexing.
 
-What: pynetdicom keeps the listening socket and its thread per connection.  Before pynetdicom reads
-anything, ``finish_request`` peeks at the A-ASSOCIATE-RQ (it stays unread).  An association that only
+What: pynetdicom keeps the listening socket and its thread per connection.  ``dicom/admission.py`` peeks at
+each connection's A-ASSOCIATE-RQ (it stays unread), admits it, and offers it here first.  An association that only
 proposes storage SOP classes and Verification, to our AE title, from an admitted calling AE, with no
 negotiation items beyond the maximum length and implementation identification, is served here on that
 thread: A-ASSOCIATE-AC, then C-STORE / C-ECHO requests read with blocking socket reads and answered
@@ -19,8 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-import threading
-from typing import Any, Callable
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -90,100 +89,48 @@ def response_command(command_field: int, message_id: int, sop_class: str, status
 
 
 def serve_storage_directly(server: DicomServer) -> None:
-    """Put the direct path in front of a started server's pynetdicom listener (when it stores at all)."""
+    """Offer the direct path every association the listener admits (when it stores at all)."""
     storage = next((service for service in server.services if isinstance(service, StorageService)), None)
-    if storage is None or server.server is None:
+    if storage is None or server.admission is None:
         return
-    listener = server.server
-    direct = DirectStorage.for_ae(storage.context, server.ae, storage, lambda: len(listener.active_associations))
-    direct.install(listener)
-    server.before_shutdown.append(direct.abort_all)
+    server.admission.direct = DirectStorage.for_ae(storage.context, server.ae, storage)
 
 
 class DirectStorage:
-    """Decides per connection who serves it, and serves storage associations."""
+    """Decides per association who serves it, and serves storage associations."""
 
     def __init__(self, context: DicomContext, storage: StorageService, supported: dict[str, list[str]],
-                 implementation_uid: str, implementation_version: str, active_elsewhere: Callable[[], int]):
+                 implementation_uid: str, implementation_version: str):
         dicom = context.config.dicom
         self.context = context
         self.storage = storage
         self.supported = supported          # abstract syntax -> our transfer syntaxes, in preference order
         self.implementation_uid = implementation_uid
         self.implementation_version = implementation_version
-        self.active_elsewhere = active_elsewhere
         self.maximum_length = dicom.max_pdu_bytes
-        self._active = 0
-        self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()   # served now: aborted at shutdown
 
     @classmethod
-    def for_ae(cls, context: DicomContext, ae: Any, storage: StorageService,
-               active_elsewhere: Callable[[], int]) -> DirectStorage:
+    def for_ae(cls, context: DicomContext, ae: Any, storage: StorageService) -> DirectStorage:
         served = set(STORAGE_SOP_CLASSES) | {VERIFICATION}
         supported = {str(c.abstract_syntax): [str(ts) for ts in c.transfer_syntax]
                      for c in ae.supported_contexts if str(c.abstract_syntax) in served}
-        return cls(context, storage, supported, ae.implementation_class_uid, ae.implementation_version_name or "",
-                   active_elsewhere)
+        return cls(context, storage, supported, ae.implementation_class_uid, ae.implementation_version_name or "")
 
-    def install(self, server: Any) -> None:
-        """Take each connection first on the server's per-connection thread; decline -> pynetdicom."""
-        pynetdicom_finish = server.finish_request
-
-        def finish_request(request: Any, client_address: Any) -> None:
-            if not self.serve(request, client_address):
-                pynetdicom_finish(request, client_address)
-
-        server.finish_request = finish_request
-
-    # -- who serves the connection ------------------------------------------------------------------
-    def serve(self, sock: socket.socket, address: Any) -> bool:
-        """Serve the connection when it asks for storage only; False (nothing read) to decline."""
-        dicom = self.context.config.dicom
-        try:
-            request = ul.parse_associate_rq(ul.peek_pdu(sock, dicom.acse_timeout))
-        except (ul.PduError, ul.PeerClosed, OSError):
-            sock.settimeout(None)
-            return False       # pynetdicom answers whatever this is
+    # -- who serves the association -----------------------------------------------------------------
+    def take(self, sock: socket.socket, address: Any, request: ul.AssociateRQ) -> bool:
+        """Serve the association (its A-ASSOCIATE-RQ peeked and admitted by ``dicom/admission.py``) when it
+        asks for storage only; False, nothing read, to leave it to pynetdicom."""
         results = self._negotiate(request)
         if results is None:
-            sock.settimeout(None)
             return False
-        with self._lock:
-            full = self._active + self.active_elsewhere() >= dicom.max_associations
-            if not full:
-                self._active += 1
         try:
-            ul.read_pdu(sock, ul.LARGEST_ASSOCIATE_RQ)      # the A-ASSOCIATE-RQ peeked above
-            if full:
-                log.warning("DICOM association from %s refused: %d associations open", request.calling_title,
-                            dicom.max_associations)
-                sock.sendall(ul.associate_rj(2, 3, 2))     # transient, service provider: local limit exceeded
-                return True
-            with self._lock:
-                self._connections.add(sock)
+            ul.read_pdu(sock, ul.LARGEST_ASSOCIATE_RQ)      # the A-ASSOCIATE-RQ peeked
             self._associate(sock, address, request, results)
         except Exception:  # noqa: BLE001 - one association's trouble never reaches the server thread
             log.exception("DICOM association from %s ended by an error", request.calling_title)
         finally:
-            with self._lock:
-                self._connections.discard(sock)
-                if not full:
-                    self._active -= 1
             _close(sock)
         return True
-
-    def abort_all(self) -> None:
-        """At shutdown: end the associations being served (their threads sit in blocking reads, and the
-        listener's shutdown waits for them), with an A-ABORT to each peer."""
-        with self._lock:
-            connections = list(self._connections)
-        for sock in connections:
-            _send_quietly(sock, ul.abort())
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def _negotiate(self, request: ul.AssociateRQ) -> list[tuple[int, int, str]] | None:
         """Presentation context results when this path serves the request, None to leave it to pynetdicom."""
@@ -216,7 +163,7 @@ class DirectStorage:
         calling = request.calling_title
         log.info("DICOM association from %s (%s:%s) to %s", calling, address[0], address[1], self.context.ae_title)
         accepted = {context_id: ts for context_id, result, ts in results if result == ul.ACCEPTANCE}
-        largest = (self.maximum_length or UNLIMITED) + 64
+        largest = ul.largest_pdu(self.maximum_length)
         exchange = _Exchange(sock, request.maximum_length)
         try:
             while True:

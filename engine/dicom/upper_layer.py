@@ -1,11 +1,12 @@
-"""DICOM Upper Layer PDUs (PS3.8 section 9.3) as plain bytes, for the direct storage path.
+"""DICOM Upper Layer PDUs (PS3.8 section 9.3) as plain bytes, for the listener's gate and the direct storage path.
 
-Only what ``direct_storage.py`` needs: read one PDU from a socket, parse an A-ASSOCIATE-RQ, write the
-A-ASSOCIATE-AC / -RJ, P-DATA-TF, A-RELEASE-RP and A-ABORT PDUs.  Everything else about associations is
-pynetdicom's (``dicom/ae.py``).
+Only what ``admission.py`` and ``direct_storage.py`` need: peek at the first PDU, read PDUs with bounded
+memory, parse an A-ASSOCIATE-RQ, write the A-ASSOCIATE-AC / -RJ, P-DATA-TF, A-RELEASE-RP and A-ABORT PDUs.
+Everything else about associations is pynetdicom's (``dicom/ae.py``).
 """
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import time
@@ -18,14 +19,26 @@ MAXIMUM_LENGTH, IMPLEMENTATION_CLASS_UID, ROLE_SELECTION = 0x51, 0x52, 0x54
 IMPLEMENTATION_VERSION_NAME = 0x55
 # Presentation context results (PS3.8 9.3.3.2)
 ACCEPTANCE, ABSTRACT_SYNTAX_NOT_SUPPORTED, TRANSFER_SYNTAXES_NOT_SUPPORTED = 0, 3, 4
+# A-ABORT reasons of the service provider (PS3.8 Table 9-26)
+UNRECOGNIZED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER_VALUE = 1, 2, 6
 HEADER = struct.Struct(">BxI")
 ITEM_HEADER = struct.Struct(">BxH")
 PDV_HEADER = struct.Struct(">IBB")
-LARGEST_ASSOCIATE_RQ = 1 << 20
+PDU_TYPES = frozenset(range(ASSOCIATE_RQ, ABORT + 1))
+# An A-ASSOCIATE-RQ is a few KiB (128 contexts with 3 transfer syntaxes each: ~15 KiB); a larger one is refused
+# before anything is read into memory.
+LARGEST_ASSOCIATE_RQ = 1 << 16
+NO_LIMIT_PDU = 1 << 26        # the largest PDU read when we announce no maximum length (0)
+FIRST_CHUNK = 1 << 16         # a PDU body's buffer starts at this size and doubles as bytes arrive
+CLOSED = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 
 
 class PduError(ValueError):
     """The peer sent something that is not a well-formed PDU of the kind expected."""
+
+    def __init__(self, message: str, reason: int = INVALID_PARAMETER_VALUE):
+        super().__init__(message)
+        self.reason = reason            # the A-ABORT reason that answers it (PS3.8 Table 9-26)
 
 
 class PeerClosed(ConnectionError):
@@ -104,45 +117,72 @@ def parse_associate_rq(pdu: bytes | memoryview) -> AssociateRQ:
     return request
 
 
+def largest_pdu(maximum_length: int) -> int:
+    """The largest PDU length accepted on an association whose maximum length we announced (0: none)."""
+    return (maximum_length or NO_LIMIT_PDU) + 64
+
+
 def peek_pdu(sock: socket.socket, timeout: float, limit: int = LARGEST_ASSOCIATE_RQ) -> bytes:
     """The first PDU on the connection, left unread (MSG_PEEK) so another reader can still take it.
 
-    Raises PduError when it is larger than ``limit``, TimeoutError when it is not whole within ``timeout``,
-    PeerClosed when the connection ends first.  (A peeked socket stays readable, so a PDU that arrives in
-    several segments is waited for in 1 ms steps; an A-ASSOCIATE-RQ nearly always comes in one.)"""
+    Raises PduError when it is not an A-ASSOCIATE-RQ or is larger than ``limit`` (decided from the first
+    byte and the header, before the body is waited for), TimeoutError when it is not whole within
+    ``timeout``, PeerClosed when the connection ends first."""
     deadline = time.monotonic() + timeout
-    sock.settimeout(timeout)
-    wanted, whole_length_known, previous = 6, False, -1
-    while True:
-        data = sock.recv(wanted, socket.MSG_PEEK)
-        if not data:
-            raise PeerClosed("connection closed before a whole A-ASSOCIATE-RQ arrived")
-        if data[0] != ASSOCIATE_RQ:
-            # Decided at once: a peeked socket never reports the peer's close while bytes are unread,
-            # so a probe that wrote a line and left would otherwise be waited for until the timeout.
-            raise PduError(f"first byte 0x{data[0]:02X} is not an A-ASSOCIATE-RQ")
-        if len(data) < wanted:
-            if len(data) == previous and time.monotonic() > deadline:
-                raise TimeoutError("A-ASSOCIATE-RQ incomplete")
-            previous = len(data)
-            time.sleep(0.001)
-            continue
-        if whole_length_known:
-            return data
-        wanted, whole_length_known = 6 + HEADER.unpack_from(data)[1], True
-        if wanted > limit:
-            raise PduError(f"first PDU of {wanted} bytes")
+    first = _peek_at_least(sock, 1, deadline)
+    if first[0] != ASSOCIATE_RQ:
+        raise PduError(f"first byte 0x{first[0]:02X} is not an A-ASSOCIATE-RQ",
+                       UNEXPECTED_PDU if first[0] in PDU_TYPES else UNRECOGNIZED_PDU)
+    wanted = 6 + HEADER.unpack(_peek_at_least(sock, 6, deadline))[1]
+    if wanted > limit:
+        raise PduError(f"A-ASSOCIATE-RQ of {wanted} bytes, more than {limit}")
+    return _peek_at_least(sock, wanted, deadline)
+
+
+def _peek_at_least(sock: socket.socket, count: int, deadline: float) -> bytes:
+    """The first ``count`` bytes, peeked.  Why not a loop of peeks: a socket with unread bytes stays readable,
+    so waiting for more would poll.  The low-water mark (SO_RCVLOWAT) makes poll() wait until ``count``
+    bytes are in, and POLLRDHUP reports the peer's close even while bytes are unread."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, count)
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLRDHUP)
+        while True:
+            remaining = deadline - time.monotonic()
+            events = poller.poll(max(remaining, 0) * 1000) if remaining > 0 else []
+            if not events:
+                raise TimeoutError(f"{count} bytes not received within the time allowed")
+            data = sock.recv(count, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            if len(data) >= count:
+                return data
+            if not data or events[0][1] & CLOSED:
+                raise PeerClosed("connection closed before a whole A-ASSOCIATE-RQ arrived")
+            # Readable below the mark: the kernel capped it (or the socket is not TCP). Wait, never spin.
+            time.sleep(0.05)
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+
+
+def receive(sock: socket.socket, count: int) -> bytearray:
+    """``count`` bytes, fewer only when the peer closed.  The buffer grows as bytes arrive (from 64 KiB,
+    doubling), so a length the peer declares but never sends costs no memory."""
+    buffer = bytearray(min(count, FIRST_CHUNK))
+    received = 0
+    while received < count:
+        if received == len(buffer):
+            buffer += bytes(min(count, 2 * len(buffer)) - len(buffer))
+        got = sock.recv_into(memoryview(buffer)[received:])
+        if not got:
+            del buffer[received:]
+            return buffer
+        received += got
+    return buffer
 
 
 def _recv_exactly(sock: socket.socket, count: int) -> bytearray:
-    buffer = bytearray(count)
-    view = memoryview(buffer)
-    received = 0
-    while received < count:
-        got = sock.recv_into(view[received:], count - received)
-        if not got:
-            raise PeerClosed("connection closed in the middle of a PDU")
-        received += got
+    buffer = receive(sock, count)
+    if len(buffer) < count:
+        raise PeerClosed("connection closed in the middle of a PDU")
     return buffer
 
 

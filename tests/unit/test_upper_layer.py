@@ -104,3 +104,52 @@ def test_a_whole_request_is_peeked_and_left_unread() -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """(ours, theirs): a real TCP connection on loopback (the low-water mark is a TCP feature)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        theirs = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    return ours, theirs
+
+
+def test_a_partial_header_is_waited_for_without_polling() -> None:
+    ours, theirs = tcp_pair()
+    theirs.sendall(bytes.fromhex("010000000064"))
+    started, cpu = time.monotonic(), time.thread_time()
+    try:
+        with pytest.raises(TimeoutError):
+            ul.peek_pdu(ours, timeout=1)
+    finally:
+        ours.close()
+        theirs.close()
+    assert 0.9 < time.monotonic() - started < 2
+    assert time.thread_time() - cpu < 0.006          # one poll(); the 1 ms peek loop it replaces: ~0.02 s
+
+
+def test_a_partial_header_whose_peer_left_ends_at_once() -> None:
+    ours, theirs = tcp_pair()
+    theirs.sendall(bytes.fromhex("0100000000"))
+    theirs.close()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ul.PeerClosed):
+            ul.peek_pdu(ours, timeout=10)
+    finally:
+        ours.close()
+    assert time.monotonic() - started < 1
+
+
+def test_a_request_longer_than_the_limit_is_refused_from_its_header() -> None:
+    ours, theirs = tcp_pair()
+    theirs.sendall(bytes.fromhex("0100FFFFFFFF") + bytes(68))
+    started = time.monotonic()
+    try:
+        with pytest.raises(ul.PduError) as refused:
+            ul.peek_pdu(ours, timeout=10)
+        assert refused.value.reason == ul.INVALID_PARAMETER_VALUE
+    finally:
+        ours.close()
+        theirs.close()
+    assert time.monotonic() - started < 1

@@ -1,0 +1,237 @@
+"""Who gets an association slot on the DICOM listener, so that no single peer can exhaust it.
+
+Every accepted connection passes here before pynetdicom or the direct storage path reads anything:
+
+- at accept (on the listener's thread, before a thread is started for it): a peer address may hold at
+  most ``max_associations_per_peer`` connections, associated or not, and at most ``max_associations``
+  (128 at least) connections may be waiting for their A-ASSOCIATE-RQ; over either cap the connection is closed at once,
+  counted, and logged once per peer per minute;
+- on the connection's thread: the A-ASSOCIATE-RQ must arrive whole within ``association_request_timeout``,
+  be at most ``upper_layer.LARGEST_ASSOCIATE_RQ`` bytes and parse; anything else (an HTTP request line,
+  an unknown PDU type, a 4 GB length, items overrunning the PDU) gets one A-ABORT, a closed socket and
+  one log line.  Until then the connection holds no association slot;
+- a whole, well-formed request takes one of ``max_associations`` slots (A-ASSOCIATE-RJ "local limit
+  exceeded" when none is free) and keeps it until its association ends, on whichever path serves it.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable, Protocol
+
+from pynetdicom.transport import RequestHandler
+
+from ..config import DicomConfig
+from . import upper_layer as ul
+
+log = logging.getLogger(__name__)
+
+REFUSAL_LOG_INTERVAL = 60.0         # seconds between two log lines about one peer's refused connections
+# The listen backlog and the connections that may wait for their A-ASSOCIATE-RQ at once: max_associations,
+# and at least this many (100 modalities connecting at once are all queued and heard).
+MINIMUM_WAITING = 128
+
+
+class AssociationPath(Protocol):
+    """A path that may serve an association itself (the direct storage path)."""
+
+    def take(self, sock: socket.socket, address: Any, request: ul.AssociateRQ) -> bool:
+        """Serve the association to its end and return True, or return False having read nothing."""
+        ...
+
+
+class AssociationHeldRequestHandler(RequestHandler):
+    """pynetdicom's request handler, returning only when the association it started has ended: the
+    connection's thread holds the association slot for as long as the association runs."""
+
+    association: Any = None
+
+    def _create_association(self) -> Any:
+        self.association = super()._create_association()
+        return self.association
+
+    def handle(self) -> None:
+        super().handle()
+        self.association.join()
+
+
+class Admission:
+    """Connection and association counts of one listener, and the gate each connection passes."""
+
+    def __init__(self, dicom: DicomConfig, pynetdicom_serve: Callable[[socket.socket, Any], None],
+                 pynetdicom_associations: Callable[[], list[Any]]):
+        self.dicom = dicom
+        self.pynetdicom_serve = pynetdicom_serve
+        self.pynetdicom_associations = pynetdicom_associations
+        self.direct: AssociationPath | None = None
+        self._lock = threading.Lock()
+        self._per_peer: Counter[str] = Counter()          # connections open, by peer address
+        self._waiting = 0                                  # connections not yet associated
+        self._associations = 0                             # slots taken
+        self._sockets: dict[socket.socket, bool] = {}      # open connections -> served by the direct path
+        self._refused: dict[str, tuple[float, int]] = {}   # peer -> (last logged, refused since)
+
+    @property
+    def most_waiting(self) -> int:
+        return max(MINIMUM_WAITING, self.dicom.max_associations)
+
+    def install(self, server: Any) -> None:
+        """Put the gate in front of a started pynetdicom listener."""
+        server.socket.listen(self.most_waiting)
+        server.RequestHandlerClass = AssociationHeldRequestHandler
+        server.verify_request = self.admit
+        server.finish_request = self.serve
+        start_thread = server.process_request
+
+        def process_request(sock: socket.socket, address: Any) -> None:
+            try:
+                start_thread(sock, address)
+            except BaseException:
+                self._forget(sock, address[0])    # no thread will ever release what admit() counted
+                raise
+
+        server.process_request = process_request
+
+    # -- at accept, on the listener's thread ---------------------------------------------------------
+    def admit(self, sock: socket.socket, address: Any) -> bool:
+        """Count the connection in, or refuse it (False: the listener closes it) over a cap."""
+        peer = address[0]
+        with self._lock:
+            per_peer = self._per_peer[peer] < self.dicom.max_associations_per_peer
+            waiting = self._waiting < self.most_waiting
+            if per_peer and waiting:
+                self._per_peer[peer] += 1
+                self._waiting += 1
+                self._sockets[sock] = False
+                return True
+        self._log_refusal(peer, f"{self.dicom.max_associations_per_peer} connections open from {peer} "
+                                f"(dicom.max_associations_per_peer)" if not per_peer else
+                                f"{self.most_waiting} connections waiting for their A-ASSOCIATE-RQ")
+        return False
+
+    def _log_refusal(self, peer: str, reason: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            logged, refused = self._refused.get(peer, (0.0, 0))
+            refused += 1
+            if now - logged < REFUSAL_LOG_INTERVAL:
+                self._refused[peer] = (logged, refused)
+                return
+            self._refused = {p: entry for p, entry in self._refused.items() if now - entry[0] < REFUSAL_LOG_INTERVAL}
+            self._refused[peer] = (now, 0)
+        log.warning("DICOM connections refused from %s: %s; %d refused since the last such line "
+                    "(one line a minute at most per address)", peer, reason, refused)
+
+    # -- on the connection's thread ------------------------------------------------------------------
+    def serve(self, sock: socket.socket, address: Any) -> None:
+        """The connection's whole life: its A-ASSOCIATE-RQ, then its association on one of the paths."""
+        peer, associated = address[0], False
+        try:
+            request = self._first_request(sock, address)
+            if request is None:
+                return
+            with self._lock:
+                self._waiting -= 1
+                associated = True
+                slot = self._associations < self.dicom.max_associations
+                if slot:
+                    self._associations += 1
+            if not slot:
+                self._refuse(sock, address, request)
+                return
+            try:
+                self._associate(sock, address, request)
+            finally:
+                with self._lock:
+                    self._associations -= 1
+        finally:
+            self._forget(sock, peer, waiting=not associated)
+
+    def _first_request(self, sock: socket.socket, address: Any) -> ul.AssociateRQ | None:
+        """The peeked, parsed A-ASSOCIATE-RQ, or None when the connection was ended instead."""
+        where = f"{address[0]}:{address[1]}"
+        try:
+            return ul.parse_associate_rq(ul.peek_pdu(sock, self.dicom.association_request_timeout))
+        except ul.PduError as exc:
+            log.warning("DICOM connection from %s aborted: %s", where, exc)
+            _send_quietly(sock, ul.abort(2, exc.reason))
+            _discard_unread(sock)
+        except TimeoutError:
+            log.warning("DICOM connection from %s closed: no whole A-ASSOCIATE-RQ within %.0f s "
+                        "(dicom.association_request_timeout)", where, self.dicom.association_request_timeout)
+        except (ul.PeerClosed, OSError) as exc:
+            log.info("DICOM connection from %s closed before its A-ASSOCIATE-RQ (%s)", where, exc)
+        _close(sock)
+        return None
+
+    def _refuse(self, sock: socket.socket, address: Any, request: ul.AssociateRQ) -> None:
+        log.warning("DICOM association from %s (%s:%s) refused: %d associations open (dicom.max_associations)",
+                    request.calling_title, address[0], address[1], self.dicom.max_associations)
+        try:
+            ul.read_pdu(sock, ul.LARGEST_ASSOCIATE_RQ)       # the request peeked
+            sock.sendall(ul.associate_rj(2, 3, 2))           # transient, service provider: local limit exceeded
+        except OSError:
+            pass
+        _close(sock)
+
+    def _associate(self, sock: socket.socket, address: Any, request: ul.AssociateRQ) -> None:
+        if self.direct is not None:
+            with self._lock:
+                self._sockets[sock] = True
+            if self.direct.take(sock, address, request):
+                return
+            with self._lock:
+                self._sockets[sock] = False
+        self.pynetdicom_serve(sock, address)
+
+    def _forget(self, sock: socket.socket, peer: str, waiting: bool = True) -> None:
+        with self._lock:
+            self._per_peer[peer] -= 1
+            if self._per_peer[peer] <= 0:
+                del self._per_peer[peer]
+            if waiting:
+                self._waiting -= 1
+            self._sockets.pop(sock, None)
+
+    # -- shutdown ------------------------------------------------------------------------------------
+    def abort_all(self) -> None:
+        """At shutdown: end every connection (the listener's shutdown waits for their threads): pynetdicom
+        associations through pynetdicom, direct ones with an A-ABORT, waiting ones by closing."""
+        for association in self.pynetdicom_associations():
+            association.abort()
+        with self._lock:
+            sockets = list(self._sockets.items())
+        for sock, direct in sockets:
+            if direct:
+                _send_quietly(sock, ul.abort())
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _send_quietly(sock: socket.socket, pdu: bytes) -> None:
+    try:
+        sock.sendall(pdu)
+    except OSError:
+        pass
+
+
+def _discard_unread(sock: socket.socket) -> None:
+    """Read what already arrived: closing with unread bytes resets the connection, and the peer may lose
+    the A-ABORT sent just before."""
+    try:
+        sock.recv(ul.LARGEST_ASSOCIATE_RQ, socket.MSG_DONTWAIT)
+    except OSError:
+        pass
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

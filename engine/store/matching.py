@@ -64,13 +64,13 @@ def value_list(value: str) -> list[str]:
     return values
 
 
-def uid_list(value: str) -> list[str]:
+def uid_list(value: str, keyword: str = "") -> list[str]:
     """The UIDs of a list-of-UIDs key; QueryError (0xA900) for a value that is not a UID, or too many."""
     uids = value_list(value)
     for uid in uids:
         problem = uid_problem(uid)
         if problem:
-            raise QueryError(problem)
+            raise QueryError(f"{keyword}: {problem}" if keyword else problem)
     return uids
 
 

@@ -122,7 +122,7 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
             elif kind == "multi" and "\\" not in value:
                 text_condition(column, value, where, params)  # one value: single or wildcard matching
             elif kind in ("uid", "multi"):
-                values = uid_list(value) if kind == "uid" else value_list(value)
+                values = uid_list(value, keyword) if kind == "uid" else value_list(value)
                 if not values:
                     continue
                 where.append(f"{column} IN ({', '.join('?' for _ in values)})")

@@ -34,7 +34,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import _STORAGE_CLASSES  # every storage SOP class pynetdicom knows
 
-from ...domain.uid import uid_problem
+from ...domain.uid import MAX_LENGTH as MAX_UID_LENGTH, uid_problem
 from ...store.files import FileStore, encode_file_meta
 from ...store.incoming import IncomingDataSet
 from ...workflow import storage as workflow
@@ -109,15 +109,18 @@ class StorageService:
         """pynetdicom's C-STORE handler (the direct path, ``dicom/direct_storage.py``, calls ``receive``)."""
         request = event.request
         received = request.DataSet
+        uids = {"AffectedSOPClassUID": str(request.AffectedSOPClassUID or ""),
+                "AffectedSOPInstanceUID": str(request.AffectedSOPInstanceUID or "")}
         if isinstance(received, SpoolingDataSet):
             data = received.incoming
+            uids.update(received.command_uids)
         else:   # the whole message came in one P-DATA (bounded by the PDU size)
             data = self.incoming()
             with received.getbuffer() as buffer:
                 data.write(buffer)
         try:
-            return self.receive(event.assoc.requestor.ae_title.strip(), str(request.AffectedSOPClassUID or ""),
-                                str(request.AffectedSOPInstanceUID or ""), str(event.context.transfer_syntax), data)
+            return self.receive(event.assoc.requestor.ae_title.strip(), uids["AffectedSOPClassUID"],
+                                uids["AffectedSOPInstanceUID"], str(event.context.transfer_syntax), data)
         finally:
             data.close()
 
@@ -128,8 +131,11 @@ class StorageService:
         ``data_set`` is a BytesIO that grows without limit).  After each P-DATA, once the message is known
         to be a C-STORE request, its ``data_set`` is swapped for a ``SpoolingDataSet`` (an IncomingDataSet:
         memory, then a scratch file, nothing kept past ``max_instance_bytes``); any other message whose
-        command or data set is over MAX_OTHER_DATA_SET_BYTES aborts the association.  The one use of pynetdicom's
-        message internals (``dimse.receive_primitive``, ``dimse.message.data_set``) is here."""
+        command or data set is over MAX_OTHER_DATA_SET_BYTES aborts the association.  A command UID over
+        64 characters (pynetdicom would end the association with a traceback) is cut to 64 in the command
+        set and kept whole in the SpoolingDataSet, so ``receive`` refuses it with a status.  (That needs
+        the command and the end of the data set in different P-DATA PDUs, as the SCUs we know send them.)
+        The one use of pynetdicom's message internals (``dimse.receive_primitive``, ``dimse.message``)."""
         assoc = event.assoc
         dimse = assoc.dimse
         receive: Callable[[Any], None] = dimse.receive_primitive
@@ -142,7 +148,13 @@ class StorageService:
             if isinstance(message, C_STORE_RQ):
                 incoming = self.incoming()
                 incoming.write(message.data_set.getbuffer())
-                message.data_set = SpoolingDataSet(incoming)
+                spooling = SpoolingDataSet(incoming)
+                for keyword in ("AffectedSOPInstanceUID", "AffectedSOPClassUID"):
+                    uid = str(message.command_set.get(keyword) or "")
+                    if len(uid) > MAX_UID_LENGTH:
+                        spooling.command_uids[keyword] = uid
+                        setattr(message.command_set, keyword, uid[:MAX_UID_LENGTH])
+                message.data_set = spooling
             elif max(message.data_set.tell(), message.encoded_command_set.tell()) > MAX_OTHER_DATA_SET_BYTES:
                 log.warning("DICOM association from %s aborted: a %s over %d bytes", assoc.requestor.ae_title,
                             type(message).__name__, MAX_OTHER_DATA_SET_BYTES)
@@ -160,7 +172,8 @@ class StorageService:
             return status_dataset(NOT_AUTHORISED, f"{calling} may not store")
         problem = uid_problem(command_uid)
         if problem:
-            log.warning("C-STORE from %s refused: Affected SOP Instance UID: %s", calling, problem)
+            log.warning("C-STORE %r from %s refused: Affected SOP Instance UID: %s", command_uid[:80], calling,
+                        problem)
             return status_dataset(INVALID_SOP_INSTANCE, f"SOP Instance UID: {problem}")
         problem = uid_problem(sop_class_uid.strip())
         if problem:
@@ -307,11 +320,12 @@ class StorageService:
 
 class SpoolingDataSet(BytesIO):
     """Stands in for the BytesIO pynetdicom collects a C-STORE data set in (``bound_received_messages``):
-    what pynetdicom writes goes to ``incoming``."""
+    what pynetdicom writes goes to ``incoming``; ``command_uids`` keeps command UIDs as received."""
 
     def __init__(self, incoming: IncomingDataSet):
         super().__init__()
         self.incoming = incoming
+        self.command_uids: dict[str, str] = {}
 
     def write(self, data: Any) -> int:
         self.incoming.write(data)

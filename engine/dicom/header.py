@@ -359,7 +359,7 @@ def inflate(data: memoryview | bytes, limit: int, into: BinaryIO) -> int:
         raise HeaderError(f"deflated data set cannot be inflated: {exc}") from None
 
 
-def read_header(data: bytes | memoryview, transfer_syntax_uid: str, max_inflated_bytes: int = 1 << 31,
+def read_header(data: bytes | memoryview, transfer_syntax_uid: str, max_inflated_bytes: int = 2 << 30,
                 scratch_dir: Path | None = None) -> dict[str, Any]:
     """keyword -> value of the ``WANTED`` attributes present (text as str, US as int; the two sequences
     as lists of dicts).  Raises HeaderError when the data set cannot be read at all, TooLarge when a

@@ -14,9 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-from pydicom.dataset import Dataset
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
-from pynetdicom.sop_class import ModalityWorklistInformationFind, StudyRootQueryRetrieveInformationModelFind
+from pynetdicom.sop_class import (CTImageStorage, ModalityWorklistInformationFind,
+                                  StudyRootQueryRetrieveInformationModelFind)
 
 from tests.conftest import EngineProcess
 
@@ -274,6 +277,36 @@ def test_data_set_fragments_without_the_last_are_not_held_in_memory(start_engine
     other.release()
     association.close()
     assert indexed(engine) == {"1.2.826.0.1.3680043.9.7781.3.3"}
+    assert_clean(engine)
+
+
+@PATHS
+def test_a_large_instance_is_stored_whole(start_engine, mixed: bool) -> None:
+    """24 MiB of pixel data from a pynetdicom SCU: through the scratch file, byte for byte into the store."""
+    engine = start_engine()
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, "1.2.826.0.1.3680043.9.7781.3.8"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID, ds.Modality = STUDY, SERIES, "PLIMITS", "CT"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 512, 512, 48
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = bytes(range(256)) * (24 * 4096)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ae = AE(ae_title="BIGSCU")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    if mixed:
+        ae.add_requested_context(ModalityWorklistInformationFind)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 15
+    association = ae.associate("127.0.0.1", engine.dicom_port, ae_title="SWF_ENGINE", max_pdu=262144)
+    assert association.is_established
+    try:
+        assert association.send_c_store(ds).Status == 0x0000
+    finally:
+        association.release()
+    assert indexed(engine) == {ds.SOPInstanceUID}
+    stored = dcmread(next((engine.data_dir / "dicom").rglob(f"{ds.SOPInstanceUID}.dcm")))
+    assert stored.PixelData == ds.PixelData and stored.NumberOfFrames == 48
     assert_clean(engine)
 
 

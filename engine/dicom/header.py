@@ -7,10 +7,12 @@ Referenced Series).  Everything else, pixel data included, is skipped by its len
 
 An element or sequence running past the end of the data set, sequences nested deeper than
 ``MAX_DEPTH``, or a data set without any SOP or study identity, is refused (``HeaderError``: C-STORE
-0xC000 Cannot understand).  A deflated data set is inflated in bounded steps into a scratch file (never
-whole in memory); one that inflates past the instance size limit raises ``TooLarge`` (0xA700).  Anything else the fast reader
-does not expect (an unknown VR, an undefined length where none may be) makes it give up; ``read_header``
-then asks pydicom for the same attributes, and refuses only when pydicom cannot read them either.
+0xC000 Cannot understand).  Anything else the fast reader does not expect (an unknown VR, an undefined
+length where none may be) makes it give up; ``read_header`` then asks pydicom for the same attributes
+(reading the buffer in place, never a copy of it), and refuses only when pydicom cannot read them either.
+
+A deflated data set is inflated in bounded steps into a scratch file, never whole in memory; one that
+inflates past the instance size limit raises ``TooLarge`` (C-STORE 0xA700 Out of resources).
 """
 from __future__ import annotations
 

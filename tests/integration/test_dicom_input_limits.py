@@ -5,8 +5,10 @@ fragment, malformed UIDs, deep nesting), on storage-only associations (the direc
 associations that also propose the worklist (served by pynetdicom)."""
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
+import subprocess
 import struct
 import time
 import zlib
@@ -307,6 +309,31 @@ def test_a_large_instance_is_stored_whole(start_engine, mixed: bool) -> None:
     assert indexed(engine) == {ds.SOPInstanceUID}
     stored = dcmread(next((engine.data_dir / "dicom").rglob(f"{ds.SOPInstanceUID}.dcm")))
     assert stored.PixelData == ds.PixelData and stored.NumberOfFrames == 48
+    assert_clean(engine)
+
+
+def test_storescu_is_told_out_of_resources_and_goes_on(start_engine, tmp_path: Path) -> None:
+    """DCMTK storescu, 8 MiB limit: the 12 MiB file is refused 0xA700, the small one after it stored."""
+    engine = configured(start_engine, tmp_path, "{max_instance_bytes: 8388608}")
+    files = []
+    for number, frames in ((10, 24), (11, 1)):
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, f"1.2.826.0.1.3680043.9.7781.3.{number}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID, ds.Modality = STUDY, SERIES, "PLIMITS", "CT"
+        ds.Rows, ds.Columns, ds.NumberOfFrames, ds.BitsAllocated = 512, 512, frames, 16
+        ds.PixelData = bytes(512 * 512 * 2 * frames)
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(tmp_path / f"{number}.dcm", enforce_file_format=True)
+        files.append(str(tmp_path / f"{number}.dcm"))
+    sent = subprocess.run(["storescu", "-v", "-nh", "-aet", "CT1_AE", "-aec", "SWF_ENGINE", "127.0.0.1",
+                           str(engine.dicom_port), *files], env={**os.environ, "TCP_NODELAY": "1"},
+                          capture_output=True, text=True, timeout=30)
+    assert "Refused: OutOfResources" in sent.stderr, sent.stderr    # 0xA700
+    assert indexed(engine) == {"1.2.826.0.1.3680043.9.7781.3.11"}
+    assert "1.2.826.0.1.3680043.9.7781.3.10 from CT1_AE refused: data set of" in engine.log()
     assert_clean(engine)
 
 

@@ -106,13 +106,14 @@ def nested_sequences(depth: int) -> bytes:
 class RawAssociation:
     """A requestor on a plain socket: sends what the test crafts, reads the engine's answers."""
 
-    def __init__(self, engine: EngineProcess, syntax: str = EXPLICIT, mixed: bool = False, calling: str = "RAWSCU"):
-        contexts = [(CT, syntax)] + ([(MWL, EXPLICIT)] if mixed else [])
+    def __init__(self, engine: EngineProcess, syntax: str = EXPLICIT, mixed: bool = False, calling: str = "RAWSCU",
+                 abstract: str = CT):
+        contexts = [(abstract, syntax)] + ([(MWL, EXPLICIT)] if mixed else [])
         self.sock = socket.create_connection(("127.0.0.1", engine.dicom_port), timeout=15)
         self.sock.sendall(associate_rq(calling, contexts))
         kind, body = self.read_pdu()
         assert kind == 2, f"association not accepted (PDU type {kind})"
-        assert self._context_result(body) == 0, "CT context not accepted"
+        assert self._context_result(body) == 0, "first context not accepted"
 
     @staticmethod
     def _context_result(body: bytes) -> int:
@@ -157,8 +158,19 @@ class RawAssociation:
         self.send_data_set(data)
         return self.status()
 
+    def find(self, sop_class: str, identifier: bytes) -> int:
+        """A C-FIND request; the status of its final response."""
+        self.pdv(0x03, command({0x0002: _even(sop_class.encode(), b"\0"), 0x0100: struct.pack("<H", 0x0020),
+                                0x0110: struct.pack("<H", 9), 0x0700: struct.pack("<H", 0),
+                                0x0800: struct.pack("<H", 0)}))
+        self.send_data_set(identifier)
+        while True:
+            status = self.status()
+            if status not in (0xFF00, 0xFF01):
+                return status
+
     def status(self) -> int:
-        """The Status (0000,0900) of the next response."""
+        """The Status (0000,0900) of the next response (its data set, if any, is skipped)."""
         received = b""
         while True:
             kind, body = self.read_pdu()
@@ -166,7 +178,8 @@ class RawAssociation:
             offset = 0
             while offset < len(body):
                 length, _context, control = struct.unpack_from(">IBB", body, offset)
-                received += body[offset + 6: offset + 4 + length]
+                if control & 0x01:
+                    received += body[offset + 6: offset + 4 + length]
                 offset += 4 + length
                 if control == 0x03:
                     return _status_of(received)
@@ -382,6 +395,20 @@ def test_deeply_nested_sequences_cannot_be_understood(start_engine, mixed: bool)
     association.release()
     assert indexed(engine) == {ok.decode()}
     wait_for_log(engine, "sequences nested deeper than")
+    assert "Traceback" not in engine.log()
+
+
+@pytest.mark.parametrize("sop_class,level", [(MWL, b""), (str(StudyRootQueryRetrieveInformationModelFind), b"STUDY ")],
+                         ids=["worklist", "study-root"])
+def test_a_query_nested_too_deep_to_decode_is_refused(start_engine, sop_class: str, level: bytes) -> None:
+    engine = start_engine()
+    association = RawAssociation(engine, abstract=sop_class, calling="FINDSCU")
+    identifier = (element(0x00080052, b"CS", level) if level else b"") + element(0x00100020, b"LO", b"PX")
+    assert association.find(sop_class, identifier + nested_sequences(2000)) == 0xA900
+    assert association.find(sop_class, identifier) == 0x0000          # the association goes on
+    association.release()
+    wait_for_log(engine, "identifier: sequences nested too deep to decode")
+    assert any("from FINDSCU" in line for line in engine.log().splitlines() if "nested too deep" in line)
     assert "Traceback" not in engine.log()
 
 

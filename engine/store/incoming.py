@@ -4,7 +4,8 @@ Why: a C-STORE data set may be hundreds of MB (enhanced multi-frame) or never en
 sets the last-fragment bit).  Up to ``IN_MEMORY_BYTES`` it stays in memory (a CT or MR image: no
 extra copy); beyond, it goes to a temporary file in the store's directory (``O_TMPFILE`` where the
 system has it: nothing is left behind, even after a crash).  Past ``limit`` bytes nothing more is kept,
-only counted, so the answer (Out of Resources) can still be given once the peer finishes the data set.
+only counted, so the answer (Out of Resources) can still be given once the peer finishes the data set;
+the same when the scratch file cannot be written (disk full): ``failure`` keeps the error.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class IncomingDataSet:
         self.limit = limit
         self.scratch_dir = scratch_dir
         self.size = 0                       # bytes received, kept or not
+        self.failure: OSError | None = None  # the scratch file could not be written
         self._memory = bytearray()
         self._file: BinaryIO | None = None
 
@@ -33,17 +35,21 @@ class IncomingDataSet:
 
     def write(self, fragment: bytes | memoryview) -> None:
         self.size += len(fragment)
-        if self.size > self.limit:
+        if self.size > self.limit or self.failure is not None:
             self.close()                    # free what is held; the rest is only counted
             return
-        if self._file is None:
-            if len(self._memory) + len(fragment) <= IN_MEMORY_BYTES:
-                self._memory += fragment
-                return
-            self._file = tempfile.TemporaryFile(dir=self.scratch_dir)
-            self._file.write(self._memory)
-            self._memory = bytearray()
-        self._file.write(fragment)
+        if self._file is None and len(self._memory) + len(fragment) <= IN_MEMORY_BYTES:
+            self._memory += fragment
+            return
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(dir=self.scratch_dir)
+                self._file.write(self._memory)
+                self._memory = bytearray()
+            self._file.write(fragment)
+        except OSError as exc:
+            self.failure = exc
+            self.close()
 
     @contextmanager
     def view(self) -> Iterator[memoryview]:
@@ -72,6 +78,9 @@ class IncomingDataSet:
 
     def close(self) -> None:
         self._memory = bytearray()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        scratch, self._file = self._file, None
+        if scratch is not None:
+            try:
+                scratch.close()
+            except OSError:   # buffered bytes that cannot be written: the data set is dropped anyway
+                pass

@@ -350,6 +350,28 @@ def test_storescu_is_told_out_of_resources_and_goes_on(start_engine, tmp_path: P
     assert_clean(engine)
 
 
+def test_an_endless_query_identifier_ends_the_association(start_engine) -> None:
+    """Any message other than a C-STORE with over 16 MiB of data set (here a worklist identifier that never
+    ends) is not buffered on: A-ABORT."""
+    engine = start_engine()
+    association = RawAssociation(engine, abstract=MWL, calling="FINDSCU")
+    association.pdv(0x03, command({0x0002: _even(MWL.encode(), b"\0"), 0x0100: struct.pack("<H", 0x0020),
+                                   0x0110: struct.pack("<H", 9), 0x0700: struct.pack("<H", 0),
+                                   0x0800: struct.pack("<H", 0)}))
+    association.sock.settimeout(5)
+    try:
+        association.send_zeros(64)
+        kind, _ = association.read_pdu()
+    except TimeoutError:
+        raise AssertionError("the engine kept reading") from None
+    except OSError:
+        pass                 # reset while sending: the engine closed after its A-ABORT
+    else:
+        assert kind == 7     # A-ABORT
+    wait_for_log(engine, "DICOM association from FINDSCU aborted: a C_FIND_RQ over 16777216 bytes")
+    assert_clean(engine)
+
+
 # -- item 4: no traceback, UIDs checked ------------------------------------------------------------
 NOT_UIDS = [b"1.2.\xe9", b"1" * 65, b"1." + b"2" * 198, b"..", b".", b"/abs", b"$HOME", b"1.2.03", b"1..2"]
 

@@ -159,7 +159,7 @@ class StorageService:
                 log.warning("DICOM association from %s aborted: a %s over %d bytes", assoc.requestor.ae_title,
                             type(message).__name__, MAX_OTHER_DATA_SET_BYTES)
                 message.data_set, message.encoded_command_set = BytesIO(), BytesIO()
-                assoc.abort()
+                assoc.abort(block=False)     # we run in the DUL thread: it sends the A-ABORT
 
         dimse.receive_primitive = receive_bounded
 
@@ -181,6 +181,8 @@ class StorageService:
             return status_dataset(DOES_NOT_MATCH_SOP_CLASS, f"SOP Class UID: {problem}")
         if data.too_large:
             return self._too_large(command_uid, calling, f"data set of {data.size} bytes")
+        if data.failure is not None:
+            return self._write_failed(command_uid, calling, data.failure)
         try:
             with data.view() as view:
                 header = read_header(view, transfer_syntax, self.max_instance_bytes, self.files.root)

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from ..store.incoming import IncomingDataSet
 from . import upper_layer as ul
 from .ae import DicomContext, DicomServer
 from .services.storage import STORAGE_SOP_CLASSES, StorageService
@@ -40,6 +41,7 @@ DATA_SET_TYPE, STATUS, ERROR_COMMENT, AFFECTED_SOP_INSTANCE = 0x0800, 0x0900, 0x
 PLAIN_USER_ITEMS = {ul.MAXIMUM_LENGTH, ul.IMPLEMENTATION_CLASS_UID, ul.IMPLEMENTATION_VERSION_NAME}
 ELEMENT = struct.Struct("<HHI")
 UNLIMITED = 1 << 26           # the PDU size we read when we announce no maximum (0)
+MAX_COMMAND_BYTES = 1 << 16   # a C-STORE / C-ECHO command set is ~200 bytes
 
 
 class AbortAssociation(Exception):
@@ -164,7 +166,7 @@ class DirectStorage:
         log.info("DICOM association from %s (%s:%s) to %s", calling, address[0], address[1], self.context.ae_title)
         accepted = {context_id: ts for context_id, result, ts in results if result == ul.ACCEPTANCE}
         largest = ul.largest_pdu(self.maximum_length)
-        exchange = _Exchange(sock, request.maximum_length)
+        exchange = _Exchange(sock, request.maximum_length, self.storage.incoming)
         try:
             while True:
                 kind, body = ul.read_pdu(sock, largest)
@@ -193,9 +195,11 @@ class DirectStorage:
             _send_quietly(sock, ul.abort())
         except (ul.PeerClosed, ConnectionError) as exc:
             log.warning("DICOM association from %s: connection lost (%s)", calling, exc)
+        finally:
+            exchange.close()
 
     def _answer(self, exchange: _Exchange, calling: str, accepted: dict[int, str], context_id: int,
-                command: dict[int, bytes], data: bytearray | None) -> None:
+                command: dict[int, bytes], data: IncomingDataSet | None) -> None:
         command_field = _us(command.get(COMMAND_FIELD, b""))
         message_id = _us(command.get(MESSAGE_ID, b""))
         sop_class = command.get(AFFECTED_SOP_CLASS, b"").decode("ascii", "replace").rstrip("\0 ")
@@ -203,14 +207,17 @@ class DirectStorage:
             exchange.send(context_id, response_command(C_ECHO_RSP, message_id, sop_class or VERIFICATION, 0x0000))
             return
         if command_field != C_STORE_RQ or data is None:
+            if data is not None:
+                data.close()
             raise AbortAssociation(f"command 0x{command_field:04X} on a storage association")
         sop_instance = command.get(AFFECTED_SOP_INSTANCE, b"").decode("ascii", "replace").rstrip("\0 ")
         try:
-            with memoryview(data) as view:
-                outcome = self.storage.receive(calling, sop_class, sop_instance, accepted[context_id], view)
+            outcome = self.storage.receive(calling, sop_class, sop_instance, accepted[context_id], data)
         except Exception:  # noqa: BLE001 - answered as pynetdicom answers a failing handler
-            log.exception("C-STORE %s from %s failed", sop_instance, calling)
+            log.exception("C-STORE %r from %s failed", sop_instance, calling)
             outcome = UNABLE_TO_PROCESS
+        finally:
+            data.close()
         status, comment = (outcome, "") if isinstance(outcome, int) else _status_of(outcome)
         exchange.send(context_id, response_command(C_STORE_RSP, message_id, sop_class, status, sop_instance, comment))
 
@@ -220,38 +227,48 @@ def _status_of(dataset: Dataset) -> tuple[int, str]:
 
 
 class _Exchange:
-    """Reassembles DIMSE messages from PDVs and sends responses within the peer's maximum length."""
+    """Reassembles DIMSE messages from PDVs and sends responses within the peer's maximum length.
+    A data set goes to an IncomingDataSet as it arrives (bounded in memory and in size)."""
 
-    def __init__(self, sock: socket.socket, peer_maximum: int):
+    def __init__(self, sock: socket.socket, peer_maximum: int, new_data_set: Callable[[], IncomingDataSet]):
         self.sock = sock
         self.fragment_size = (peer_maximum - 6) if peer_maximum else UNLIMITED
         self.command = bytearray()
         self.pending: tuple[int, dict[int, bytes]] | None = None   # a command waiting for its data set
-        self.data = bytearray()
+        self.new_data_set = new_data_set
+        self.data: IncomingDataSet | None = None
 
     def add(self, context_id: int, control: int, fragment: memoryview
-            ) -> tuple[int, dict[int, bytes], bytearray | None] | None:
+            ) -> tuple[int, dict[int, bytes], IncomingDataSet | None] | None:
         """A whole message (context ID, command, data set or None) once its last fragment is in."""
         if control & COMMAND_FRAGMENT:
             if self.pending is not None:
                 raise AbortAssociation("a command fragment before the previous command's data set")
             self.command += fragment
+            if len(self.command) > MAX_COMMAND_BYTES:
+                raise AbortAssociation(f"command set over {MAX_COMMAND_BYTES} bytes")
             if not control & LAST_FRAGMENT:
                 return None
             command = parse_command(self.command)
             self.command = bytearray()
             if _us(command.get(DATA_SET_TYPE, struct.pack("<H", NO_DATA_SET))) == NO_DATA_SET:
                 return context_id, command, None
-            self.pending = (context_id, command)
+            self.pending, self.data = (context_id, command), self.new_data_set()
             return None
-        if self.pending is None or self.pending[0] != context_id:
+        if self.pending is None or self.data is None or self.pending[0] != context_id:
             raise AbortAssociation("a data set fragment without its command")
-        self.data += fragment
+        self.data.write(fragment)
         if not control & LAST_FRAGMENT:
             return None
         (context_id, command), data = self.pending, self.data
-        self.pending, self.data = None, bytearray()
+        self.pending, self.data = None, None
         return context_id, command, data
+
+    def close(self) -> None:
+        """The association ended: drop a data set still being received."""
+        if self.data is not None:
+            self.data.close()
+            self.data = None
 
     def send(self, context_id: int, command: bytes) -> None:
         for start in range(0, len(command), self.fragment_size):

@@ -5,17 +5,24 @@ about as much as receiving it, so the Storage SCP only walks the element headers
 decodes the values of the attributes it indexes (``WANTED``) plus two sequences (Request Attributes,
 Referenced Series).  Everything else, pixel data included, is skipped by its length and never copied.
 
-An element or sequence running past the end of the data set, or a data set without any SOP or study
-identity, is refused (``HeaderError``: C-STORE 0xC000 Cannot understand).  Anything else the fast reader
-does not expect (an unknown VR, an undefined length where none may be) makes it give up; ``read_header``
-then asks pydicom for the same attributes, and refuses only when pydicom cannot read them either.
+An element or sequence running past the end of the data set, sequences nested deeper than
+``MAX_DEPTH``, or a data set without any SOP or study identity, is refused (``HeaderError``: C-STORE
+0xC000 Cannot understand).  Anything else the fast reader does not expect (an unknown VR, an undefined
+length where none may be) makes it give up; ``read_header`` then asks pydicom for the same attributes
+(reading the buffer in place, never a copy of it), and refuses only when pydicom cannot read them either.
+
+A deflated data set is inflated in bounded steps into a scratch file, never whole in memory; one that
+inflates past the instance size limit raises ``TooLarge`` (C-STORE 0xA700 Out of resources).
 """
 from __future__ import annotations
 
+import io
+import mmap
 import struct
+import tempfile
 import zlib
-from io import BytesIO
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
@@ -72,6 +79,8 @@ ITEM_WANTED: dict[int, dict[int, tuple[str, str]]] = {
     },
 }
 STOP_AT = 0x7FE00000          # nothing indexed lies at or after the pixel data group
+MAX_DEPTH = 100               # nested sequences (real data sets stay within ~20; SR trees included)
+INFLATE_STEP = 1 << 20        # inflated bytes produced per zlib call
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
@@ -81,6 +90,10 @@ _PN_DELIMITERS = {0x5C, 0x5E, 0x3D}
 
 class HeaderError(ValueError):
     """The dataset cannot be read (C-STORE 0xC000 Cannot understand)."""
+
+
+class TooLarge(ValueError):
+    """The data set is larger than the configured instance size (C-STORE 0xA700 Out of resources)."""
 
 
 class _Surprise(Exception):
@@ -107,10 +120,12 @@ class _Stream:
 
 
 def _walk(stream: _Stream, pos: int, end: int, wanted: dict[int, tuple[str, str]], stop: int,
-          found: dict[int, tuple[str, int, int, bool, bool]] | None) -> int:
+          found: dict[int, tuple[str, int, int, bool, bool]] | None, depth: int = 0) -> int:
     """Walk elements from ``pos``; record the value span of wanted tags in ``found``.  Returns the
     position after the last element read: at ``end``, before a tag >= ``stop``, or after an Item
-    Delimitation Item (for items of undefined length)."""
+    Delimitation Item (for items of undefined length).  ``depth``: sequences around ``pos``."""
+    if depth > MAX_DEPTH:
+        raise HeaderError(f"data set cannot be read: sequences nested deeper than {MAX_DEPTH} levels")
     data = stream.data
     head, u32 = stream.head.unpack_from, stream.u32.unpack_from
     implicit = stream.implicit
@@ -144,7 +159,7 @@ def _walk(stream: _Stream, pos: int, end: int, wanted: dict[int, tuple[str, str]
                 raise _Surprise("undefined length on a VR that cannot have one")
             # Items of an undefined-length UN element are encoded implicit VR little endian (PS3.5 6.2.2).
             inner = stream if vr != b"UN" else _Stream(data, True, False)
-            value_end = _skip_items(inner, start, end)
+            value_end = _skip_items(inner, start, end, depth + 1)
             if found is not None and tag in wanted:
                 found[tag] = ("SQ", start, value_end, inner.implicit, inner.big)
             pos = value_end
@@ -161,7 +176,7 @@ def _walk(stream: _Stream, pos: int, end: int, wanted: dict[int, tuple[str, str]
     return pos
 
 
-def _skip_items(stream: _Stream, pos: int, end: int) -> int:
+def _skip_items(stream: _Stream, pos: int, end: int, depth: int) -> int:
     """Skip the items of an undefined-length value; returns the position after its Sequence Delimitation Item."""
     data = stream.data
     while True:
@@ -175,7 +190,7 @@ def _skip_items(stream: _Stream, pos: int, end: int) -> int:
         if tag != _ITEM:
             raise _Surprise(f"expected an item tag at {pos}, found {tag:08X}")
         if length == _UNDEFINED:
-            pos = _walk(stream, pos + 8, end, {}, 0x100000000, None)
+            pos = _walk(stream, pos + 8, end, {}, 0x100000000, None, depth)
         else:
             pos += 8 + length
 
@@ -259,11 +274,44 @@ def _fast(data: memoryview | bytes, implicit: bool, big: bool) -> dict[str, Any]
     return attributes
 
 
-def _with_pydicom(data: bytes, implicit: bool, big: bool) -> dict[str, Any]:
+class _BufferReader(io.RawIOBase):
+    """A read-only file over a buffer, without copying it (pydicom reads from files)."""
+
+    def __init__(self, data: memoryview | bytes | mmap.mmap):
+        self.view = memoryview(data).cast("B")
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), len(self.view) - self.position))
+        buffer[:count] = self.view[self.position:self.position + count]
+        self.position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: len(self.view)}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def close(self) -> None:
+        self.view.release()
+        super().close()
+
+
+def _with_pydicom(data: memoryview | bytes | mmap.mmap, implicit: bool, big: bool) -> dict[str, Any]:
     """The same attributes, read by pydicom (slow path for what the fast reader does not handle)."""
     from pydicom.filereader import read_dataset
 
-    dataset = read_dataset(BytesIO(data), implicit, not big, stop_when=lambda tag, vr, length: tag >= STOP_AT)
+    with _BufferReader(data) as reader:
+        dataset = read_dataset(reader, implicit, not big, stop_when=lambda tag, vr, length: tag >= STOP_AT)
     attributes: dict[str, Any] = {}
     for tag, (keyword, vr) in WANTED.items():
         if tag not in dataset:
@@ -293,16 +341,44 @@ def _plain(value: Any, vr: str) -> Any:
     return str(value).rstrip("\x00 ")
 
 
-def read_header(data: bytes | memoryview, transfer_syntax_uid: str) -> dict[str, Any]:
+def inflate(data: memoryview | bytes, limit: int, into: BinaryIO) -> int:
+    """Inflate a deflated data set into ``into``, ``INFLATE_STEP`` bytes at a time; its inflated size.
+    Raises TooLarge past ``limit`` bytes, HeaderError when it is not a deflate stream."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending: memoryview | bytes = data
+    size = 0
+    try:
+        while True:
+            chunk = inflater.decompress(pending, INFLATE_STEP)
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"deflated data set inflates to more than {limit} bytes")
+            into.write(chunk)
+            pending = inflater.unconsumed_tail
+            if not pending and len(chunk) < INFLATE_STEP:
+                return size
+    except zlib.error as exc:
+        raise HeaderError(f"deflated data set cannot be inflated: {exc}") from None
+
+
+def read_header(data: bytes | memoryview, transfer_syntax_uid: str, max_inflated_bytes: int = 2 << 30,
+                scratch_dir: Path | None = None) -> dict[str, Any]:
     """keyword -> value of the ``WANTED`` attributes present (text as str, US as int; the two sequences
-    as lists of dicts).  Raises HeaderError when the data set cannot be read at all."""
+    as lists of dicts).  Raises HeaderError when the data set cannot be read at all, TooLarge when a
+    deflated one inflates past ``max_inflated_bytes`` (inflated into a temporary file in ``scratch_dir``)."""
+    if transfer_syntax_uid != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return _read(data, transfer_syntax_uid)
+    with tempfile.TemporaryFile(dir=scratch_dir) as scratch:
+        if not inflate(data, max_inflated_bytes, scratch):
+            return _read(b"", transfer_syntax_uid)
+        scratch.flush()
+        with mmap.mmap(scratch.fileno(), 0, access=mmap.ACCESS_READ) as inflated:
+            return _read(inflated, transfer_syntax_uid)
+
+
+def _read(data: bytes | memoryview | mmap.mmap, transfer_syntax_uid: str) -> dict[str, Any]:
     implicit = transfer_syntax_uid == IMPLICIT_VR_LITTLE_ENDIAN
     big = transfer_syntax_uid == EXPLICIT_VR_BIG_ENDIAN
-    if transfer_syntax_uid == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        try:
-            data = zlib.decompress(bytes(data), -zlib.MAX_WBITS)
-        except zlib.error as exc:
-            raise HeaderError(f"deflated data set cannot be inflated: {exc}") from None
     try:
         attributes = _fast(data, implicit, big)
         if not any(attributes.get(k) for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")):
@@ -313,7 +389,7 @@ def read_header(data: bytes | memoryview, transfer_syntax_uid: str) -> dict[str,
     except (_Surprise, struct.error, UnicodeError, LookupError):
         pass
     try:
-        attributes = _with_pydicom(bytes(data), implicit, big)
+        attributes = _with_pydicom(data, implicit, big)
     except Exception as exc:  # noqa: BLE001 - whatever pydicom raises, the data set is unreadable
         raise HeaderError(f"data set cannot be read: {exc}") from None
     if not (attributes.get("SOPClassUID") and attributes.get("SOPInstanceUID")):

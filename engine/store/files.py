@@ -26,6 +26,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .incoming import IncomingDataSet
+
 # Our Implementation Class UID (a 2.25 UUID-derived UID, fixed) and version name for the file meta.
 IMPLEMENTATION_CLASS_UID = "2.25.133286497412474066520254406437133717249"
 IMPLEMENTATION_VERSION_NAME = "SWF_ENGINE_01"
@@ -115,7 +117,8 @@ class FileStore:
             with self._lock:
                 self._known_directories.add(key)
 
-    def write_pending(self, relative: str, file_meta: bytes, dataset: bytes | memoryview) -> PendingFile:
+    def write_pending(self, relative: str, file_meta: bytes,
+                      dataset: bytes | memoryview | IncomingDataSet) -> PendingFile:
         """Write ``file_meta`` + ``dataset`` to a temporary file next to ``relative``'s final place.
 
         Raises OSError (ENOSPC when the disk is full); nothing is left behind then."""
@@ -132,14 +135,18 @@ class FileStore:
         try:
             with handle:
                 handle.write(file_meta)
-                handle.write(dataset)
+                if isinstance(dataset, IncomingDataSet):
+                    dataset.copy_to(handle)
+                else:
+                    handle.write(dataset)
         except BaseException:
             try:
                 os.unlink(temp)
             except OSError:
                 pass
             raise
-        return PendingFile(temp, final, relative, len(file_meta) + len(dataset))
+        size = dataset.size if isinstance(dataset, IncomingDataSet) else len(dataset)
+        return PendingFile(temp, final, relative, len(file_meta) + size)
 
     def ensure_durable(self, relative: str) -> None:
         ensure_durable(self.absolute(relative), self.root)

@@ -9,10 +9,16 @@ import re
 from datetime import date
 from typing import Any
 
+from ..domain.uid import uid_problem
 from ..hl7.convert import normalise_name
 
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?$")
+# Far above any DICOM value (LO 64, PN 3 x 64 characters) and far below what SQLite can match: a LIKE
+# pattern over 50,000 bytes fails the whole statement ("LIKE or GLOB pattern too complex").
+MAX_PATTERN_CHARS = 1024
+# A list of UIDs is one SQL variable each (SQLite allows 32,766 per statement).
+MAX_LIST_VALUES = 1000
 
 
 class QueryError(ValueError):
@@ -20,6 +26,9 @@ class QueryError(ValueError):
 
 
 def like_pattern(pattern: str) -> str:
+    """A DICOM wildcard value as a LIKE pattern; QueryError (0xA900) for one too long to match."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise QueryError(f"wildcard value of {len(pattern)} characters (at most {MAX_PATTERN_CHARS})")
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").replace("?", "_")
 
@@ -47,8 +56,22 @@ def in_condition(column: str, values: list[str], where: list[str], params: list[
     params.extend(values)
 
 
-def uid_list(value: str) -> list[str]:
-    return [v.strip() for v in value.split("\\") if v.strip()]
+def value_list(value: str) -> list[str]:
+    """The values of a list key (backslash separated), each once; QueryError (0xA900) for too many."""
+    values = list(dict.fromkeys(v.strip() for v in value.split("\\") if v.strip()))
+    if len(values) > MAX_LIST_VALUES:
+        raise QueryError(f"list of {len(values)} values (at most {MAX_LIST_VALUES})")
+    return values
+
+
+def uid_list(value: str, keyword: str = "") -> list[str]:
+    """The UIDs of a list-of-UIDs key; QueryError (0xA900) for a value that is not a UID, or too many."""
+    uids = value_list(value)
+    for uid in uids:
+        problem = uid_problem(uid)
+        if problem:
+            raise QueryError(f"{keyword}: {problem}" if keyword else problem)
+    return uids
 
 
 def split_range(value: str, keyword: str) -> tuple[str, str, bool]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .matching import check_date, date_condition, pn_key, split_range, text_condition, time_bounds
+from .matching import (check_date, date_condition, pn_key, split_range, text_condition, time_bounds, uid_list,
+                       value_list)
 
 
 # keyword -> (column, kind).  Kinds: text (single/wildcard), pn, date, uid (list), multi (value list).
@@ -141,7 +142,7 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
             elif kind == "multi" and "\\" not in value:
                 text_condition(column, value, where, params)  # one value: single or wildcard matching
             elif kind in ("uid", "multi"):
-                values = list(dict.fromkeys(v.strip() for v in value.split("\\") if v.strip()))
+                values = uid_list(value, keyword) if kind == "uid" else value_list(value)
                 if not values:
                     continue
                 where.append(f"{column} IN ({', '.join('?' for _ in values)})")

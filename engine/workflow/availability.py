@@ -111,7 +111,7 @@ def _condition(keyword: str, value: str, where: list[str], params: list[Any]) ->
             return
         text_condition(column, pn_key(value), where, params)
     elif kind == "uid":
-        in_condition(column, uid_list(value), where, params)
+        in_condition(column, uid_list(value, keyword), where, params)
     elif kind == "date":
         date_condition(column, value, keyword, where, params)
     elif kind == "time":
@@ -147,7 +147,7 @@ def _study_scope(study_uids: list[str], where: list[str], params: list[Any]) -> 
 def _unique_condition(unique: str, value: str, where: list[str], params: list[Any]) -> None:
     """A unique key of the hierarchy: studies (with the PS they annotate) by UID list, the others as keys."""
     if unique == "StudyInstanceUID":
-        _study_scope(uid_list(value), where, params)
+        _study_scope(uid_list(value, unique), where, params)
     else:
         _condition(unique, value, where, params)
 

@@ -36,6 +36,7 @@ from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
 from ..ae import DicomContext, ForegroundService, element_text, set_no_delay, status_dataset
+from ..identifier import identifier_of
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class QueryRetrieveService(ForegroundService):
             return
         model = FIND_MODELS[str(event.request.AffectedSOPClassUID)]
         try:
-            identifier = event.identifier
+            identifier = identifier_of(event)
             request = request_from_identifier(identifier, model)
             matches = self.context.store.read(lambda txn: availability.find(txn, request))
         except QueryError as exc:
@@ -172,7 +173,7 @@ class QueryRetrieveService(ForegroundService):
 
     # -- retrieval ----------------------------------------------------------------------------------
     def _items(self, event: Any, model: str) -> list[availability.RetrieveItem]:
-        request = request_from_identifier(event.identifier, model)
+        request = request_from_identifier(identifier_of(event), model)
         return self.context.store.read(lambda txn: availability.retrieve(txn, request))
 
     def _datasets(self, event: Any, items: list[availability.RetrieveItem]) -> Iterator[tuple[int, Any]]:

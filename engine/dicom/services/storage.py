@@ -10,36 +10,49 @@ of an instance); with ``overwrite`` the file is written first and the transactio
 old copy, so the index and the file always change together.  Concurrent associations share commits
 (group commit); their file writes run in parallel in their threads.
 
+Received data sets are held by ``store/incoming.py`` (memory while small, a scratch file once large);
+on the pynetdicom path ``bound_received_messages`` puts them there as they arrive.
+
 Statuses (SWF.md RAD-8): 0x0000 stored (also a duplicate under ``duplicate_policy: ignore``);
-0xA700 out of resources (disk full, database unavailable); 0xA900 data set does not match the SOP
-class (UIDs missing or different from the command); 0xC000 cannot understand (unreadable data set);
-0x0124 calling AE not allowed to store.
+0xA700 out of resources (disk full, database unavailable, data set larger than
+``dicom.max_instance_bytes``: a local limit, not a fault of the data set, so not 0xA900 or 0xC000);
+0xA900 data set does not match the SOP class (UIDs missing, malformed or different from the command);
+0xC000 cannot understand (unreadable data set, sequences nested too deep); 0x0117 invalid SOP instance
+(the Affected SOP Instance UID breaks the UID rules, PS3.7 C.4.2); 0x0124 calling AE not allowed to store.
 """
 from __future__ import annotations
 
 import errno
 import logging
-from typing import Any
+from io import BytesIO
+from typing import Any, Callable
 
 from pydicom.dataset import Dataset
 from pynetdicom import build_context, evt
 from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
+from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import _STORAGE_CLASSES  # every storage SOP class pynetdicom knows
 
+from ...domain.uid import MAX_LENGTH as MAX_UID_LENGTH, uid_problem
 from ...store.files import FileStore, encode_file_meta
+from ...store.incoming import IncomingDataSet
 from ...workflow import storage as workflow
 from ..ae import DicomContext, status_dataset
-from ..header import HeaderError, read_header
+from ..header import HeaderError, TooLarge, read_header
 
 log = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
+INVALID_SOP_INSTANCE = 0x0117
 NOT_AUTHORISED = 0x0124
 OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# The data set of any other DIMSE message (N-CREATE, N-ACTION, C-FIND identifier ...) is small; a larger
+# one ends the association on the pynetdicom path.
+MAX_OTHER_DATA_SET_BYTES = 16 << 20
 
 _UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"]
 _LOSSLESS = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90",
@@ -65,6 +78,11 @@ class StorageService:
             raise ValueError(f"dicom.duplicate_policy {self.policy!r}: use one of "
                              f"{', '.join(workflow.DUPLICATE_POLICIES)}")
         self.commit_timeout = max(context.config.dicom.dimse_timeout, 5.0)
+        self.max_instance_bytes = context.config.dicom.max_instance_bytes
+
+    def incoming(self) -> IncomingDataSet:
+        """Where one received data set is collected (its scratch file, if any, in the store)."""
+        return IncomingDataSet(self.max_instance_bytes, self.files.root)
 
     def contexts(self) -> list[PresentationContext]:
         # scu_role/scp_role True: a C-GET requestor may take the Storage SCP role on these contexts
@@ -78,7 +96,7 @@ class StorageService:
         return contexts
 
     def handlers(self) -> list[tuple]:
-        return [(evt.EVT_C_STORE, self.on_store)]
+        return [(evt.EVT_C_STORE, self.on_store), (evt.EVT_CONN_OPEN, self.bound_received_messages)]
 
     def start(self) -> None:
         self.files.root.mkdir(parents=True, exist_ok=True)
@@ -90,19 +108,86 @@ class StorageService:
     def on_store(self, event: Any) -> int | Dataset:
         """pynetdicom's C-STORE handler (the direct path, ``dicom/direct_storage.py``, calls ``receive``)."""
         request = event.request
-        with request.DataSet.getbuffer() as data:
-            return self.receive(event.assoc.requestor.ae_title.strip(), str(request.AffectedSOPClassUID or ""),
-                                str(request.AffectedSOPInstanceUID or ""), str(event.context.transfer_syntax), data)
+        received = request.DataSet
+        uids = {"AffectedSOPClassUID": str(request.AffectedSOPClassUID or ""),
+                "AffectedSOPInstanceUID": str(request.AffectedSOPInstanceUID or "")}
+        if isinstance(received, SpoolingDataSet):
+            data = received.incoming
+            uids.update(received.command_uids)
+        else:   # the whole message came in one P-DATA (bounded by the PDU size)
+            data = self.incoming()
+            with received.getbuffer() as buffer:
+                data.write(buffer)
+        try:
+            return self.receive(event.assoc.requestor.ae_title.strip(), uids["AffectedSOPClassUID"],
+                                uids["AffectedSOPInstanceUID"], str(event.context.transfer_syntax), data)
+        finally:
+            data.close()
+
+    def bound_received_messages(self, event: Any) -> None:
+        """EVT_CONN_OPEN on the pynetdicom path: received data sets go where their size is bounded.
+
+        pynetdicom reassembles each DIMSE message in ``assoc.dimse.message`` (a DIMSEMessage whose
+        ``data_set`` is a BytesIO that grows without limit).  After each P-DATA, once the message is known
+        to be a C-STORE request, its ``data_set`` is swapped for a ``SpoolingDataSet`` (an IncomingDataSet:
+        memory, then a scratch file, nothing kept past ``max_instance_bytes``); any other message whose
+        command or data set is over MAX_OTHER_DATA_SET_BYTES aborts the association.  A command UID over
+        64 characters (pynetdicom would end the association with a traceback) is cut to 64 in the command
+        set and kept whole in the SpoolingDataSet, so ``receive`` refuses it with a status.  (That needs
+        the command and the end of the data set in different P-DATA PDUs, as the SCUs we know send them.)
+        The one use of pynetdicom's message internals (``dimse.receive_primitive``, ``dimse.message``)."""
+        assoc = event.assoc
+        dimse = assoc.dimse
+        receive: Callable[[Any], None] = dimse.receive_primitive
+
+        def receive_bounded(primitive: Any) -> None:
+            receive(primitive)
+            message = dimse.message                      # None once a message is complete
+            if message is None or isinstance(message.data_set, SpoolingDataSet):
+                return
+            if isinstance(message, C_STORE_RQ):
+                incoming = self.incoming()
+                incoming.write(message.data_set.getbuffer())
+                spooling = SpoolingDataSet(incoming)
+                for keyword in ("AffectedSOPInstanceUID", "AffectedSOPClassUID"):
+                    uid = str(message.command_set.get(keyword) or "")
+                    if len(uid) > MAX_UID_LENGTH:
+                        spooling.command_uids[keyword] = uid
+                        setattr(message.command_set, keyword, uid[:MAX_UID_LENGTH])
+                message.data_set = spooling
+            elif max(message.data_set.tell(), message.encoded_command_set.tell()) > MAX_OTHER_DATA_SET_BYTES:
+                log.warning("DICOM association from %s aborted: a %s over %d bytes", assoc.requestor.ae_title,
+                            type(message).__name__, MAX_OTHER_DATA_SET_BYTES)
+                message.data_set, message.encoded_command_set = BytesIO(), BytesIO()
+                assoc.abort(block=False)     # we run in the DUL thread: it sends the A-ABORT
+
+        dimse.receive_primitive = receive_bounded
 
     def receive(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
-                data: memoryview) -> int | Dataset:
+                data: IncomingDataSet) -> int | Dataset:
         """Store one received data set; the C-STORE response status (with a comment on failure)."""
         command_uid = sop_instance_uid.strip()
         if not self.context.directory.allows(calling, "store"):
-            log.warning("C-STORE %s from %s refused: not authorised (permission 'store')", command_uid, calling)
+            log.warning("C-STORE %r from %s refused: not authorised (permission 'store')", command_uid, calling)
             return status_dataset(NOT_AUTHORISED, f"{calling} may not store")
+        problem = uid_problem(command_uid)
+        if problem:
+            log.warning("C-STORE %r from %s refused: Affected SOP Instance UID: %s", command_uid[:80], calling,
+                        problem)
+            return status_dataset(INVALID_SOP_INSTANCE, f"SOP Instance UID: {problem}")
+        problem = uid_problem(sop_class_uid.strip())
+        if problem:
+            log.warning("C-STORE %s from %s refused: Affected SOP Class UID: %s", command_uid, calling, problem)
+            return status_dataset(DOES_NOT_MATCH_SOP_CLASS, f"SOP Class UID: {problem}")
+        if data.too_large:
+            return self._too_large(command_uid, calling, f"data set of {data.size} bytes")
+        if data.failure is not None:
+            return self._write_failed(command_uid, calling, data.failure)
         try:
-            header = read_header(data, transfer_syntax)
+            with data.view() as view:
+                header = read_header(view, transfer_syntax, self.max_instance_bytes, self.files.root)
+        except TooLarge as exc:
+            return self._too_large(command_uid, calling, str(exc))
         except HeaderError as exc:
             log.warning("C-STORE %s from %s: %s", command_uid, calling, exc)
             return status_dataset(CANNOT_UNDERSTAND, str(exc))
@@ -113,13 +198,18 @@ class StorageService:
         relative = self.files.relative_path(header["StudyInstanceUID"], header["SeriesInstanceUID"], command_uid)
         meta = encode_file_meta(sop_class_uid.strip(), command_uid, transfer_syntax, calling)
         instance = workflow.ReceivedInstance.from_header(header, transfer_syntax_uid=transfer_syntax,
-                                                         path=relative, size_bytes=len(meta) + len(data),
+                                                         path=relative, size_bytes=len(meta) + data.size,
                                                          received_from=calling)
         if self.policy == workflow.OVERWRITE:
             return self._store_in_order(instance, meta, data, calling)
         return self._store_overlapped(instance, meta, data, calling)
 
-    def _store_in_order(self, instance: workflow.ReceivedInstance, meta: bytes, data: memoryview,
+    def _too_large(self, uid: str, calling: str, what: str) -> Dataset:
+        log.warning("C-STORE %s from %s refused: %s, over dicom.max_instance_bytes (%d)", uid, calling, what,
+                    self.max_instance_bytes)
+        return status_dataset(OUT_OF_RESOURCES, f"instance larger than {self.max_instance_bytes} bytes")
+
+    def _store_in_order(self, instance: workflow.ReceivedInstance, meta: bytes, data: IncomingDataSet,
                         calling: str) -> int | Dataset:
         """Write, then index; the transaction renames the file into place (it may replace a copy)."""
         uid = instance.sop_instance_uid
@@ -138,7 +228,7 @@ class StorageService:
         self._log(uid, calling, result)
         return SUCCESS
 
-    def _store_overlapped(self, instance: workflow.ReceivedInstance, meta: bytes, data: memoryview,
+    def _store_overlapped(self, instance: workflow.ReceivedInstance, meta: bytes, data: IncomingDataSet,
                           calling: str) -> int | Dataset:
         """Duplicate policy ``ignore``: the index transaction (and its commit, the one disk flush per
         instance) runs while this thread writes the file; the file is renamed into place after the
@@ -213,6 +303,9 @@ class StorageService:
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
             if not header.get(keyword):
                 return f"{keyword} missing"
+            problem = uid_problem(header[keyword])
+            if problem:
+                return f"{keyword}: {problem}"
         if header["SOPInstanceUID"] != sop_instance_uid:
             return "SOP Instance UID differs from the C-STORE request"
         if header["SOPClassUID"] != sop_class_uid:
@@ -225,6 +318,20 @@ class StorageService:
             return status_dataset(OUT_OF_RESOURCES, "out of resources: disk full")
         log.error("C-STORE %s from %s: cannot write the file: %s", uid, calling, exc)
         return status_dataset(OUT_OF_RESOURCES, f"cannot write: {exc.strerror or exc}")
+
+
+class SpoolingDataSet(BytesIO):
+    """Stands in for the BytesIO pynetdicom collects a C-STORE data set in (``bound_received_messages``):
+    what pynetdicom writes goes to ``incoming``; ``command_uids`` keeps command UIDs as received."""
+
+    def __init__(self, incoming: IncomingDataSet):
+        super().__init__()
+        self.incoming = incoming
+        self.command_uids: dict[str, str] = {}
+
+    def write(self, data: Any) -> int:
+        self.incoming.write(data)
+        return len(data)
 
 
 def create(context: DicomContext) -> StorageService:

@@ -22,6 +22,7 @@ from ...store.matching import QueryError
 from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
 from ..ae import DicomContext, ForegroundService, element_text, status_dataset
+from ..identifier import identifier_of
 from ..pending_responses import PendingSender, encode_identifier, pending_command
 from ..response_encoding import Element, NotPlain, encode_elements
 
@@ -364,7 +365,13 @@ class WorklistService(ForegroundService):
         calling = event.assoc.requestor.ae_title.strip()
         transfer_syntax = event.context.transfer_syntax
         sender: PendingSender | None = None
-        for status, response in self.answer(event.identifier, calling, lambda: event.is_cancelled):
+        try:
+            identifier = identifier_of(event)
+        except QueryError as exc:
+            log.warning("MWL query from %s refused: %s", calling, exc)
+            yield status_dataset(0xA900, str(exc)), None
+            return
+        for status, response in self.answer(identifier, calling, lambda: event.is_cancelled):
             if response is None:
                 yield status, None
                 return

@@ -1,14 +1,12 @@
 """Assembles and runs the engine: store, profiles, rules (with hot reload), MLLP listener, health page."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.interfaces import IListeningPort
-from twisted.web import resource, server
 
 from . import reactor_bridge
 from .config import Config
@@ -21,6 +19,8 @@ from .outbound.delivery import Outbox
 from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
 from .store.database import Store
+from .web.health import HealthPage, HealthSnapshot
+from .web.site import BoundedSite
 from .workflow.ingest import Ingestor, Received
 
 log = logging.getLogger("engine")
@@ -42,6 +42,7 @@ class Engine:
         self.outbox = Outbox(self.store)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
+        self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.ports: dict[str, IListeningPort] = {}
         self._reload_loop: task.LoopingCall | None = None
         self._dispatch_loop: task.LoopingCall | None = None
@@ -82,6 +83,10 @@ class Engine:
             lambda found: self.store.submit(lambda txn: None) if found else None).addErrback(
             lambda failure: log.warning("event dispatch check failed: %s", failure.getErrorMessage()))
 
+    def _live_health(self) -> dict[str, Any]:
+        """The /health figures kept in memory: the rules state."""
+        return {"rules": len(self.rules.current.rules), "rules_problems": [str(p) for p in self.rules.last_problems]}
+
     def _reload_rules(self) -> None:
         if self.rules.reload_if_changed():
             self.outbox.configure(self.rules.current.destinations)
@@ -107,7 +112,8 @@ class Engine:
                  mllp.host, self.ports["mllp"].getHost().port)
         http = self.config.http
         if http.port >= 0:
-            site = server.Site(HealthPage(self))
+            self.health.load()
+            site = BoundedSite(HealthPage(self.health, self._live_health), http.max_body_bytes, http.idle_timeout)
             self.ports["http"] = reactor.listenTCP(http.port, site, interface=http.host)
             log.info("HTTP listener on %s:%d: health (GET /health)", http.host, self.ports["http"].getHost().port)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
@@ -136,26 +142,3 @@ class Engine:
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]
         return defer.DeferredList(stopping).addBoth(lambda _: self.store.close())
 
-
-class HealthPage(resource.Resource):
-    """``GET /health``: whether the engine runs, its rules state and journal size (for monitoring)."""
-
-    isLeaf = True
-
-    def __init__(self, engine: Engine):
-        super().__init__()
-        self.engine = engine
-
-    def render_GET(self, request: Any) -> bytes:
-        def counts(txn: Any) -> dict[str, Any]:
-            rows = txn.query("SELECT status, COUNT(*) AS n FROM journal GROUP BY status")
-            return {row["status"]: row["n"] for row in rows}
-
-        body = {
-            "status": "ok",
-            "rules": len(self.engine.rules.current.rules),
-            "rules_problems": [str(p) for p in self.engine.rules.last_problems],
-            "journal": self.engine.store.read(counts),
-        }
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps(body).encode()

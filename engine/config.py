@@ -48,6 +48,9 @@ class DicomConfig:
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    max_body_bytes: int = 65536              # a request body over this is answered 413 from its headers
+    idle_timeout: float = 60.0               # an HTTP connection silent this long is closed
+    health_max_age: float = 5.0              # /health database figures older than this are re-read in the background (s)
 
 
 @dataclass

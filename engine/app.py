@@ -42,6 +42,7 @@ class Engine:
         self.outbox = Outbox(self.store)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
+        self.mllp: MLLPServerFactory | None = None
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.ports: dict[str, IListeningPort] = {}
         self._reload_loop: task.LoopingCall | None = None
@@ -84,8 +85,14 @@ class Engine:
             lambda failure: log.warning("event dispatch check failed: %s", failure.getErrorMessage()))
 
     def _live_health(self) -> dict[str, Any]:
-        """The /health figures kept in memory: the rules state."""
-        return {"rules": len(self.rules.current.rules), "rules_problems": [str(p) for p in self.rules.last_problems]}
+        """The /health figures kept in memory: rules state and the MLLP listener's counters."""
+        mllp = self.mllp
+        return {
+            "rules": len(self.rules.current.rules),
+            "rules_problems": [str(p) for p in self.rules.last_problems],
+            "mllp": {"connections": mllp.connections, "refused": mllp.refused,
+                     "buffered_bytes": mllp.buffered_bytes} if mllp is not None else {},
+        }
 
     def _reload_rules(self) -> None:
         if self.rules.reload_if_changed():
@@ -106,8 +113,8 @@ class Engine:
             log.info("DICOM listener on %s:%d, AE %s: %s; %s", dicom.host, self.dicom.port, dicom.ae_title,
                      ", ".join(service.name for service in self.dicom.services), access)
         mllp = self.config.mllp
-        factory = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp.max_message_bytes, mllp.idle_timeout)
-        self.ports["mllp"] = reactor.listenTCP(mllp.port, factory, interface=mllp.host)
+        self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp)
+        self.ports["mllp"] = reactor.listenTCP(mllp.port, self.mllp, interface=mllp.host)
         log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
                  mllp.host, self.ports["mllp"].getHost().port)
         http = self.config.http

@@ -13,7 +13,11 @@ class MllpConfig:
     host: str = "127.0.0.1"
     port: int = 2575
     max_message_bytes: int = 1024 * 1024
-    idle_timeout: float = 300.0
+    idle_timeout: float = 300.0              # a connection silent this long is closed (any byte restarts it)
+    frame_timeout: float = 30.0              # a frame must end this long after its start block (0 = no limit)
+    max_connections: int = 256               # open connections in total; more are refused at once
+    max_connections_per_peer: int = 32       # open connections from one IP address
+    max_buffered_bytes: int = 64 * 1024 * 1024  # bytes held for frames in progress, all connections together
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """Assembles and runs the engine: store, profiles, rules (with hot reload), MLLP listener, health page."""
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor, task
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 
 from . import reactor_bridge
@@ -24,6 +26,25 @@ from .web.site import BoundedSite
 from .workflow.ingest import Ingestor, Received
 
 log = logging.getLogger("engine")
+
+
+class ListenerUnavailable(RuntimeError):
+    """A listener cannot open its address: most often another program (or engine) listens there."""
+
+    def __init__(self, listener: str, host: str, port: int, error: OSError | None):
+        if error is not None and error.errno == errno.EADDRINUSE:
+            text = f"{listener} {host}:{port} is in use"
+        else:
+            text = f"{listener} {host}:{port} cannot listen: {error.strerror if error is not None else 'unknown'}"
+        super().__init__(text)
+
+
+def _listen_tcp(listener: str, host: str, port: int, factory: Any) -> IListeningPort:
+    try:
+        return reactor.listenTCP(port, factory, interface=host)
+    except CannotListenError as exc:
+        error = exc.socketError if isinstance(exc.socketError, OSError) else None
+        raise ListenerUnavailable(listener, host, port, error) from exc
 
 
 class Engine:
@@ -104,7 +125,10 @@ class Engine:
         dicom = self.config.dicom
         if dicom.port >= 0:
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
-            start_server(self.dicom, dicom.host, dicom.port)
+            try:
+                start_server(self.dicom, dicom.host, dicom.port)
+            except OSError as exc:
+                raise ListenerUnavailable("DICOM", dicom.host, dicom.port, exc) from exc
             if dicom.direct_storage:
                 serve_storage_directly(self.dicom)
             access = ("any calling AE" if self.directory.allow_any else
@@ -114,14 +138,14 @@ class Engine:
                      ", ".join(service.name for service in self.dicom.services), access)
         mllp = self.config.mllp
         self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp)
-        self.ports["mllp"] = reactor.listenTCP(mllp.port, self.mllp, interface=mllp.host)
+        self.ports["mllp"] = _listen_tcp("MLLP", mllp.host, mllp.port, self.mllp)
         log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
                  mllp.host, self.ports["mllp"].getHost().port)
         http = self.config.http
         if http.port >= 0:
             self.health.load()
             site = BoundedSite(HealthPage(self.health, self._live_health), http.max_body_bytes, http.idle_timeout)
-            self.ports["http"] = reactor.listenTCP(http.port, site, interface=http.host)
+            self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
             log.info("HTTP listener on %s:%d: health (GET /health)", http.host, self.ports["http"].getHost().port)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
@@ -148,4 +172,3 @@ class Engine:
             self.dicom.stop()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]
         return defer.DeferredList(stopping).addBoth(lambda _: self.store.close())
-

@@ -112,7 +112,8 @@ class Engine:
             "rules": len(self.rules.current.rules),
             "rules_problems": [str(p) for p in self.rules.last_problems],
             "mllp": {"connections": mllp.connections, "refused": mllp.refused,
-                     "buffered_bytes": mllp.buffered_bytes} if mllp is not None else {},
+                     "buffered_bytes": mllp.buffered_bytes, "unanswered_bytes": mllp.unanswered_bytes}
+            if mllp is not None else {},
         }
 
     def _reload_rules(self) -> None:

@@ -18,6 +18,7 @@ class MllpConfig:
     max_connections: int = 256               # open connections in total; more are refused at once
     max_connections_per_peer: int = 32       # open connections from one IP address
     max_buffered_bytes: int = 64 * 1024 * 1024  # bytes held for frames in progress, all connections together
+    max_unanswered_bytes: int = 4 * 1024 * 1024  # whole messages waiting for the store; past it reading pauses
 
 
 @dataclass

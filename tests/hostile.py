@@ -26,7 +26,7 @@ def mllp_connect(port: int, source: str = "127.0.0.1", timeout: float = 10) -> s
 
 
 def read_frame(sock: socket.socket) -> bytes:
-    """One MLLP frame's content; raises ConnectionError when the peer closes first."""
+    """One MLLP frame's content (for one request and its answer); ConnectionError when the peer closes first."""
     buffer = b""
     while END not in buffer:
         chunk = sock.recv(65536)
@@ -34,6 +34,17 @@ def read_frame(sock: socket.socket) -> bytes:
             raise ConnectionError(f"closed after {len(buffer)} bytes")
         buffer += chunk
     return buffer.split(END, 1)[0].lstrip(START)
+
+
+def read_frames(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` MLLP frames' contents (pipelined ACKs may arrive together in one read)."""
+    buffer = b""
+    while buffer.count(END) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {buffer.count(END)} of {count} frames")
+        buffer += chunk
+    return [part.lstrip(START) for part in buffer.split(END)[:count]]
 
 
 def msa(ack: bytes) -> list[str]:

@@ -22,7 +22,7 @@ START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\r"
 MAX_PIPELINED = 64          # frames in flight per connection before we stop reading from it
 OVERSIZE_HEAD_BYTES = 4096  # what is kept of an oversized frame, to read its MSH for the AR
-REFUSAL_LOG_SECONDS = 60.0  # a refused host is logged at most this often (each refusal is counted)
+REFUSAL_LOG_SECONDS = 60.0  # a refused host (or paused reading) is logged at most this often
 
 
 def frame(message: bytes) -> bytes:
@@ -118,7 +118,9 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
         self._next_sequence = 0
         self._next_to_send = 0
         self._ready: dict[int, bytes | None] = {}
-        self._paused = False
+        self._pipeline_full = False   # MAX_PIPELINED frames unanswered: stop reading until half are
+        self.throttled = False        # the factory holds too many unanswered bytes: stop reading
+        self._reading_paused = False
         self._closed = False
         self._frame_timer: IDelayedCall | None = None
         self.setTimeout(self.factory.idle_timeout)
@@ -126,6 +128,7 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: object = None) -> None:
         self.setTimeout(None)
+        self._closed = True
         self._release()
         self.factory.closed(self.host)
 
@@ -182,22 +185,40 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
 
     # -- frames -------------------------------------------------------------------------------
     def _frame(self, message: bytes) -> None:
-        self._dispatch(self.factory.handle(message, self.peer))
+        self._dispatch(self.factory.handle(message, self.peer), len(message))
 
     def _oversize(self, head: bytes) -> None:
         log.warning("MLLP frame from %s exceeds %d bytes: answered AR", self.peer, self.factory.max_message_bytes)
-        self._dispatch(self.factory.handle_oversize(head, self.peer))
+        self._dispatch(self.factory.handle_oversize(head, self.peer), len(head))
 
     def _junk(self, data: bytes) -> None:
         log.warning("MLLP: %d bytes outside a frame from %s discarded: %s", len(data), self.peer, data[:32].hex())
 
-    def _dispatch(self, result: defer.Deferred) -> None:
+    def _dispatch(self, result: defer.Deferred, size: int) -> None:
+        """Hand a frame on; reading stops while this connection, or all together, wait for too many ACKs."""
         sequence = self._next_sequence
         self._next_sequence += 1
-        if self._next_sequence - self._next_to_send >= MAX_PIPELINED and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-        result.addCallbacks(lambda ack: self._answer(sequence, ack), lambda failure: self._failed(sequence, failure))
+        if self._next_sequence - self._next_to_send >= MAX_PIPELINED:
+            self._pipeline_full = True
+        self.factory.hold_unanswered(self, size)
+        self.update_reading()
+
+        def settled(outcome: object) -> object:
+            self.factory.release_unanswered(size)
+            return outcome
+
+        result.addBoth(settled).addCallbacks(lambda ack: self._answer(sequence, ack),
+                                             lambda failure: self._failed(sequence, failure))
+
+    def update_reading(self) -> None:
+        """Pause or resume reading from the socket as the two reasons to wait say."""
+        pause = self._pipeline_full or self.throttled
+        if pause != self._reading_paused and not self._closed:
+            self._reading_paused = pause
+            if pause:
+                self.transport.pauseProducing()
+            else:
+                self.transport.resumeProducing()
 
     def _answer(self, sequence: int, ack: bytes | None) -> None:
         self._ready[sequence] = ack
@@ -206,9 +227,9 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
             self._next_to_send += 1
             if ack_bytes is not None and self.transport is not None:
                 self.transport.write(frame(ack_bytes))
-        if self._paused and self._next_sequence - self._next_to_send < MAX_PIPELINED // 2:
-            self._paused = False
-            self.transport.resumeProducing()
+        if self._pipeline_full and self._next_sequence - self._next_to_send < MAX_PIPELINED // 2:
+            self._pipeline_full = False
+            self.update_reading()
 
     def _failed(self, sequence: int, failure: object) -> None:
         # The journal could not be written: no ACK, close, the sender resends (SWF.md 8.2).
@@ -233,9 +254,13 @@ class MLLPServerFactory(protocol.Factory):
         self.max_connections = limits.max_connections
         self.max_connections_per_peer = limits.max_connections_per_peer
         self.max_buffered_bytes = limits.max_buffered_bytes
+        self.max_unanswered_bytes = limits.max_unanswered_bytes
         self.connections = 0
         self.connections_by_host: dict[str, int] = {}
-        self.buffered_bytes = 0
+        self.buffered_bytes = 0     # held for frames in progress (partial)
+        self.unanswered_bytes = 0   # of whole frames handed on and not yet answered by the store
+        self._throttled: set[MLLPServerProtocol] = set()
+        self._throttle_logged_at = -REFUSAL_LOG_SECONDS
         self.refused = 0
         self._refusals_unlogged: dict[str, int] = {}
         self._refusal_logged_at: dict[str, float] = {}
@@ -264,6 +289,28 @@ class MLLPServerFactory(protocol.Factory):
             self.connections_by_host[host] = left
         else:
             self.connections_by_host.pop(host, None)
+
+    def hold_unanswered(self, connection: MLLPServerProtocol, size: int) -> None:
+        """Count a frame handed on; past ``max_unanswered_bytes`` the connection that sent it stops reading
+        (TCP then holds the sender back) until the store has answered half of what waits."""
+        self.unanswered_bytes += size
+        if self.unanswered_bytes > self.max_unanswered_bytes and not connection.throttled:
+            now = time.monotonic()
+            if now - self._throttle_logged_at >= REFUSAL_LOG_SECONDS:
+                self._throttle_logged_at = now
+                log.info("MLLP: %d bytes of messages wait for the store (mllp.max_unanswered_bytes): reading "
+                         "paused on %s and any connection that sends more", self.unanswered_bytes, connection.peer)
+            connection.throttled = True
+            self._throttled.add(connection)
+
+    def release_unanswered(self, size: int) -> None:
+        """A frame was answered; below half the limit every throttled connection reads again."""
+        self.unanswered_bytes -= size
+        if self._throttled and self.unanswered_bytes <= self.max_unanswered_bytes // 2:
+            throttled, self._throttled = self._throttled, set()
+            for connection in throttled:
+                connection.throttled = False
+                connection.update_reading()
 
     def note_refusal(self, host: str, reason: str) -> None:
         """Count a refused or dropped connection; log it at most once per host per ``REFUSAL_LOG_SECONDS``."""

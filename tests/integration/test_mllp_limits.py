@@ -7,9 +7,10 @@ import json
 import socket
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.hostile import END, START, AckProbe, memory_mb, mllp_connect, msa, orm, read_frame
+from tests.hostile import END, START, AckProbe, memory_mb, mllp_connect, msa, orm, read_frame, read_frames
 
 PARTIAL_MIB = START + orm("PARTIAL") + b"\rNTE|1||" + b"P" * 1_040_000    # 1 MiB, no end block
 
@@ -143,3 +144,22 @@ def test_a_thousand_partial_one_mib_frames_stay_under_300_mb(start_engine) -> No
     figures = health(engine)["mllp"]
     assert figures["refused"] > 0 and figures["buffered_bytes"] < 64 * 1024 * 1024
     assert "mllp.max_buffered_bytes" in engine.log()
+
+
+def test_pipelined_whole_messages_wait_in_tcp_not_in_memory(start_engine) -> None:
+    """16 connections each pipelining eight 1 MB messages without reading an ACK: reading pauses while
+    mllp.max_unanswered_bytes wait for the journal, so memory stays bounded and the probe is served."""
+    engine = start_engine()
+    messages = {n: b"".join(START + orm(f"W{n}-{i}") + b"\rNTE|1||" + b"P" * 1_000_000 + END for i in range(8))
+                for n in range(16)}
+    senders = [mllp_connect(engine.mllp_port, source=f"127.0.2.{n + 1}", timeout=30) for n in messages]
+    with AckProbe(engine.mllp_port) as probe, ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda n: senders[n].sendall(messages[n]), messages))
+        acks = list(pool.map(lambda n: [msa(ack)[1] for ack in read_frames(senders[n], 8)], messages))
+    peak = memory_mb(engine.process.pid)["VmHWM"]
+    for sock in senders:
+        sock.close()
+    print(f"peak RSS {peak:.0f} MB; slowest probe ACK {max(d or 99 for d in probe.delays):.2f} s")
+    assert acks == [["AA"] * 8] * 16
+    assert peak < 300
+    probe.assert_all_acked_within(1.0)

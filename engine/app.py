@@ -1,14 +1,14 @@
 """Assembles and runs the engine: store, profiles, rules (with hot reload), MLLP listener, health page."""
 from __future__ import annotations
 
-import json
+import errno
 import logging
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor, task
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
-from twisted.web import resource, server
 
 from . import reactor_bridge
 from .config import Config
@@ -21,9 +21,30 @@ from .outbound.delivery import Outbox
 from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
 from .store.database import Store
+from .web.health import HealthPage, HealthSnapshot
+from .web.site import BoundedSite
 from .workflow.ingest import Ingestor, Received
 
 log = logging.getLogger("engine")
+
+
+class ListenerUnavailable(RuntimeError):
+    """A listener cannot open its address: most often another program (or engine) listens there."""
+
+    def __init__(self, listener: str, host: str, port: int, error: OSError | None):
+        if error is not None and error.errno == errno.EADDRINUSE:
+            text = f"{listener} {host}:{port} is in use"
+        else:
+            text = f"{listener} {host}:{port} cannot listen: {error.strerror if error is not None else 'unknown'}"
+        super().__init__(text)
+
+
+def _listen_tcp(listener: str, host: str, port: int, factory: Any) -> IListeningPort:
+    try:
+        return reactor.listenTCP(port, factory, interface=host)
+    except CannotListenError as exc:
+        error = exc.socketError if isinstance(exc.socketError, OSError) else None
+        raise ListenerUnavailable(listener, host, port, error) from exc
 
 
 class Engine:
@@ -42,6 +63,8 @@ class Engine:
         self.outbox = Outbox(self.store)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
+        self.mllp: MLLPServerFactory | None = None
+        self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.ports: dict[str, IListeningPort] = {}
         self._reload_loop: task.LoopingCall | None = None
         self._dispatch_loop: task.LoopingCall | None = None
@@ -82,6 +105,17 @@ class Engine:
             lambda found: self.store.submit(lambda txn: None) if found else None).addErrback(
             lambda failure: log.warning("event dispatch check failed: %s", failure.getErrorMessage()))
 
+    def _live_health(self) -> dict[str, Any]:
+        """The /health figures kept in memory: rules state and the MLLP listener's counters."""
+        mllp = self.mllp
+        return {
+            "rules": len(self.rules.current.rules),
+            "rules_problems": [str(p) for p in self.rules.last_problems],
+            "mllp": {"connections": mllp.connections, "refused": mllp.refused,
+                     "buffered_bytes": mllp.buffered_bytes, "unanswered_bytes": mllp.unanswered_bytes}
+            if mllp is not None else {},
+        }
+
     def _reload_rules(self) -> None:
         if self.rules.reload_if_changed():
             self.outbox.configure(self.rules.current.destinations)
@@ -92,7 +126,10 @@ class Engine:
         dicom = self.config.dicom
         if dicom.port >= 0:
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
-            start_server(self.dicom, dicom.host, dicom.port)
+            try:
+                start_server(self.dicom, dicom.host, dicom.port)
+            except OSError as exc:
+                raise ListenerUnavailable("DICOM", dicom.host, dicom.port, exc) from exc
             if dicom.direct_storage:
                 serve_storage_directly(self.dicom)
             access = ("any calling AE" if self.directory.allow_any else
@@ -101,14 +138,15 @@ class Engine:
             log.info("DICOM listener on %s:%d, AE %s: %s; %s", dicom.host, self.dicom.port, dicom.ae_title,
                      ", ".join(service.name for service in self.dicom.services), access)
         mllp = self.config.mllp
-        factory = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp.max_message_bytes, mllp.idle_timeout)
-        self.ports["mllp"] = reactor.listenTCP(mllp.port, factory, interface=mllp.host)
+        self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp)
+        self.ports["mllp"] = _listen_tcp("MLLP", mllp.host, mllp.port, self.mllp)
         log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
                  mllp.host, self.ports["mllp"].getHost().port)
         http = self.config.http
         if http.port >= 0:
-            site = server.Site(HealthPage(self))
-            self.ports["http"] = reactor.listenTCP(http.port, site, interface=http.host)
+            self.health.load()
+            site = BoundedSite(HealthPage(self.health, self._live_health), http.max_body_bytes, http.idle_timeout)
+            self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
             log.info("HTTP listener on %s:%d: health (GET /health)", http.host, self.ports["http"].getHost().port)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
@@ -135,27 +173,3 @@ class Engine:
             self.dicom.stop()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]
         return defer.DeferredList(stopping).addBoth(lambda _: self.store.close())
-
-
-class HealthPage(resource.Resource):
-    """``GET /health``: whether the engine runs, its rules state and journal size (for monitoring)."""
-
-    isLeaf = True
-
-    def __init__(self, engine: Engine):
-        super().__init__()
-        self.engine = engine
-
-    def render_GET(self, request: Any) -> bytes:
-        def counts(txn: Any) -> dict[str, Any]:
-            rows = txn.query("SELECT status, COUNT(*) AS n FROM journal GROUP BY status")
-            return {row["status"]: row["n"] for row in rows}
-
-        body = {
-            "status": "ok",
-            "rules": len(self.engine.rules.current.rules),
-            "rules_problems": [str(p) for p in self.engine.rules.last_problems],
-            "journal": self.engine.store.read(counts),
-        }
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps(body).encode()

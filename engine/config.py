@@ -13,7 +13,12 @@ class MllpConfig:
     host: str = "127.0.0.1"
     port: int = 2575
     max_message_bytes: int = 1024 * 1024
-    idle_timeout: float = 300.0
+    idle_timeout: float = 300.0              # a connection silent this long is closed (any byte restarts it)
+    frame_timeout: float = 30.0              # a frame must end this long after its start block (0 = no limit)
+    max_connections: int = 256               # open connections in total; more are refused at once
+    max_connections_per_peer: int = 32       # open connections from one IP address
+    max_buffered_bytes: int = 64 * 1024 * 1024  # bytes held for frames in progress, all connections together
+    max_unanswered_bytes: int = 4 * 1024 * 1024  # whole messages waiting for the store; past it reading pauses
 
 
 @dataclass
@@ -51,6 +56,9 @@ class DicomConfig:
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    max_body_bytes: int = 65536              # a request body over this is answered 413 from its headers
+    idle_timeout: float = 60.0               # an HTTP connection silent this long is closed
+    health_max_age: float = 5.0              # /health database figures older than this are re-read in the background (s)
 
 
 @dataclass

@@ -131,6 +131,7 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
         processes.append(engine)
         wait_for_port(mllp_port, process)
         wait_for_port(dicom_port, process)
+        wait_for_port(http_port, process)   # the last listener to open
         return engine
 
     yield start

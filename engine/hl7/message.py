@@ -140,6 +140,12 @@ def decode_bytes(raw: bytes, default_charset: str = "ascii") -> tuple[str, str]:
         return raw.decode(fallback, errors="replace"), fallback
 
 
+def _usable_delimiter(char: str) -> bool:
+    """Whether ``char`` can separate fields or components: not a letter or digit (which data holds), not a
+    control character or blank (CR ends segments, 0x0B / 0x1C frame MLLP: an ACK echoing them is unreadable)."""
+    return char.isprintable() and not char.isalnum() and not char.isspace()
+
+
 class Message:
     """One HL7 v2 message, split into segments and fields; components decoded on access."""
 
@@ -155,7 +161,7 @@ class Message:
             raise HL7ParseError("MSH segment too short to hold the delimiters", "MSH", 2)
         field_sep = text[3]
         enc = text[4:8]
-        if field_sep.isalnum() or len(set(enc + field_sep)) != 5 or any(c.isalnum() for c in enc):
+        if len(set(enc + field_sep)) != 5 or not all(_usable_delimiter(c) for c in enc + field_sep):
             raise HL7ParseError(f"MSH-1/MSH-2 delimiters unusable: {text[3:8]!r}", "MSH", 2)
         self.delimiters = Delimiters(field_sep, enc[0], enc[1], enc[2], enc[3])
         self.text = text

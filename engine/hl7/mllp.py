@@ -7,10 +7,14 @@ ACKs go out in the order the messages arrived, even when a sender pipelines seve
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.protocols.policies import TimeoutMixin
+
+from ..config import MllpConfig
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +22,7 @@ START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\r"
 MAX_PIPELINED = 64          # frames in flight per connection before we stop reading from it
 OVERSIZE_HEAD_BYTES = 4096  # what is kept of an oversized frame, to read its MSH for the AR
+REFUSAL_LOG_SECONDS = 60.0  # a refused host (or paused reading) is logged at most this often
 
 
 def frame(message: bytes) -> bytes:
@@ -25,7 +30,9 @@ def frame(message: bytes) -> bytes:
 
 
 class MLLPDecoder:
-    """Splits a byte stream into MLLP frames; tolerant of splits, bursts and junk between frames."""
+    """Splits a byte stream into MLLP frames; tolerant of splits, bursts and junk between frames.
+
+    Each byte is searched once: a frame sent one byte at a time costs linear, not quadratic, time."""
 
     def __init__(self, max_message_bytes: int, on_frame: Callable[[bytes], None],
                  on_oversize: Callable[[bytes], None], on_junk: Callable[[bytes], None]):
@@ -33,9 +40,24 @@ class MLLPDecoder:
         self.on_frame = on_frame
         self.on_oversize = on_oversize
         self.on_junk = on_junk
+        self.frames_started = 0   # tells a caller that a new frame began since it last looked
         self._buffer = bytearray()
         self._in_frame = False
+        self._scanned = 0         # bytes of the frame in progress already searched for block markers
         self._oversize_head: bytes | None = None
+
+    @property
+    def in_frame(self) -> bool:
+        return self._in_frame
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the frame in progress."""
+        return len(self._buffer)
+
+    def clear(self) -> None:
+        self._buffer = bytearray()
+        self._in_frame = False
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
@@ -52,10 +74,12 @@ class MLLPDecoder:
                         self.on_junk(junk)
                 del self._buffer[:start + 1]
                 self._in_frame = True
+                self._scanned = 0
                 self._oversize_head = None
-            end = self._buffer.find(END_BLOCK)
-            restart = self._buffer.find(START_BLOCK)
-            if restart >= 0 and (end < 0 or restart < end):
+                self.frames_started += 1
+            end = self._buffer.find(END_BLOCK, self._scanned)
+            restart = self._buffer.find(START_BLOCK, self._scanned, end if end >= 0 else len(self._buffer))
+            if restart >= 0:
                 # A new start block before the end block: the partial frame is discarded.
                 self.on_junk(bytes(self._buffer[:restart]))
                 del self._buffer[:restart]
@@ -69,6 +93,7 @@ class MLLPDecoder:
                 elif len(self._buffer) > self.max_message_bytes:
                     self._oversize_head = bytes(self._buffer[:OVERSIZE_HEAD_BYTES])
                     del self._buffer[:-1]
+                self._scanned = max(0, len(self._buffer) - (len(END_BLOCK) - 1))
                 return
             message = bytes(self._buffer[:end])
             del self._buffer[:end + len(END_BLOCK)]
@@ -85,47 +110,115 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self.host = str(getattr(peer, "host", "?"))
+        self.peer = f"{self.host}:{getattr(peer, 'port', '?')}"
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
         self.decoder = MLLPDecoder(self.factory.max_message_bytes, self._frame, self._oversize, self._junk)
         self._next_sequence = 0
         self._next_to_send = 0
         self._ready: dict[int, bytes | None] = {}
-        self._paused = False
+        self._pipeline_full = False   # MAX_PIPELINED frames unanswered: stop reading until half are
+        self.throttled = False        # the factory holds too many unanswered bytes: stop reading
+        self._reading_paused = False
+        self._closed = False
+        self._frame_timer: IDelayedCall | None = None
         self.setTimeout(self.factory.idle_timeout)
-        self.factory.connections += 1
+        self.factory.opened(self.host)
 
     def connectionLost(self, reason: object = None) -> None:
         self.setTimeout(None)
-        self.factory.connections -= 1
+        self._closed = True
+        self._release()
+        self.factory.closed(self.host)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
         self.resetTimeout()
+        held, started = self.decoder.buffered, self.decoder.frames_started
         self.decoder.feed(data)
+        grown = self.decoder.buffered - held
+        self.factory.buffered_bytes += grown
+        if grown > 0 and self.factory.buffered_bytes > self.factory.max_buffered_bytes:
+            self.factory.note_refusal(self.host, f"frames in progress hold over {self.factory.max_buffered_bytes} "
+                                                 f"bytes in total (mllp.max_buffered_bytes); {self.peer} closed")
+            self._abort()
+            return
+        self._watch_frame(started)
 
     def timeoutConnection(self) -> None:
         log.info("MLLP connection from %s idle for %.0f s: closed", self.peer, self.factory.idle_timeout)
         self.transport.loseConnection()
 
+    # -- limits ---------------------------------------------------------------------------------
+    def _watch_frame(self, frames_started_before: int) -> None:
+        """A frame must end within ``frame_timeout`` of its start block, however slowly its bytes trickle."""
+        if not self.decoder.in_frame or self.factory.frame_timeout <= 0:
+            self._cancel_frame_timer()
+        elif self._frame_timer is None or self.decoder.frames_started != frames_started_before:
+            self._cancel_frame_timer()
+            self._frame_timer = reactor.callLater(self.factory.frame_timeout, self._frame_timed_out)
+
+    def _frame_timed_out(self) -> None:
+        self._frame_timer = None
+        log.warning("MLLP frame from %s not ended within %.0f s of its start block (%d bytes so far): "
+                    "connection closed", self.peer, self.factory.frame_timeout, self.decoder.buffered)
+        self._abort()
+
+    def _cancel_frame_timer(self) -> None:
+        if self._frame_timer is not None:
+            if self._frame_timer.active():
+                self._frame_timer.cancel()
+            self._frame_timer = None
+
+    def _release(self) -> None:
+        """Give back what the frame in progress held (once)."""
+        self._cancel_frame_timer()
+        self.factory.buffered_bytes -= self.decoder.buffered
+        self.decoder.clear()
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._release()
+        self.transport.abortConnection()
+
     # -- frames -------------------------------------------------------------------------------
     def _frame(self, message: bytes) -> None:
-        self._dispatch(self.factory.handle(message, self.peer))
+        self._dispatch(self.factory.handle(message, self.peer), len(message))
 
     def _oversize(self, head: bytes) -> None:
         log.warning("MLLP frame from %s exceeds %d bytes: answered AR", self.peer, self.factory.max_message_bytes)
-        self._dispatch(self.factory.handle_oversize(head, self.peer))
+        self._dispatch(self.factory.handle_oversize(head, self.peer), len(head))
 
     def _junk(self, data: bytes) -> None:
         log.warning("MLLP: %d bytes outside a frame from %s discarded: %s", len(data), self.peer, data[:32].hex())
 
-    def _dispatch(self, result: defer.Deferred) -> None:
+    def _dispatch(self, result: defer.Deferred, size: int) -> None:
+        """Hand a frame on; reading stops while this connection, or all together, wait for too many ACKs."""
         sequence = self._next_sequence
         self._next_sequence += 1
-        if self._next_sequence - self._next_to_send >= MAX_PIPELINED and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-        result.addCallbacks(lambda ack: self._answer(sequence, ack), lambda failure: self._failed(sequence, failure))
+        if self._next_sequence - self._next_to_send >= MAX_PIPELINED:
+            self._pipeline_full = True
+        self.factory.hold_unanswered(self, size)
+        self.update_reading()
+
+        def settled(outcome: object) -> object:
+            self.factory.release_unanswered(size)
+            return outcome
+
+        result.addBoth(settled).addCallbacks(lambda ack: self._answer(sequence, ack),
+                                             lambda failure: self._failed(sequence, failure))
+
+    def update_reading(self) -> None:
+        """Pause or resume reading from the socket as the two reasons to wait say."""
+        pause = self._pipeline_full or self.throttled
+        if pause != self._reading_paused and not self._closed:
+            self._reading_paused = pause
+            if pause:
+                self.transport.pauseProducing()
+            else:
+                self.transport.resumeProducing()
 
     def _answer(self, sequence: int, ack: bytes | None) -> None:
         self._ready[sequence] = ack
@@ -134,9 +227,9 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
             self._next_to_send += 1
             if ack_bytes is not None and self.transport is not None:
                 self.transport.write(frame(ack_bytes))
-        if self._paused and self._next_sequence - self._next_to_send < MAX_PIPELINED // 2:
-            self._paused = False
-            self.transport.resumeProducing()
+        if self._pipeline_full and self._next_sequence - self._next_to_send < MAX_PIPELINED // 2:
+            self._pipeline_full = False
+            self.update_reading()
 
     def _failed(self, sequence: int, failure: object) -> None:
         # The journal could not be written: no ACK, close, the sender resends (SWF.md 8.2).
@@ -146,13 +239,89 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
 
 
 class MLLPServerFactory(protocol.Factory):
+    """Builds one protocol per accepted connection, within the connection caps, and keeps the totals
+    (connections per host, bytes held for frames in progress, refusals) that the caps and /health read."""
+
     protocol = MLLPServerProtocol
 
     def __init__(self, handle: Callable[[bytes, str], defer.Deferred],
-                 handle_oversize: Callable[[bytes, str], defer.Deferred],
-                 max_message_bytes: int = 1024 * 1024, idle_timeout: float = 300.0):
+                 handle_oversize: Callable[[bytes, str], defer.Deferred], limits: MllpConfig = MllpConfig()):
         self.handle = handle
         self.handle_oversize = handle_oversize
-        self.max_message_bytes = max_message_bytes
-        self.idle_timeout = idle_timeout
+        self.max_message_bytes = limits.max_message_bytes
+        self.idle_timeout = limits.idle_timeout
+        self.frame_timeout = limits.frame_timeout
+        self.max_connections = limits.max_connections
+        self.max_connections_per_peer = limits.max_connections_per_peer
+        self.max_buffered_bytes = limits.max_buffered_bytes
+        self.max_unanswered_bytes = limits.max_unanswered_bytes
         self.connections = 0
+        self.connections_by_host: dict[str, int] = {}
+        self.buffered_bytes = 0     # held for frames in progress (partial)
+        self.unanswered_bytes = 0   # of whole frames handed on and not yet answered by the store
+        self._throttled: set[MLLPServerProtocol] = set()
+        self._throttle_logged_at = -REFUSAL_LOG_SECONDS
+        self.refused = 0
+        self._refusals_unlogged: dict[str, int] = {}
+        self._refusal_logged_at: dict[str, float] = {}
+
+    def buildProtocol(self, addr: IAddress) -> protocol.Protocol | None:
+        """None (Twisted then closes the socket at once) when a connection cap is reached."""
+        host = str(getattr(addr, "host", "?"))
+        if self.connections >= self.max_connections:
+            self.note_refusal(host, f"{self.connections} MLLP connections open (mllp.max_connections): "
+                                    f"new connection from {host} refused")
+            return None
+        if self.connections_by_host.get(host, 0) >= self.max_connections_per_peer:
+            self.note_refusal(host, f"{self.connections_by_host[host]} MLLP connections open from {host} "
+                                    f"(mllp.max_connections_per_peer): new connection refused")
+            return None
+        return super().buildProtocol(addr)
+
+    def opened(self, host: str) -> None:
+        self.connections += 1
+        self.connections_by_host[host] = self.connections_by_host.get(host, 0) + 1
+
+    def closed(self, host: str) -> None:
+        self.connections -= 1
+        left = self.connections_by_host.get(host, 0) - 1
+        if left > 0:
+            self.connections_by_host[host] = left
+        else:
+            self.connections_by_host.pop(host, None)
+
+    def hold_unanswered(self, connection: MLLPServerProtocol, size: int) -> None:
+        """Count a frame handed on; past ``max_unanswered_bytes`` the connection that sent it stops reading
+        (TCP then holds the sender back) until the store has answered half of what waits."""
+        self.unanswered_bytes += size
+        if self.unanswered_bytes > self.max_unanswered_bytes and not connection.throttled:
+            now = time.monotonic()
+            if now - self._throttle_logged_at >= REFUSAL_LOG_SECONDS:
+                self._throttle_logged_at = now
+                log.info("MLLP: %d bytes of messages wait for the store (mllp.max_unanswered_bytes): reading "
+                         "paused on %s and any connection that sends more", self.unanswered_bytes, connection.peer)
+            connection.throttled = True
+            self._throttled.add(connection)
+
+    def release_unanswered(self, size: int) -> None:
+        """A frame was answered; below half the limit every throttled connection reads again."""
+        self.unanswered_bytes -= size
+        if self._throttled and self.unanswered_bytes <= self.max_unanswered_bytes // 2:
+            throttled, self._throttled = self._throttled, set()
+            for connection in throttled:
+                connection.throttled = False
+                connection.update_reading()
+
+    def note_refusal(self, host: str, reason: str) -> None:
+        """Count a refused or dropped connection; log it at most once per host per ``REFUSAL_LOG_SECONDS``."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at.get(host, -REFUSAL_LOG_SECONDS) < REFUSAL_LOG_SECONDS:
+            self._refusals_unlogged[host] = self._refusals_unlogged.get(host, 0) + 1
+            return
+        if len(self._refusal_logged_at) > 10_000:   # many hosts: forget those not heard of for a minute
+            self._refusal_logged_at = {h: t for h, t in self._refusal_logged_at.items()
+                                       if now - t < REFUSAL_LOG_SECONDS}
+        self._refusal_logged_at[host] = now
+        unlogged = self._refusals_unlogged.pop(host, 0)
+        log.warning("%s%s", reason, f" ({unlogged} more refusals of {host} since the last such line)" if unlogged else "")

@@ -185,17 +185,22 @@ class Ingestor:
         return result
 
     def oversized(self, txn: Transaction, received: Received, limit: int) -> IngestResult:
-        """A frame over the size limit: AR when its MSH can be read from the head, else ``HL7ParseError``."""
+        """A frame over the size limit: AR, with the sender's MSH when its head holds a readable one, else
+        with the engine's own (as for any frame without a readable MSH), so the sender stops resending."""
         head_text, codec = decode_bytes(received.raw, self.config.hl7.default_charset)
-        message = Message(head_text.replace("\n", "\r").split("\r")[0], codec)
+        reason = f"message too large (over {limit} bytes); only its head is journaled"
+        try:
+            message: Message | None = Message(head_text.replace("\n", "\r").split("\r")[0], codec)
+        except HL7ParseError as exc:
+            message, reason = None, f"{reason}; no readable MSH: {exc.reason}"
         journal_id = repo.journal_insert(txn, received_at=received.received_at, peer=received.peer,
-                                         sending_application=message.get("MSH-3.1"),
-                                         sending_facility=message.get("MSH-4.1"), control_id=message.control_id,
-                                         message_code=message.message_code, hl7_version=message.version,
+                                         sending_application=message.get("MSH-3.1") if message else "",
+                                         sending_facility=message.get("MSH-4.1") if message else "",
+                                         control_id=message.control_id if message else "",
+                                         message_code=message.message_code if message else "",
+                                         hl7_version=message.version if message else "",
                                          payload_hash=payload_hash(received.raw), raw=received.raw)
-        return self._finish(txn, journal_id, message, "AR",
-                            [HL7Error(207, f"message too large (over {limit} bytes); only its head is journaled")],
-                            "rejected", "")
+        return self._finish(txn, journal_id, message, "AR", [HL7Error(207, reason)], "rejected", "")
 
     # -- steps ----------------------------------------------------------------------------------
     def _check_header(self, message: Message) -> HL7Error | None:

@@ -80,17 +80,6 @@ def test_oversized_frame_gets_ar_and_the_connection_stays_usable(start_engine) -
     assert "BIG1" in journal
 
 
-def test_oversized_frame_without_readable_msh_closes_the_connection(start_engine) -> None:
-    engine = start_engine("--max-message-bytes", "2000")
-    with connect(engine) as sock:
-        sock.sendall(START + b"y" * 5000 + END)
-        sock.settimeout(10)
-        assert sock.recv(100) == b""  # closed, no ACK
-    with connect(engine) as sock:  # the listener itself is fine
-        sock.sendall(START + order("NEXT") + END)
-        assert msa(read_acks(sock, 1)[0])[1] == "AA"
-
-
 def test_malformed_message_gets_answered_and_connection_goes_on(start_engine) -> None:
     engine = start_engine()
     with connect(engine) as sock:

@@ -41,4 +41,4 @@ def test_a_taken_port_stops_the_engine_with_a_reason(tmp_path: Path) -> None:
                                   "--mllp-port", str(port), "--dicom-port", str(free_port()), "--http-port", "-1"],
                                  capture_output=True, text=True, timeout=60)
     assert started.returncode == 2
-    assert f"cannot start: Couldn't listen on 127.0.0.1:{port}" in started.stderr
+    assert f"cannot start: MLLP 127.0.0.1:{port} is in use" in started.stderr

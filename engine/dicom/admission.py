@@ -157,14 +157,14 @@ class Admission:
             return ul.parse_associate_rq(ul.peek_pdu(sock, self.dicom.association_request_timeout))
         except ul.PduError as exc:
             log.warning("DICOM connection from %s aborted: %s", where, exc)
-            _send_quietly(sock, ul.abort(2, exc.reason))
+            ul.send_quietly(sock, ul.abort(2, exc.reason))
             _discard_unread(sock)
         except TimeoutError:
             log.warning("DICOM connection from %s closed: no whole A-ASSOCIATE-RQ within %.0f s "
                         "(dicom.association_request_timeout)", where, self.dicom.association_request_timeout)
         except (ul.PeerClosed, OSError) as exc:
             log.info("DICOM connection from %s closed before its A-ASSOCIATE-RQ (%s)", where, exc)
-        _close(sock)
+        ul.close(sock)
         return None
 
     def _refuse(self, sock: socket.socket, address: Any, request: ul.AssociateRQ) -> None:
@@ -175,7 +175,7 @@ class Admission:
             sock.sendall(ul.associate_rj(2, 3, 2))           # transient, service provider: local limit exceeded
         except OSError:
             pass
-        _close(sock)
+        ul.close(sock)
 
     def _associate(self, sock: socket.socket, address: Any, request: ul.AssociateRQ) -> None:
         if self.direct is not None:
@@ -206,18 +206,11 @@ class Admission:
             sockets = list(self._sockets.items())
         for sock, direct in sockets:
             if direct:
-                _send_quietly(sock, ul.abort())
+                ul.send_quietly(sock, ul.abort())
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-
-def _send_quietly(sock: socket.socket, pdu: bytes) -> None:
-    try:
-        sock.sendall(pdu)
-    except OSError:
-        pass
 
 
 def _discard_unread(sock: socket.socket) -> None:
@@ -227,11 +220,3 @@ def _discard_unread(sock: socket.socket) -> None:
         sock.recv(ul.LARGEST_ASSOCIATE_RQ, socket.MSG_DONTWAIT)
     except OSError:
         pass
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()

@@ -131,7 +131,7 @@ class DirectStorage:
         except Exception:  # noqa: BLE001 - one association's trouble never reaches the server thread
             log.exception("DICOM association from %s ended by an error", request.calling_title)
         finally:
-            _close(sock)
+            ul.close(sock)
         return True
 
     def _negotiate(self, request: ul.AssociateRQ) -> list[tuple[int, int, str]] | None:
@@ -188,11 +188,11 @@ class DirectStorage:
                     raise AbortAssociation(f"unexpected PDU type 0x{kind:02X}")
         except (AbortAssociation, ul.PduError) as exc:
             log.warning("DICOM association from %s aborted: %s", calling, exc)
-            _send_quietly(sock, ul.abort(2, 2 if isinstance(exc, AbortAssociation) else 0))
+            ul.send_quietly(sock, ul.abort(2, 2 if isinstance(exc, AbortAssociation) else 0))
         except TimeoutError:
             log.warning("DICOM association from %s aborted: nothing received for %.0f s", calling,
                         dicom.network_timeout)
-            _send_quietly(sock, ul.abort())
+            ul.send_quietly(sock, ul.abort())
         except (ul.PeerClosed, ConnectionError) as exc:
             log.warning("DICOM association from %s: connection lost (%s)", calling, exc)
         finally:
@@ -275,18 +275,3 @@ class _Exchange:
             last = start + self.fragment_size >= len(command)
             control = COMMAND_FRAGMENT | (LAST_FRAGMENT if last else 0)
             self.sock.sendall(ul.p_data(context_id, control, command[start:start + self.fragment_size]))
-
-
-def _send_quietly(sock: socket.socket, pdu: bytes) -> None:
-    try:
-        sock.sendall(pdu)
-    except OSError:
-        pass
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()

@@ -252,3 +252,20 @@ def release_rp() -> bytes:
 def abort(source: int = 2, reason: int = 0) -> bytes:
     """A-ABORT; source 2 = service provider (reason 0: not specified, 2: unexpected PDU)."""
     return _pdu(ABORT, bytes((0, 0, source, reason)))
+
+
+def send_quietly(sock: socket.socket, pdu: bytes) -> None:
+    """Send a last PDU (A-ABORT, A-ASSOCIATE-RJ) to a peer that may already be gone."""
+    try:
+        sock.sendall(pdu)
+    except OSError:
+        pass
+
+
+def close(sock: socket.socket) -> None:
+    """Shut down both directions, then close: the peer sees the end at once, even mid-read."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

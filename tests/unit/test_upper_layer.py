@@ -79,18 +79,24 @@ def test_pdv_lengths_that_do_not_fit_are_refused() -> None:
         ul.pdvs(bytearray(b"\x00\x00\x00\x09\x05\x02abcd"))
 
 
+def peek_fails_at_once(ours: socket.socket, error: type[Exception]) -> Exception:
+    """Peek with a long timeout; the peek must fail with ``error`` within a second (closes ``ours``)."""
+    started = time.monotonic()
+    try:
+        with pytest.raises(error) as raised:
+            ul.peek_pdu(ours, timeout=10)
+    finally:
+        ours.close()
+    assert time.monotonic() - started < 1
+    return raised.value
+
+
 def test_a_peer_that_sent_something_else_and_left_is_refused_at_once() -> None:
     """MSG_PEEK never sees the close while bytes are unread: the first byte decides."""
     ours, theirs = socket.socketpair()
     theirs.sendall(b"\n")
     theirs.close()
-    started = time.monotonic()
-    try:
-        with pytest.raises(ul.PduError):
-            ul.peek_pdu(ours, timeout=10)
-    finally:
-        ours.close()
-    assert time.monotonic() - started < 1
+    peek_fails_at_once(ours, ul.PduError)
 
 
 def test_a_whole_request_is_peeked_and_left_unread() -> None:
@@ -132,24 +138,14 @@ def test_a_partial_header_whose_peer_left_ends_at_once() -> None:
     ours, theirs = tcp_pair()
     theirs.sendall(bytes.fromhex("0100000000"))
     theirs.close()
-    started = time.monotonic()
-    try:
-        with pytest.raises(ul.PeerClosed):
-            ul.peek_pdu(ours, timeout=10)
-    finally:
-        ours.close()
-    assert time.monotonic() - started < 1
+    peek_fails_at_once(ours, ul.PeerClosed)
 
 
 def test_a_request_longer_than_the_limit_is_refused_from_its_header() -> None:
     ours, theirs = tcp_pair()
     theirs.sendall(bytes.fromhex("0100FFFFFFFF") + bytes(68))
-    started = time.monotonic()
     try:
-        with pytest.raises(ul.PduError) as refused:
-            ul.peek_pdu(ours, timeout=10)
-        assert refused.value.reason == ul.INVALID_PARAMETER_VALUE
+        refused = peek_fails_at_once(ours, ul.PduError)
     finally:
-        ours.close()
         theirs.close()
-    assert time.monotonic() - started < 1
+    assert refused.reason == ul.INVALID_PARAMETER_VALUE

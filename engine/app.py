@@ -20,6 +20,7 @@ from .hl7.profiles import load_profiles
 from .outbound.delivery import Outbox
 from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
+from .store import queues
 from .store.database import Store
 from .web.health import HealthPage, HealthSnapshot
 from .web.site import BoundedSite
@@ -98,10 +99,7 @@ class Engine:
 
     def _dispatch_recorded_events(self) -> None:
         """Events recorded by other processes (``swf cancel``) are dispatched by the engine's next commit."""
-        def pending(txn: Any) -> bool:
-            return txn.one("SELECT id FROM events WHERE dispatched = 0 LIMIT 1") is not None
-
-        reactor_bridge.read(self.store, pending).addCallback(
+        reactor_bridge.read(self.store, queues.undispatched_event_waiting).addCallback(
             lambda found: self.store.submit(lambda txn: None) if found else None).addErrback(
             lambda failure: log.warning("event dispatch check failed: %s", failure.getErrorMessage()))
 

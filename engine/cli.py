@@ -534,12 +534,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         if args.message_id is None:
             print(f"outbox {args.action} needs the message ID", file=sys.stderr)
             return 2
-        if args.action == "resend":
-            sql = ("UPDATE outbox SET status = 'pending', attempts = 0, rejections = 0, next_attempt_at = 0,"
-                   " last_error = '' WHERE id = ? AND status IN ('dead', 'discarded', 'pending')")
-        else:
-            sql = "UPDATE outbox SET status = 'discarded' WHERE id = ? AND status IN ('pending', 'dead')"
-        changed = store.write(lambda txn: txn.execute(sql, (args.message_id,)).rowcount)
+        from .store import queues
+
+        action = queues.resend_outbox if args.action == "resend" else queues.discard_outbox
+        changed = store.write(lambda txn: action(txn, args.message_id))
         if not changed:
             print(f"no outbox message {args.message_id} that can be {args.action}ed", file=sys.stderr)
             return 1

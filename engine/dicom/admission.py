@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from collections import Counter
 from typing import Any, Callable, Protocol
 
 from pynetdicom.transport import RequestHandler
 
 from ..config import DicomConfig
+from ..refusal_log import RefusalLog
 from . import upper_layer as ul
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Admission:
         self._waiting = 0                                  # connections not yet associated
         self._associations = 0                             # slots taken
         self._sockets: dict[socket.socket, bool] = {}      # open connections -> served by the direct path
-        self._refused: dict[str, tuple[float, int]] = {}   # peer -> (last logged, refused since)
+        self._refusals = RefusalLog(log, REFUSAL_LOG_INTERVAL)
 
     @property
     def most_waiting(self) -> int:
@@ -107,23 +107,10 @@ class Admission:
                 self._waiting += 1
                 self._sockets[sock] = False
                 return True
-        self._log_refusal(peer, f"{self.dicom.max_associations_per_peer} connections open from {peer} "
-                                f"(dicom.max_associations_per_peer)" if not per_peer else
-                                f"{self.most_waiting} connections waiting for their A-ASSOCIATE-RQ")
+        self._refusals.refused(peer, f"DICOM connections refused from {peer}: " + (
+            f"{self.dicom.max_associations_per_peer} already open (dicom.max_associations_per_peer)"
+            if not per_peer else f"{self.most_waiting} connections waiting for their A-ASSOCIATE-RQ"))
         return False
-
-    def _log_refusal(self, peer: str, reason: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            logged, refused = self._refused.get(peer, (0.0, 0))
-            refused += 1
-            if now - logged < REFUSAL_LOG_INTERVAL:
-                self._refused[peer] = (logged, refused)
-                return
-            self._refused = {p: entry for p, entry in self._refused.items() if now - entry[0] < REFUSAL_LOG_INTERVAL}
-            self._refused[peer] = (now, 0)
-        log.warning("DICOM connections refused from %s: %s; %d refused since the last such line "
-                    "(one line a minute at most per address)", peer, reason, refused)
 
     # -- on the connection's thread ------------------------------------------------------------------
     def serve(self, sock: socket.socket, address: Any) -> None:

@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.protocols.policies import TimeoutMixin
 
 from ..config import MllpConfig
+from ..refusal_log import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +263,7 @@ class MLLPServerFactory(protocol.Factory):
         self._throttled: set[MLLPServerProtocol] = set()
         self._throttle_logged_at = -REFUSAL_LOG_SECONDS
         self.refused = 0
-        self._refusals_unlogged: dict[str, int] = {}
-        self._refusal_logged_at: dict[str, float] = {}
+        self._refusals = RefusalLog(log, REFUSAL_LOG_SECONDS)
 
     def buildProtocol(self, addr: IAddress) -> protocol.Protocol | None:
         """None (Twisted then closes the socket at once) when a connection cap is reached."""
@@ -315,13 +315,4 @@ class MLLPServerFactory(protocol.Factory):
     def note_refusal(self, host: str, reason: str) -> None:
         """Count a refused or dropped connection; log it at most once per host per ``REFUSAL_LOG_SECONDS``."""
         self.refused += 1
-        now = time.monotonic()
-        if now - self._refusal_logged_at.get(host, -REFUSAL_LOG_SECONDS) < REFUSAL_LOG_SECONDS:
-            self._refusals_unlogged[host] = self._refusals_unlogged.get(host, 0) + 1
-            return
-        if len(self._refusal_logged_at) > 10_000:   # many hosts: forget those not heard of for a minute
-            self._refusal_logged_at = {h: t for h, t in self._refusal_logged_at.items()
-                                       if now - t < REFUSAL_LOG_SECONDS}
-        self._refusal_logged_at[host] = now
-        unlogged = self._refusals_unlogged.pop(host, 0)
-        log.warning("%s%s", reason, f" ({unlogged} more refusals of {host} since the last such line)" if unlogged else "")
+        self._refusals.refused(host, reason)

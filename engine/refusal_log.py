@@ -1,0 +1,36 @@
+"""One log line per peer per interval for refused connections, however fast a host is refused.
+
+Both listeners refuse connections over their caps (DICOM: dicom/admission.py, MLLP: hl7/mllp.py); a
+flooding host must not flood the log too, but the operator still needs to know how many were refused.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+MAX_REMEMBERED_PEERS = 10_000   # past this many hosts, those not logged within the interval are forgotten
+
+
+class RefusalLog:
+    """Logs a peer's refusal at most once per ``interval`` seconds, with the count not logged since."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0):
+        self.logger = logger
+        self.interval = interval
+        self._lock = threading.Lock()      # the DICOM listener refuses from several threads
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def refused(self, peer: str, reason: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._logged_at.get(peer, -self.interval) < self.interval:
+                self._unlogged[peer] = self._unlogged.get(peer, 0) + 1
+                return
+            if len(self._logged_at) > MAX_REMEMBERED_PEERS:
+                self._logged_at = {p: t for p, t in self._logged_at.items() if now - t < self.interval}
+            self._logged_at[peer] = now
+            unlogged = self._unlogged.pop(peer, 0)
+        self.logger.warning("%s%s", reason,
+                            f" ({unlogged} more refused from {peer} since the last such line)" if unlogged else "")

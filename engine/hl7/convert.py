@@ -7,13 +7,6 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 SEX = {"F": "F", "M": "M", "O": "O", "A": "O", "N": "O"}
 PRIORITY = {"S": "STAT", "A": "HIGH", "P": "HIGH", "C": "HIGH", "R": "ROUTINE", "T": "MEDIUM"}
-CHARSET_TO_DICOM = {
-    "8859/1": "ISO_IR 100", "8859/2": "ISO_IR 101", "8859/3": "ISO_IR 109", "8859/4": "ISO_IR 110",
-    "8859/5": "ISO_IR 144", "8859/6": "ISO_IR 127", "8859/7": "ISO_IR 126", "8859/8": "ISO_IR 138",
-    "8859/9": "ISO_IR 148", "UNICODE UTF-8": "ISO_IR 192", "UNICODE": "ISO_IR 192", "ISO IR14": "ISO_IR 13",
-    "ISO IR87": "ISO 2022 IR 87", "ISO IR159": "ISO 2022 IR 159", "KS X 1001": "ISO 2022 IR 149",
-    "GB 18030-2000": "GB18030",
-}
 
 
 class ConversionError(ValueError):

@@ -5,7 +5,7 @@ import json
 import time
 from typing import Any
 
-from ..hl7.convert import normalise_name
+from ..domain.matching_keys import normalise_name
 from .database import Transaction
 
 

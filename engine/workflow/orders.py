@@ -12,7 +12,7 @@ from typing import Any
 from ..config import OrdersConfig
 from ..domain.model import DomainEvent, OrderRequest, Problem, ProcedureRequest, Rejection, StepRequest
 from ..domain.status import StepEvent, StepStatus, TransitionRefused, order_status, transition
-from ..hl7.convert import normalise_name, sortable_datetime
+from ..domain.matching_keys import normalise_name, sortable_datetime
 from ..store import repository as repo
 from ..store.database import Transaction
 from . import identifiers, storage

@@ -5,15 +5,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from engine.domain.matching_keys import normalise_name, sortable_datetime
 from engine.hl7.convert import (
     ConversionError,
     code_item,
-    normalise_name,
     number,
     parse_ts,
     priority,
     sex,
-    sortable_datetime,
     xcn_to_pn,
     xpn_to_pn,
 )

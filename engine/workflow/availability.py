@@ -122,9 +122,3 @@ def find(txn: Transaction, request: QueryRequest) -> list[Match]:
 def retrieve(txn: Transaction, request: QueryRequest) -> list[RetrieveItem]:
     """The instances a C-MOVE / C-GET identifier names (unique keys only, hierarchical)."""
     return qr.retrieve_items(txn, qr.build_qr_condition(request.model, request.level, request.keys, retrieve=True))
-
-
-def study_availability(txn: Transaction, study_instance_uid: str) -> dict[str, int]:
-    """RAD-11 grouped (internal): how much of a study is stored and offered."""
-    tally = qr.level_tallies(txn, "STUDY", [study_instance_uid])[study_instance_uid]
-    return {"series": tally.series, "instances": tally.instances}

@@ -32,7 +32,7 @@ def _pipeline(data_dir: Path):
     ruleset = load_ruleset(ROOT / "routes")
     profiles = load_profiles(ROOT / "profiles")
     ingestor = Ingestor(config, profiles, lambda: ruleset)
-    store.before_commit.append(EventDispatcher(lambda: ruleset, profiles, ingestor.identity))
+    store.before_commit.append(EventDispatcher(lambda: ruleset.destinations, profiles, ingestor.identity))
     return store, ingestor
 
 

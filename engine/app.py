@@ -58,7 +58,7 @@ class Engine:
         self.rules = RulesHolder(config.routes_dir, set(self.profiles))
         self.store = Store(config.database)
         self.ingestor = Ingestor(config, self.profiles, self.rules)
-        self.dispatcher = EventDispatcher(self.rules, self.profiles, self.ingestor.identity)
+        self.dispatcher = EventDispatcher(lambda: self.rules().destinations, self.profiles, self.ingestor.identity)
         self.store.before_commit.append(self.dispatcher)
         self.store.after_commit.append(self._wake_outbox)
         self.outbox = Outbox(self.store)

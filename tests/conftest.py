@@ -54,7 +54,7 @@ def make_pipeline(tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
         ruleset = load_ruleset(routes or ROOT / "routes")
         profiles = load_profiles(ROOT / "profiles")
         ingestor = Ingestor(config, profiles, lambda: ruleset)
-        store.before_commit.append(EventDispatcher(lambda: ruleset, profiles, ingestor.identity))
+        store.before_commit.append(EventDispatcher(lambda: ruleset.destinations, profiles, ingestor.identity))
         return Pipeline(store, ingestor, config)
 
     yield factory

@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime, timedelta, timezone, tzinfo
+
+# Re-exported until engine/store/matching.py and engine/workflow/storage.py import it from engine/domain.
+from ..domain.matching_keys import normalise_name  # noqa: F401
 
 SEX = {"F": "F", "M": "M", "O": "O", "A": "O", "N": "O"}
 PRIORITY = {"S": "STAT", "A": "HIGH", "P": "HIGH", "C": "HIGH", "R": "ROUTINE", "T": "MEDIUM"}
-CHARSET_TO_DICOM = {
-    "8859/1": "ISO_IR 100", "8859/2": "ISO_IR 101", "8859/3": "ISO_IR 109", "8859/4": "ISO_IR 110",
-    "8859/5": "ISO_IR 144", "8859/6": "ISO_IR 127", "8859/7": "ISO_IR 126", "8859/8": "ISO_IR 138",
-    "8859/9": "ISO_IR 148", "UNICODE UTF-8": "ISO_IR 192", "UNICODE": "ISO_IR 192", "ISO IR14": "ISO_IR 13",
-    "ISO IR87": "ISO 2022 IR 87", "ISO IR159": "ISO 2022 IR 159", "KS X 1001": "ISO 2022 IR 149",
-    "GB 18030-2000": "GB18030",
-}
 
 
 class ConversionError(ValueError):
@@ -45,19 +40,6 @@ def xcn_to_pn(components: list[str]) -> str:
     c = (components + [""] * 8)[:8]
     suffix = " ".join(part for part in (c[4], c[6]) if part)
     return _pn([c[1], c[2], c[3], c[5], suffix])
-
-
-# Letters whose diacritic is not a combining mark (NFKD leaves them alone): fold them by hand.
-_STROKE_LETTERS = str.maketrans("ØøŁłĐđĦħ", "OoLlDdHh")
-
-
-def normalise_name(pn: str) -> str:
-    """Upper-cased, accent-folded alphabetic group of a PN: the column PN matching compares."""
-    alphabetic = pn.split("=")[0].rstrip("^")
-    if alphabetic.isascii():
-        return alphabetic.upper()  # nothing to fold: NFKD leaves ASCII as it is
-    folded = unicodedata.normalize("NFKD", alphabetic.translate(_STROKE_LETTERS))
-    return "".join(ch for ch in folded if not unicodedata.combining(ch)).upper()
 
 
 _TS = re.compile(r"^(\d+)(\.\d+)?([+-]\d{4})?$", re.ASCII)
@@ -105,14 +87,6 @@ def parse_ts(value: str, local_zone: tzinfo | None = None) -> tuple[str, str]:
     date = digits[:8]
     time = digits[8:] + fraction if len(digits) > 8 else ""
     return date, time
-
-
-def sortable_datetime(date: str, time: str) -> str:
-    """``YYYYMMDDHHMMSS.ffffff`` (time padded with zeros) so that string order is time order."""
-    if not date:
-        return ""
-    whole, _, fraction = time.partition(".")
-    return f"{date}{whole.ljust(6, '0')}.{fraction.ljust(6, '0')[:6]}"
 
 
 _NM = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$", re.ASCII)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..domain.model import (OrderRequest, PatientData, PatientIdentity, Problem, ProcedureRequest, Rejection,
                             StepRequest)
-from ..rules.ruleset import Decision
+from ..domain.decision import Decision
 from . import convert
 from .mapping import MappingError, Profile, StepContext
 from .message import Message

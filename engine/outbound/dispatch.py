@@ -7,12 +7,11 @@ cannot be built is parked as dead with the reason; it never blocks the batch.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..domain.status import StepStatus, order_status
 from ..hl7.ack import Identity
 from ..hl7.mapping import Profile
-from ..rules.ruleset import RuleSet
 from ..store import performed_steps, queues
 from ..store import repository as repo
 from ..store.database import Transaction
@@ -83,8 +82,9 @@ def order_view(txn: Transaction, order_ref: int) -> messages.OrderView | None:
 class EventDispatcher:
     """The before-commit hook: new events -> outbox rows for the destinations that want them."""
 
-    def __init__(self, rules: Callable[[], RuleSet], profiles: dict[str, Profile], identity: Identity):
-        self.rules = rules
+    def __init__(self, destinations: Callable[[], Mapping[str, Destination]], profiles: dict[str, Profile],
+                 identity: Identity):
+        self.destinations = destinations   # the destinations by name as the rules now stand (they reload)
         self.profiles = profiles
         self.identity = identity
         self.queued = False  # set when a message was queued; the engine wakes the delivery after the commit
@@ -94,7 +94,7 @@ class EventDispatcher:
         events = queues.undispatched_events(txn)
         if not events:
             return
-        destinations = self.rules().destinations
+        destinations = self.destinations()
         for event in events:
             for name in event.destinations or event.order_outbound:
                 destination = destinations.get(name)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..domain.decision import Decision
 from ..hl7.message import FieldPath, Message, field_path
 from ..outbound.destinations import Destination, parse_destination
 from ..yamlfile import LineDict, LineList, YamlProblem, line_of, load_yaml
@@ -142,24 +143,6 @@ class Rule:
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
-
-
-@dataclass
-class Decision:
-    """What the matching rules decided for one message."""
-
-    rules: list[str] = field(default_factory=list)
-    mode: str = ""
-    profile: str = ""
-    schedule: dict[str, str] = field(default_factory=dict)
-    reject: dict[str, str] = field(default_factory=dict)
-    reject_rule: str = ""
-    drop: str = ""
-    outbound: list[str] = field(default_factory=list)
-
-    @property
-    def rule_names(self) -> str:
-        return ", ".join(self.rules)
 
 
 @dataclass

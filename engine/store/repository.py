@@ -5,7 +5,7 @@ import json
 import time
 from typing import Any
 
-from ..hl7.convert import normalise_name
+from ..domain.matching_keys import normalise_name
 from .database import Transaction
 
 
@@ -186,6 +186,17 @@ def insert_order(txn: Transaction, patient_ref: int, placer: str, filler: str, s
 
 def order_by_ref(txn: Transaction, order_ref: int) -> dict[str, Any] | None:
     return txn.one("SELECT * FROM orders WHERE id = ?", (order_ref,))
+
+
+def order_refs_of_patient(txn: Transaction, patient_ref: int) -> list[int]:
+    return [order_ref for order_ref, in txn.rows("SELECT id FROM orders WHERE patient_ref = ?", (patient_ref,))]
+
+
+def newest_order_of_accession(txn: Transaction, accession_number: str) -> dict[str, Any] | None:
+    """The newest order with a requested procedure of this accession number (operator actions)."""
+    procedure = txn.one("SELECT order_ref FROM requested_procedures WHERE accession_number = ? ORDER BY id DESC LIMIT 1",
+                        (accession_number,))
+    return order_by_ref(txn, procedure["order_ref"]) if procedure else None
 
 
 def touch_order(txn: Transaction, order_ref: int) -> None:

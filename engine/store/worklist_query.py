@@ -174,7 +174,3 @@ def top_level_keys() -> set[str]:
 def step_keys() -> set[str]:
     """Keywords matched inside the one Scheduled Procedure Step Sequence item."""
     return set(STEP_KEYS) | {START_DATE, START_TIME}
-
-
-def supported_keys() -> set[str]:
-    return top_level_keys() | step_keys()

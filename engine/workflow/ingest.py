@@ -22,7 +22,8 @@ from ..hl7.ack import HL7Error, Identity
 from ..hl7.mapping import Profile
 from ..hl7.message import HL7ParseError, Message, decode_bytes, field_path, normalise_segments
 from ..hl7.profiles import select_profile
-from ..rules.ruleset import Decision, RuleSet
+from ..domain.decision import Decision
+from ..rules.ruleset import RuleSet
 from ..store import repository as repo
 from ..store.database import Transaction
 from . import orders, registration

@@ -12,7 +12,7 @@ from typing import Any
 from ..config import OrdersConfig
 from ..domain.model import DomainEvent, OrderRequest, Problem, ProcedureRequest, Rejection, StepRequest
 from ..domain.status import StepEvent, StepStatus, TransitionRefused, order_status, transition
-from ..hl7.convert import normalise_name, sortable_datetime
+from ..domain.matching_keys import normalise_name, sortable_datetime
 from ..store import repository as repo
 from ..store.database import Transaction
 from . import identifiers, storage
@@ -77,7 +77,7 @@ def _order_of_known_study(txn: Transaction, request: OrderRequest) -> dict[str, 
         if procedure.study_instance_uid:
             known = repo.find_procedure_by_study(txn, procedure.study_instance_uid)
             if known:
-                return txn.one("SELECT * FROM orders WHERE id = ?", (known["order_ref"],))
+                return repo.order_by_ref(txn, known["order_ref"])
     return None
 
 
@@ -281,9 +281,7 @@ def _change_all_steps(txn: Transaction, order: dict[str, Any], event: StepEvent,
 
 def _order_by_accession(txn: Transaction, accession_number: str) -> dict[str, Any]:
     """The newest order with a requested procedure of this accession number (operator actions)."""
-    procedure = txn.one("SELECT order_ref FROM requested_procedures WHERE accession_number = ? ORDER BY id DESC LIMIT 1",
-                        (accession_number,))
-    order = txn.one("SELECT * FROM orders WHERE id = ?", (procedure["order_ref"],)) if procedure else None
+    order = repo.newest_order_of_accession(txn, accession_number)
     if order is None:
         raise Rejection(Problem.UNKNOWN_KEY, f"no order with accession number {accession_number}")
     return order

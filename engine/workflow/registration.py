@@ -79,8 +79,8 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
         detail = f"{prior.patient_id}^{prior.issuer} merged into {subject}: {moved} order(s) moved"
         repo.add_patient_history(txn, survivor_ref, "merge", detail, journal_ref)
         repo.add_patient_history(txn, prior_row["id"], "merged", detail, journal_ref)
-        for order in txn.query("SELECT id FROM orders WHERE patient_ref = ?", (survivor_ref,)):
-            repo.add_order_history(txn, order["id"], "patient merged", detail, journal_ref)
+        for order_ref in repo.order_refs_of_patient(txn, survivor_ref):
+            repo.add_order_history(txn, order_ref, "patient merged", detail, journal_ref)
         return [DomainEvent("patient.merged", subject, f"{prior.patient_id}^{prior.issuer}")]
     patient_ref = upsert_patient(txn, patient, journal_ref, strict_merged, cause=f"ADT^{trigger}")
     if patient.visit_number:

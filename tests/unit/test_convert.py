@@ -5,16 +5,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from engine.domain.matching_keys import normalise_name, sortable_datetime
 from engine.hl7.convert import (
-    CHARSET_TO_DICOM,
     ConversionError,
     code_item,
-    normalise_name,
     number,
     parse_ts,
     priority,
     sex,
-    sortable_datetime,
     xcn_to_pn,
     xpn_to_pn,
 )
@@ -247,19 +245,6 @@ def test_code_item_long_values_and_meanings():
     item = code_item(seventeen, "99RAD", "M", {})
     assert item["LongCodeValue"] == seventeen and "CodeValue" not in item
     assert code_item("X", "99RAD", "m" * 70, {})["CodeMeaning"] == "m" * 64
-
-
-# -- MSH-18 -> Specific Character Set (SWF.md 3.3.8) ---------------------------------------------------
-def test_charset_table_matches_swf():
-    expected = {
-        "8859/1": "ISO_IR 100", "8859/2": "ISO_IR 101", "8859/3": "ISO_IR 109", "8859/4": "ISO_IR 110",
-        "8859/5": "ISO_IR 144", "8859/6": "ISO_IR 127", "8859/7": "ISO_IR 126", "8859/8": "ISO_IR 138",
-        "8859/9": "ISO_IR 148", "UNICODE UTF-8": "ISO_IR 192", "ISO IR14": "ISO_IR 13",
-        "ISO IR87": "ISO 2022 IR 87", "ISO IR159": "ISO 2022 IR 159", "KS X 1001": "ISO 2022 IR 149",
-        "GB 18030-2000": "GB18030", "UNICODE": "ISO_IR 192",
-    }
-    assert CHARSET_TO_DICOM == expected
-    assert "ASCII" not in CHARSET_TO_DICOM    # ASCII / absent -> attribute absent
 
 
 @pytest.mark.parametrize("value", ["72", "-1.5", "+3", ".5", "1.", " 72.5 "])

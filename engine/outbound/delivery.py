@@ -2,7 +2,8 @@
 
 AA/CA marks a message delivered.  AE/CE is retried ``max_ae_retries`` times, then the message is parked
 as dead.  AR/CR, an ACK timeout and connection trouble are retried with exponential backoff (and a new
-connection) until ``give_up_hours`` have passed since the message was queued, then it is parked as dead.
+connection) until ``give_up_hours`` have passed since the message was queued, then it is parked as dead
+(the destination's ``RetryPolicy``, engine/domain/retry.py, shared with the DICOM queues).
 An ACK whose MSA-2 is not the message's control ID is logged and ignored.
 """
 from __future__ import annotations
@@ -168,15 +169,17 @@ class DestinationQueue:
         destination = self.destination
         attempts = head.attempts + 1
         rejections = head.rejections + (1 if rejected else 0)
-        too_old = time.time() - _created_epoch(head.created_at) > destination.give_up_hours * 3600
-        dead = (rejected and rejections > destination.max_ae_retries) or too_old
-        next_attempt = time.time() + destination.retry_delay(attempts)
+        policy = destination.retry_policy
+        now = time.time()
+        wait = policy.retry_in(attempts, now - _created_epoch(head.created_at))
+        dead = (rejected and rejections > destination.max_ae_retries) or wait is None
+        next_attempt = now + (policy.delay(attempts) if wait is None else wait)
         if dead:
             log.error("outbox %s: %s %s for accession %s parked as dead after %d attempt(s): %s", destination.name,
                       head.kind, head.control_id, head.accession_number, attempts, reason)
         else:
             log.warning("outbox %s: %s %s not delivered (%s); retry in %.0f s", destination.name, head.kind,
-                        head.control_id, reason, next_attempt - time.time())
+                        head.control_id, reason, next_attempt - now)
         return reactor_bridge.write(self.store, lambda txn: queues.outbox_failed(
             txn, head, attempts=attempts, rejections=rejections, dead=dead, next_attempt_at=next_attempt,
             reason=reason, ack=ack))

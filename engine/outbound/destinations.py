@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..domain.retry import RetryPolicy
 from ..yamlfile import YamlProblem, environment_names, line_of
 
 # What a destination receives, by role (SWF.md 4.3 and 4.4).
@@ -59,9 +60,10 @@ class Destination:
     def wants(self, kind: str) -> bool:
         return kind in SENDS[self.sends]
 
-    def retry_delay(self, attempts: int) -> float:
-        """Exponential backoff: retry_seconds doubling per attempt, capped at max_retry_seconds."""
-        return min(self.retry_seconds * 2 ** max(attempts - 1, 0), self.max_retry_seconds)
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """retry_seconds doubling per attempt up to max_retry_seconds, dead after give_up_hours."""
+        return RetryPolicy(self.retry_seconds, self.max_retry_seconds, self.give_up_hours)
 
 
 def parse_destination(name: str, spec: Any, file: str, line: int) -> Destination:

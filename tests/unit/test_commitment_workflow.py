@@ -15,10 +15,15 @@ import pytest
 from pydicom.dataset import Dataset
 
 from engine import cli
-from engine.dicom.services.commitment import InvalidRequest, build_event_report, parse_action_information
+from engine.dicom.services.commitment import InvalidRequest, parse_action_information
+from engine.dicom.services.commitment_reports import build_event_report
+from engine.domain.retry import RetryPolicy
+from engine.store import commitments
 from engine.store import repository as repo
+from engine.store.commitments import CommitmentReference as Reference
+from engine.store.commitments import PendingReport
 from engine.workflow import commitment as wf
-from engine.workflow.commitment import CommitmentRequest, Reference, RetryPolicy
+from engine.workflow.commitment import CommitmentRequest
 from tests.conftest import Pipeline, hl7
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -109,6 +114,11 @@ def evaluate(pipeline: Pipeline, storage_dir: Path, grace: float = 30.0, later: 
     return wf.evaluate_due(pipeline.store, storage_dir, grace, now=wf.utc_now() + timedelta(seconds=later), **kwargs)
 
 
+def due_report(pipeline: Pipeline) -> PendingReport:
+    [report] = pipeline.store.read(lambda txn: commitments.reports_due(txn, wf.utc_now()))
+    return report
+
+
 def events(pipeline: Pipeline) -> list[dict]:
     return pipeline.read("SELECT kind, subject, detail, order_ref FROM events WHERE kind LIKE 'commitment.%' ORDER BY id")
 
@@ -140,7 +150,8 @@ def test_active_transaction_uid_makes_every_item_of_the_new_request_fail_with_0x
 def test_a_closed_transaction_uid_is_a_new_request_not_a_duplicate(pipeline: Pipeline, storage_dir: Path) -> None:
     first = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
-    pipeline.store.write(lambda txn: wf.report_delivered(txn, first.commitment_id))
+    report = due_report(pipeline)
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, report, repo.now_iso()))
     assert commitment(pipeline, first.commitment_id)["status"] == "delivered"
     assert not receive(pipeline, request("2.25.1", (CT, "2.25.11"))).duplicate
 
@@ -176,7 +187,7 @@ def test_a_missing_instance_is_waited_for_during_the_grace_period(
     assert evaluate(pipeline, storage_dir, grace=30) == []
     row = commitment(pipeline, receipt.commitment_id)
     assert row["status"] == "pending" and row["result"] == {}
-    assert row["next_attempt_at"] > wf.utc_iso(wf.utc_now())   # looked at again later, not in a busy loop
+    assert row["next_attempt_at"] > commitments.utc_iso(wf.utc_now())   # looked at again later, not in a busy loop
     assert evaluate(pipeline, storage_dir, grace=30) == []       # not due yet: nothing done
     instances.add("2.25.12")                                      # the C-STORE arrives within the grace period
     assert len(evaluate(pipeline, storage_dir, grace=30, later=1)) == 1
@@ -257,45 +268,47 @@ def test_retry_delay_doubles_up_to_the_maximum() -> None:
 def test_failed_deliveries_back_off_then_the_report_is_parked_dead(pipeline: Pipeline, storage_dir: Path) -> None:
     receipt = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
+    report = due_report(pipeline)
     policy = RetryPolicy(first_seconds=10, max_seconds=25, give_up_hours=1)
     start = wf.utc_now()
     for attempt, delay in ((1, 10), (2, 20), (3, 25)):
-        assert pipeline.store.write(lambda txn: wf.report_failed(txn, receipt.commitment_id, "refused", policy,
+        assert pipeline.store.write(lambda txn: wf.report_failed(txn, report, "refused", policy,
                                                                  now=start)) == "reporting"
         row = commitment(pipeline, receipt.commitment_id)
         assert row["attempts"] == attempt and row["last_error"] == "refused"
-        assert row["next_attempt_at"] == wf.utc_iso(start + timedelta(seconds=delay))
-    assert pipeline.store.read(lambda txn: wf.reports_due(txn, start)) == []
-    assert len(pipeline.store.read(lambda txn: wf.reports_due(txn, start + timedelta(seconds=25)))) == 1
+        assert row["next_attempt_at"] == commitments.utc_iso(start + timedelta(seconds=delay))
+    assert pipeline.store.read(lambda txn: commitments.reports_due(txn, start)) == []
+    assert len(pipeline.store.read(lambda txn: commitments.reports_due(txn, start + timedelta(seconds=25)))) == 1
     later = start + timedelta(hours=1, seconds=1)
-    assert pipeline.store.write(lambda txn: wf.report_failed(txn, receipt.commitment_id, "refused", policy,
+    assert pipeline.store.write(lambda txn: wf.report_failed(txn, report, "refused", policy,
                                                              now=later)) == "dead"
     row = commitment(pipeline, receipt.commitment_id)
     assert row["status"] == "dead" and row["attempts"] == 4
     assert row["last_error"].startswith("given up after 4 attempt(s) in 1 h") and row["last_error"].endswith("refused")
-    assert pipeline.store.read(lambda txn: wf.next_due(txn)) is None
+    assert pipeline.store.read(lambda txn: commitments.next_due(txn)) is None
     assert events(pipeline)[-1]["kind"] == "commitment.undeliverable"
 
 
 def test_the_last_attempt_is_made_at_the_give_up_deadline(pipeline: Pipeline, storage_dir: Path) -> None:
     receipt = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
-    requested = wf._parse(commitment(pipeline, receipt.commitment_id)["requested_at"])
+    requested = commitments.parse_time(commitment(pipeline, receipt.commitment_id)["requested_at"])
     policy = RetryPolicy(first_seconds=3600, max_seconds=3600, give_up_hours=0.5)
-    pipeline.store.write(lambda txn: wf.report_failed(txn, receipt.commitment_id, "down", policy, now=requested))
-    assert commitment(pipeline, receipt.commitment_id)["next_attempt_at"] == wf.utc_iso(
+    report = due_report(pipeline)
+    pipeline.store.write(lambda txn: wf.report_failed(txn, report, "down", policy, now=requested))
+    assert commitment(pipeline, receipt.commitment_id)["next_attempt_at"] == commitments.utc_iso(
         requested + timedelta(minutes=30))
 
 
 def test_a_claimed_report_is_not_taken_twice_and_delivery_closes_it(pipeline: Pipeline, storage_dir: Path) -> None:
     receipt = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
-    [row] = pipeline.store.read(lambda txn: wf.reports_due(txn, wf.utc_now()))
+    [row] = pipeline.store.read(lambda txn: commitments.reports_due(txn, wf.utc_now()))
     lease = wf.utc_now() + timedelta(seconds=60)
-    assert pipeline.store.write(lambda txn: wf.claim_report(txn, row, lease))
-    assert not pipeline.store.write(lambda txn: wf.claim_report(txn, row, lease))
-    assert pipeline.store.read(lambda txn: wf.reports_due(txn, wf.utc_now())) == []
-    pipeline.store.write(lambda txn: wf.report_delivered(txn, receipt.commitment_id))
+    assert pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
+    assert not pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
+    assert pipeline.store.read(lambda txn: commitments.reports_due(txn, wf.utc_now())) == []
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, row, repo.now_iso()))
     row = commitment(pipeline, receipt.commitment_id)
     assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("delivered", 1, "")
 
@@ -303,7 +316,8 @@ def test_a_claimed_report_is_not_taken_twice_and_delivery_closes_it(pipeline: Pi
 def test_unknown_requester_is_parked_dead_with_the_reason(pipeline: Pipeline, storage_dir: Path) -> None:
     receipt = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
-    pipeline.store.write(lambda txn: wf.report_dead(txn, receipt.commitment_id, "requester X is not known"))
+    report = due_report(pipeline)
+    pipeline.store.write(lambda txn: wf.report_dead(txn, report, "requester X is not known"))
     row = commitment(pipeline, receipt.commitment_id)
     assert (row["status"], row["last_error"], row["attempts"]) == ("dead", "requester X is not known", 0)
 

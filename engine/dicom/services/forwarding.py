@@ -4,7 +4,7 @@ C-STORE SCU (received instances, as stored) and as PPS Manager forwarding MPPS N
 Tasks come from the ``dicom_forwards`` queue (filled in the indexing transaction, see
 workflow/forwarding.py; the SQL of both is in store/queues.py).  A background thread delivers them per
 destination in order, one association per round; a failure is retried with doubling delays, and after
-``forward_give_up_hours`` the task is parked as dead with the reason.
+``forward_give_up_hours`` the task is parked as dead with the reason (engine/domain/retry.py).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
+from ...domain.retry import RetryPolicy
 from ...store import performed_steps, queues
 from ...store.files import FileStore
 from ...store.queues import ForwardTask
@@ -36,6 +37,8 @@ class ForwardingService:
         self.context = context
         dicom = context.config.dicom
         self.queue = ForwardingQueue(dicom.forward_store_to, dicom.forward_mpps_to)
+        self.retry = RetryPolicy(dicom.forward_retry_seconds, dicom.forward_max_retry_seconds,
+                                 dicom.forward_give_up_hours)
         self.destinations = sorted(set(dicom.forward_store_to) | set(dicom.forward_mpps_to))
         self.files = FileStore(context.config.storage_dir)
         self._stop = threading.Event()
@@ -155,15 +158,15 @@ class ForwardingService:
         self.context.store.write(lambda txn: queues.forward_delivered(txn, task))
 
     def _failed(self, task: ForwardTask, reason: str, dead: bool = False) -> None:
-        dicom = self.context.config.dicom
         attempts = task.attempts + 1
-        created = datetime.fromisoformat(task.created_at).timestamp()
-        dead = dead or time.time() - created > dicom.forward_give_up_hours * 3600
-        delay = min(dicom.forward_retry_seconds * 2 ** (attempts - 1), dicom.forward_max_retry_seconds)
+        now = time.time()
+        wait = self.retry.retry_in(attempts, now - datetime.fromisoformat(task.created_at).timestamp())
+        dead = dead or wait is None
+        delay = self.retry.delay(attempts) if wait is None else wait
         log.warning("forward of %s %s to %s %s: %s", task.kind, task.sop_instance_uid, task.destination,
                     "parked as dead" if dead else f"retry in {delay:.0f} s", reason)
         self.context.store.write(lambda txn: queues.forward_failed(
-            txn, task, attempts=attempts, dead=dead, next_attempt_at=time.time() + delay, reason=reason))
+            txn, task, attempts=attempts, dead=dead, next_attempt_at=now + delay, reason=reason))
 
 
 def create(context: DicomContext) -> ForwardingService:

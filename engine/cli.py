@@ -1,150 +1,37 @@
-"""The ``swf`` command: serve, replay, rules check, orders, patients, journal."""
+"""The ``swf`` command: serve, replay, rules check and validate; the operator's views of the data
+(orders, patients, journal, mpps, commitments, outbox, forwards) and order changes (cancel, reschedule).
+
+Each command is declared once (``COMMANDS``: name, help texts, arguments, the function that runs it)
+and each listing's columns once (``Column``: heading, width, value); the views read their records from
+engine/store/reports.py.
+"""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from .commandline import Argument, Column, Command, add_commands, arg, print_table
 from .config import Config, load_config
 from .yamlfile import YamlProblem
+
+if TYPE_CHECKING:
+    from .store.database import Store
+    from .store.reports import OrderDetail
 
 EPILOG = "Settings: defaults < --config FILE < flags.  Docs: README.md, routes/README.md, profiles/README.md."
 
 
-def _data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="engine config file (YAML); see README 'Configuration'")
-    parser.add_argument("--data-dir", metavar="DIR", help="data folder holding the SQLite database (default ./var)")
-    parser.add_argument("--database-url", metavar="URL",
-                        help="sqlite:///PATH (default <data-dir>/swf.sqlite) or postgresql://user@host/db")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="swf", description="HL7 v2 / DICOM engine for the IHE Radiology "
-                                     "Scheduled Workflow.", epilog=EPILOG)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    serve = commands.add_parser("serve", help="run the engine", epilog=EPILOG,
-                                description="Run the engine: MLLP listener for ADT and orders, health page. "
-                                "Listens on 127.0.0.1 unless --host says otherwise.")
-    _data_options(serve)
-    serve.add_argument("--host", metavar="ADDR", help="interface for every listener (default 127.0.0.1; "
-                       "0.0.0.0 = all interfaces)")
-    serve.add_argument("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)")
-    serve.add_argument("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)")
-    serve.add_argument("--http-port", type=int, metavar="N", help="HTTP health port (default 8080; -1 = off)")
-    serve.add_argument("--ae-title", metavar="TITLE", help="the engine's DICOM AE title (default SWF_ENGINE)")
-    serve.add_argument("--allow-any-ae", action="store_true", default=None,
-                       help="admit any calling AE title (default: only the AEs listed under dicom.aes)")
-    serve.add_argument("--routes", metavar="DIR", help="routing rules folder (default ./routes)")
-    serve.add_argument("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)")
-    serve.add_argument("--max-message-bytes", type=int, metavar="N", help="largest MLLP message (default 1 MiB)")
-    serve.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="close silent MLLP connections "
-                       "after this long (default 300)")
-    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
-
-    replay = commands.add_parser("replay", help="send the HL7 messages of files over MLLP and tally the ACKs",
-                                 description="Send every message of the files (text with CR/LF/CRLF segment ends, "
-                                 "blank lines between messages, or MLLP frames), one at a time, waiting for each "
-                                 "ACK. Exit status 1 when any message was not accepted or not answered.")
-    replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    replay.add_argument("--to", required=True, metavar="HOST:PORT", help="the MLLP listener, e.g. 127.0.0.1:2575")
-    replay.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="wait for each ACK (default 30)")
-    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    rules = commands.add_parser("rules", help="routing rules tools")
-    rules_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
-    check = rules_commands.add_parser("check", help="validate rules; prints file:line: reason per problem",
-                                      description="Validate the rules (and the profiles they name). Exit 1 on any problem.")
-    check.add_argument("directory", nargs="?", default="routes", metavar="DIR", help="default ./routes")
-    check.add_argument("--profiles", default="profiles", metavar="DIR", help="default ./profiles")
-
-    validate = commands.add_parser("validate", help="check messages of files against the HL7 standard (hl7apy)",
-                                   description="Strict structural validation of every message of the files with "
-                                   "hl7apy (segments, groups, data types of the message's own HL7 version). Slow "
-                                   "(10-40 ms a message) and never used by the listener, which accepts what it can "
-                                   "map. Exit 1 when any message has problems.")
-    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
-
-    orders = commands.add_parser("orders", help="list orders, or show one order's full history",
-                                 description="Without ACCESSION: the latest orders. With ACCESSION (or a placer/"
-                                 "filler order number): the order, its steps and every message and status change.")
-    orders.add_argument("accession", nargs="?", metavar="ACCESSION")
-    orders.add_argument("--limit", type=int, default=50, metavar="N", help="orders listed (default 50)")
-    _data_options(orders)
-
-    patients = commands.add_parser("patients", help="show a patient with identifiers, visits and merges")
-    patients.add_argument("patient_id", metavar="PATIENT_ID")
-    patients.add_argument("--issuer", metavar="ISSUER", help="assigning authority (PID-3.4); default: any")
-    _data_options(patients)
-
-    outbox = commands.add_parser("outbox", help="outbound messages: list the queue or dead ones, resend, discard",
-                                 description="Without ACTION: the pending messages (--dead: those parked as dead, "
-                                 "--all: every message). 'resend ID' queues a dead or discarded message again; "
-                                 "'discard ID' takes a message out of the queue. The running engine picks the "
-                                 "change up within a second.")
-    outbox.add_argument("action", nargs="?", choices=["resend", "discard"], metavar="ACTION",
-                        help="resend | discard")
-    outbox.add_argument("message_id", nargs="?", type=int, metavar="ID")
-    outbox.add_argument("--dead", action="store_true", help="list the messages parked as dead")
-    outbox.add_argument("--all", action="store_true", help="list every message, delivered ones included")
-    outbox.add_argument("--limit", type=int, default=100, metavar="N")
-    _data_options(outbox)
-
-    forwards = commands.add_parser("forwards", help="DICOM forwarding queue (instances, MPPS) to downstream AEs",
-                                   description="Rows of the DICOM forwarding queue: pending by default, --dead for "
-                                   "those given up, --all for every row.")
-    forwards.add_argument("--dead", action="store_true")
-    forwards.add_argument("--all", action="store_true")
-    forwards.add_argument("--limit", type=int, default=100, metavar="N")
-    _data_options(forwards)
-
-    cancel = commands.add_parser("cancel", help="cancel an order as the engine's operator (reported to its RIS)",
-                                 description="Cancel every open step of the order with this accession number; "
-                                 "refused when a step has started. The cancel is reported to the order's status "
-                                 "destinations (ORC-1 OC) and procedure destinations (CA).")
-    cancel.add_argument("accession", metavar="ACCESSION")
-    cancel.add_argument("--reason", default="cancelled by the operator", metavar="TEXT")
-    _data_options(cancel)
-
-    reschedule = commands.add_parser("reschedule", help="move an order's open steps as the operator (reported)",
-                                     description="Give the open steps of the order a new start and/or station; "
-                                     "refused once a step has started. Reported to the order's status destinations "
-                                     "(ORC-1 XO) and procedure destinations (XO/SC).")
-    reschedule.add_argument("accession", metavar="ACCESSION")
-    reschedule.add_argument("--start", metavar="YYYYMMDDHHMM[SS]", help="new start date and time")
-    reschedule.add_argument("--station", metavar="AE_TITLE", help="new scheduled station AE title")
-    reschedule.add_argument("--reason", default="rescheduled by the operator", metavar="TEXT")
-    _data_options(reschedule)
-
-    journal = commands.add_parser("journal", help="list received messages, or show one with its ACK",
-                                  description="Every received HL7 message is journaled, rejected ones included.")
-    journal.add_argument("entry", nargs="?", type=int, metavar="ID", help="show this entry's raw message and ACK")
-    journal.add_argument("--status", choices=["applied", "dropped", "rejected", "failed", "duplicate"])
-    journal.add_argument("--limit", type=int, default=50, metavar="N")
-    _data_options(journal)
-
-    commitments = commands.add_parser("commitments", help="list storage commitment requests, or show one",
-                                      description="Storage commitment (RAD-10) requests: status (pending, "
-                                      "reporting, delivered, dead), result and report delivery attempts. With "
-                                      "TRANSACTION_UID: every request with that UID, each reference's outcome.")
-    commitments.add_argument("transaction_uid", nargs="?", metavar="TRANSACTION_UID")
-    commitments.add_argument("--status", choices=["pending", "reporting", "delivered", "dead"])
-    commitments.add_argument("--limit", type=int, default=50, metavar="N", help="requests listed (default 50)")
-    _data_options(commitments)
-
-    mpps = commands.add_parser("mpps", help="list performed procedure steps (MPPS), or show one with its versions",
-                               description="Without UID: the latest MPPS, scheduled or UNSCHEDULED, with status, "
-                               "station and linked accessions. With UID (SOP Instance UID or PPS ID): its linked "
-                               "steps, main attributes and every version received (N-CREATE, N-SET).")
-    mpps.add_argument("uid", nargs="?", metavar="UID")
-    mpps.add_argument("--unscheduled", action="store_true", help="only MPPS not linked to any scheduled step")
-    mpps.add_argument("--dataset", action="store_true", help="with UID: also print the full current dataset")
-    mpps.add_argument("--limit", type=int, default=50, metavar="N", help="MPPS listed (default 50)")
-    _data_options(mpps)
-    return parser
+DATA_OPTIONS = (
+    arg("--config", metavar="FILE", help="engine config file (YAML); see README 'Configuration'"),
+    arg("--data-dir", metavar="DIR", help="data folder holding the SQLite database (default ./var)"),
+    arg("--database-url", metavar="URL",
+        help="sqlite:///PATH (default <data-dir>/swf.sqlite) or postgresql://user@host/db"),
+)
 
 
 def resolve_config(args: argparse.Namespace) -> Config:
@@ -287,7 +174,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _open_store(args: argparse.Namespace) -> Any:
+
+
+def _open_store(args: argparse.Namespace) -> "Store | None":
     from .store.database import Store
 
     config = resolve_config(args)
@@ -297,59 +186,90 @@ def _open_store(args: argparse.Namespace) -> Any:
     return Store(config.database)
 
 
-def cmd_orders(args: argparse.Namespace) -> int:
-    from . import reports
+def _reading(view: Callable[[argparse.Namespace, "Store"], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that reads the database: exit 2 when there is none, else the view's exit status."""
+    @functools.wraps(view)
+    def run(args: argparse.Namespace) -> int:
+        store = _open_store(args)
+        if store is None:
+            return 2
+        try:
+            return view(args, store)
+        finally:
+            store.close()
+    return run
 
-    store = _open_store(args)
-    if store is None:
-        return 2
-    default_station = resolve_config(args).orders.default_station_ae
+
+def _found(store: "Store", read: Callable[[Any], Any], missing: str) -> Any:
+    """What a detail view shows (a record, or the records of a key), or nothing after saying so on stderr."""
+    found = store.read(read)
+    if not found:
+        print(missing, file=sys.stderr)
+    return found
+
+
+def _with_status(nothing: str, status: str | None) -> str:
+    return nothing + (f" with status {status}" if status else " yet")
+
+
+ORDER_COLUMNS = (
+    Column("ACCESSION", 18, lambda order: ",".join(order.accessions)[:17]),
+    Column("STATUS", 7, lambda order: order.status),
+    Column("MOD", 6, lambda order: ",".join(order.modalities)[:5]),
+    Column("STATION", 16, lambda order: ",".join(  # the marker first
+        (("no station",) if order.steps_without_station else ()) + order.stations)[:15]),
+    Column("PATIENT", 28, lambda order: f"{order.patient_id} {order.patient_name}"[:27]),
+    Column("PLACER", 14, lambda order: order.placer_order_number[:13]),
+    Column("UPDATED", None, lambda order: order.updated_at[:19]),
+)
+
+
+def station_label(station_ae_title: str, default_station: str) -> str:
+    """A step's station as ``swf orders ACCESSION`` shows it: a step without one is marked, never blank."""
+    if station_ae_title:
+        return station_ae_title
+    return f"no station (offered as {default_station})" if default_station else "no station"
+
+
+@_reading
+def cmd_orders(args: argparse.Namespace, store: "Store") -> int:
+    from .store import reports
+
+    config = resolve_config(args)
     if not args.accession:
-        rows = store.read(lambda txn: reports.order_list(txn, args.limit))
-        if not rows:
-            print("no orders yet")
-            return 0
-        print(f"{'ACCESSION':<18}{'STATUS':<7}{'MOD':<6}{'STATION':<16}{'PATIENT':<28}{'PLACER':<14}UPDATED")
-        for row in rows:
-            stations = (["no station"] if row["steps_without_station"] else []) + row["stations"]  # marker first
-            print(f"{','.join(row['accessions'])[:17]:<18}{row['status']:<7}{','.join(row['modalities'])[:5]:<6}"
-                  f"{','.join(stations)[:15]:<16}{(row['patient_id'] + ' ' + row['patient_name'])[:27]:<28}"
-                  f"{row['placer_order_number'][:13]:<14}{row['updated_at'][:19]}")
+        print_table(ORDER_COLUMNS, store.read(lambda txn: reports.order_list(txn, args.limit)), "no orders yet")
         return 0
-    detail = store.read(lambda txn: reports.order_detail(txn, args.accession))
-    if detail is None:
-        print(f"no order with accession or order number {args.accession!r}", file=sys.stderr)
+    order = _found(store, lambda txn: reports.order_detail(txn, args.accession),
+                   f"no order with accession or order number {args.accession!r}")
+    if not order:
         return 1
-    order, patient = detail["order"], detail["patient"]
-    name = __import__("json").loads(patient["attributes"]).get("PatientName", "")
-    print(f"order placer {order['placer_order_number'] or '-'}  filler {order['filler_order_number'] or '-'}  "
-          f"status {detail['status']}  mode {order['deployment_mode']}  from {order['sending_application']}")
-    print(f"patient {patient['patient_id']}^{patient['issuer']}  {name}")
-    for line in _order_destinations(resolve_config(args), order, detail["outbox"]):
+    print(f"order placer {order.placer_order_number or '-'}  filler {order.filler_order_number or '-'}  "
+          f"status {order.status}  mode {order.deployment_mode}  from {order.sending_application}")
+    print(f"patient {order.patient_id}^{order.issuer}  {order.patient_name}")
+    for line in _order_destinations(config, order):
         print(line)
-    for procedure in detail["procedures"]:
-        print(f"requested procedure {procedure['requested_procedure_id']}  accession {procedure['accession_number']}  "
-              f"study {procedure['study_instance_uid']}")
-    for step in detail["steps"]:
-        station = reports.station_label(step["station_ae_title"], default_station)
-        print(f"  SPS {step['sps_id']:<16} {step['status']:<12} {step['modality']:<4} {station:<16} "
-              f"{step['start_datetime'][:14]}")
+    for procedure in order.procedures:
+        print(f"requested procedure {procedure.requested_procedure_id}  accession {procedure.accession_number}  "
+              f"study {procedure.study_instance_uid}")
+    for step in order.steps:
+        station = station_label(step.station_ae_title, config.orders.default_station_ae)
+        print(f"  SPS {step.sps_id:<16} {step.status:<12} {step.modality:<4} {station:<16} {step.start_datetime[:14]}")
     print("history:")
-    for entry in detail["history"]:
-        message = f"  [{entry['message_code']} {entry['control_id']} {entry['ack_code']}]" if entry["journal_ref"] else ""
-        print(f"  {entry['at'][:23]}  {entry['kind']:<20} {entry['detail']}{message}")
+    for entry in order.history:
+        message = f"  [{entry.message_code} {entry.control_id} {entry.ack_code}]" if entry.journal_ref else ""
+        print(f"  {entry.at[:23]}  {entry.kind:<20} {entry.detail}{message}")
     return 0
 
 
-def _order_destinations(config: Config, order: dict[str, Any], outbox: dict[str, dict[str, int]]) -> list[str]:
+def _order_destinations(config: Config, order: "OrderDetail") -> list[str]:
     """Where an order's status / procedure messages go, or why nowhere: a RIS whose MSH-3 the sender rules
     do not expect, or an address left empty, means no status ever arrives, and nothing else says so."""
     from .rules.ruleset import load_ruleset
 
-    names = (order["outbound"] or "").split()
+    names = order.outbound
     if not names:
         return [f"reports to: none: no rule named a destination for this order (sent by MSH-3 "
-                f"{order['sending_application']!r}); the 'outbound:' of the sender rules in {config.routes_dir} "
+                f"{order.sending_application!r}); the 'outbound:' of the sender rules in {config.routes_dir} "
                 "decides"]
     try:
         destinations = load_ruleset(config.routes_dir).destinations
@@ -365,7 +285,7 @@ def _order_destinations(config: Config, order: dict[str, Any], outbox: dict[str,
             state = f"{destination.sends} messages to {destination.address}"
         else:
             state = f"off: {destination.off_reason}"
-        sent = ", ".join(f"{count} {status}" for status, count in sorted(outbox.get(name, {}).items()))
+        sent = ", ".join(f"{count} {status}" for status, count in sorted(order.outbox.get(name, {}).items()))
         lines.append(f"  {name:<12} {state}; outbox: {sent or 'no messages'}")
     on = [name for name in names if name in destinations and destinations[name].enabled]
     if len(on) == len(names):
@@ -374,204 +294,216 @@ def _order_destinations(config: Config, order: dict[str, Any], outbox: dict[str,
             "  (addresses as the rules read with this shell's environment; the engine's start-up log shows its own)"]
 
 
-def cmd_patients(args: argparse.Namespace) -> int:
-    from . import reports
+@_reading
+def cmd_patients(args: argparse.Namespace, store: "Store") -> int:
+    from .store import reports
 
-    store = _open_store(args)
-    if store is None:
-        return 2
-    details = store.read(lambda txn: reports.patient_detail(txn, args.patient_id, args.issuer))
+    details = _found(store, lambda txn: reports.patient_detail(txn, args.patient_id, args.issuer),
+                     f"no patient {args.patient_id!r}")
     if not details:
-        print(f"no patient {args.patient_id!r}", file=sys.stderr)
         return 1
     for detail in details:
-        patient, attributes = detail["patient"], detail["attributes"]
-        print(f"patient {patient['patient_id']}^{patient['issuer']}  {attributes.get('PatientName', '')}  "
+        patient, attributes = detail.patient, detail.attributes
+        print(f"patient {patient.patient_id}^{patient.issuer}  {attributes.get('PatientName', '')}  "
               f"born {attributes.get('PatientBirthDate', '-')}  sex {attributes.get('PatientSex', '-')}")
-        if detail["merged_into"]:
-            survivor = detail["merged_into"]
-            print(f"  MERGED into {survivor['patient_id']}^{survivor['issuer']}")
-        for identifier in detail["identifiers"]:
-            print(f"  identifier {identifier['patient_id']}^{identifier['issuer']} {identifier['identifier_type']}"
-                  f" ({identifier['source']})")
-        for merged in detail["merged_from"]:
-            print(f"  merged ID {merged['patient_id']}^{merged['issuer']}")
-        for visit in detail["visits"]:
-            print(f"  visit {visit['visit_number']} class {visit['patient_class']} {visit['status']} {visit['location']}")
-        print(f"  orders: {len(detail['orders'])}")
-        for entry in detail["history"]:
-            print(f"  {entry['at'][:23]}  {entry['kind']:<16} {entry['detail']}")
+        if detail.merged_into:
+            print(f"  MERGED into {detail.merged_into.patient_id}^{detail.merged_into.issuer}")
+        for identifier in detail.identifiers:
+            print(f"  identifier {identifier.patient_id}^{identifier.issuer} {identifier.identifier_type}"
+                  f" ({identifier.source})")
+        for merged in detail.merged_from:
+            print(f"  merged ID {merged.patient_id}^{merged.issuer}")
+        for visit in detail.visits:
+            print(f"  visit {visit.visit_number} class {visit.patient_class} {visit.status} {visit.location}")
+        print(f"  orders: {detail.orders}")
+        for entry in detail.history:
+            print(f"  {entry.at[:23]}  {entry.kind:<16} {entry.detail}")
     return 0
 
 
-def cmd_journal(args: argparse.Namespace) -> int:
-    from . import reports
+JOURNAL_COLUMNS = (   # printed with one space between columns
+    Column("ID", 8, lambda entry: f"#{entry.id}"),
+    Column("RECEIVED", 24, lambda entry: entry.received_at[:23]),
+    Column("MESSAGE", 8, lambda entry: entry.message_code),
+    Column("CONTROL ID", 22, lambda entry: entry.control_id),
+    Column("STATUS", 9, lambda entry: entry.status),
+    Column("ACK", 3, lambda entry: entry.ack_code),
+    Column("REASON", None, lambda entry: entry.reason[:80]),
+)
+
+
+@_reading
+def cmd_journal(args: argparse.Namespace, store: "Store") -> int:
     from .hl7.message import decode_bytes
+    from .store import reports
 
-    store = _open_store(args)
-    if store is None:
-        return 2
-    if args.entry is not None:
-        entry = store.read(lambda txn: reports.journal_entry(txn, args.entry))
-        if entry is None:
-            print(f"no journal entry {args.entry}", file=sys.stderr)
-            return 1
-        print(f"#{entry['id']} {entry['received_at']} from {entry['peer']} {entry['message_code']} "
-              f"{entry['control_id']}: {entry['status']} {entry['ack_code']} {entry['reason']}")
-        config = resolve_config(args)
-        for label, data in (("", entry["raw"]), ("-- ACK:", entry["ack"])):
-            if data:
-                text, _codec = decode_bytes(bytes(data), config.hl7.default_charset)  # as MSH-18 says
-                print(label + "\n" + text.replace("\r", "\n") if label else text.replace("\r", "\n"))
+    if args.entry is None:
+        print_table(JOURNAL_COLUMNS, store.read(lambda txn: reports.journal_list(txn, args.status, args.limit)),
+                    _with_status("no journal entries", args.status), separator=" ")
         return 0
-    rows = store.read(lambda txn: reports.journal_list(txn, args.status, args.limit))
-    if not rows:
-        print("no journal entries" + (f" with status {args.status}" if args.status else " yet"))
-        return 0
-    print(f"{'ID':<8} {'RECEIVED':<23}  {'MESSAGE':<8} {'CONTROL ID':<22} {'STATUS':<9} {'ACK':<3} REASON")
-    for row in rows:
-        print(f"#{row['id']:<7} {row['received_at'][:23]}  {row['message_code']:<8} {row['control_id']:<22} "
-              f"{row['status']:<9} {row['ack_code']:<3} {row['reason'][:80]}")
+    entry = _found(store, lambda txn: reports.journal_entry(txn, args.entry),
+                   f"no journal entry {args.entry}")
+    if not entry:
+        return 1
+    print(f"#{entry.id} {entry.received_at} from {entry.peer} {entry.message_code} "
+          f"{entry.control_id}: {entry.status} {entry.ack_code} {entry.reason}")
+    charset = resolve_config(args).hl7.default_charset
+    for label, data in (("", entry.raw), ("-- ACK:", entry.ack)):
+        if data:
+            text, _codec = decode_bytes(data, charset)  # as MSH-18 says
+            print(label + "\n" + text.replace("\r", "\n") if label else text.replace("\r", "\n"))
     return 0
 
 
-def cmd_commitments(args: argparse.Namespace) -> int:
-    from . import reports
+COMMITMENT_COLUMNS = (
+    Column("#", 6, lambda request: request.id),
+    Column("REQUESTED", 25, lambda request: request.requested_at[:23]),
+    Column("FROM", 17, lambda request: request.calling_ae_title[:16]),
+    Column("STATUS", 10, lambda request: request.status),
+    Column("REFS", 5, lambda request: request.references, right=True),
+    Column("FAILED", 7, lambda request: "-" if request.failed is None else request.failed, right=True),
+    Column("TRIES", 6, lambda request: request.attempts, right=True),
+    Column("  TRANSACTION UID / LAST ERROR", None, lambda request: f"  {request.transaction_uid}"
+           + (f"  {request.last_error[:80]}" if request.last_error else "")),
+)
+
+
+@_reading
+def cmd_commitments(args: argparse.Namespace, store: "Store") -> int:
+    from .store import reports
     from .workflow.commitment import FAILURE_REASONS, summary
 
-    store = _open_store(args)
-    if store is None:
-        return 2
     if not args.transaction_uid:
-        rows = store.read(lambda txn: reports.commitment_list(txn, args.status, args.limit))
-        if not rows:
-            print("no storage commitment requests" + (f" with status {args.status}" if args.status else " yet"))
-            return 0
-        print(f"{'#':<6}{'REQUESTED':<25}{'FROM':<17}{'STATUS':<10}{'REFS':>5}{'FAILED':>7}{'TRIES':>6}  "
-              f"TRANSACTION UID / LAST ERROR")
-        for row in rows:
-            failed = "-" if row["failed"] is None else str(row["failed"])
-            print(f"{row['id']:<6}{row['requested_at'][:23]:<25}{row['calling_ae_title'][:16]:<17}{row['status']:<10}"
-                  f"{row['references']:>5}{failed:>7}{row['attempts']:>6}  {row['transaction_uid']}"
-                  + (f"  {row['last_error'][:80]}" if row["last_error"] else ""))
+        print_table(COMMITMENT_COLUMNS, store.read(lambda txn: reports.commitment_list(txn, args.status, args.limit)),
+                    _with_status("no storage commitment requests", args.status))
         return 0
-    rows = store.read(lambda txn: reports.commitment_detail(txn, args.transaction_uid))
-    if not rows:
-        print(f"no storage commitment request with transaction UID {args.transaction_uid!r}", file=sys.stderr)
+    requests = _found(store, lambda txn: reports.commitment_detail(txn, args.transaction_uid),
+                      f"no storage commitment request with transaction UID {args.transaction_uid!r}")
+    if not requests:
         return 1
-    for row in rows:
-        print(f"commitment #{row['id']}  transaction {row['transaction_uid']}  from {row['calling_ae_title']}"
-              f" ({row['request'].get('peer') or '?'})  requested {row['requested_at'][:23]}")
-        result = row["result"]
-        print(f"status {row['status']}  report attempts {row['attempts']}"
-              + (f"  next attempt {row['next_attempt_at'][:23]} UTC" if row["next_attempt_at"] and
-                 row["status"] in ("pending", "reporting") else "")
+    for request in requests:
+        print(f"commitment #{request.id}  transaction {request.transaction_uid}  from {request.calling_ae_title}"
+              f" ({request.peer or '?'})  requested {request.requested_at[:23]}")
+        result = request.result
+        print(f"status {request.status}  report attempts {request.attempts}"
+              + (f"  next attempt {request.next_attempt_at[:23]} UTC" if request.next_attempt_at and
+                 request.status in ("pending", "reporting") else "")
               + (f"  result: event type {result['event_type']}, {summary(result)}" if result else "  result: -"))
-        if row["last_error"]:
-            print(f"last error: {row['last_error']}")
-        if row["request"].get("duplicate_of"):
-            print(f"duplicate of active commitment #{row['request']['duplicate_of']}")
-        for reference in row["references"]:
-            outcome = reference["outcome"]
+        if request.last_error:
+            print(f"last error: {request.last_error}")
+        if request.duplicate_of:
+            print(f"duplicate of active commitment #{request.duplicate_of}")
+        for reference in request.references:
+            outcome = reference.outcome
             text = ("pending" if outcome is None else "committed" if outcome == 0 else
-                    f"FAILED 0x{outcome:04X} {FAILURE_REASONS.get(outcome, '')}: {reference['why']}")
-            accession = f"  accession {reference['accession_number']}" if reference["accession_number"] else ""
-            print(f"  {reference['sop_instance_uid']}  {reference['sop_class_uid']}  {text}{accession}")
+                    f"FAILED 0x{outcome:04X} {FAILURE_REASONS.get(outcome, '')}: {reference.why}")
+            accession = f"  accession {reference.accession_number}" if reference.accession_number else ""
+            print(f"  {reference.sop_instance_uid}  {reference.sop_class_uid}  {text}{accession}")
     return 0
 
 
-def cmd_mpps(args: argparse.Namespace) -> int:
-    from . import reports
+PERFORMED_STEP_COLUMNS = (
+    Column("STATUS", 14, lambda step: step.status),
+    Column("KIND", 13, lambda step: "UNSCHEDULED" if step.unscheduled else "scheduled"),
+    Column("STATION", 17, lambda step: step.performed_station_ae_title[:16]),
+    Column("PPS ID", 17, lambda step: step.pps_id[:16]),
+    Column("ACCESSIONS", 19, lambda step: ",".join(step.accessions)[:18] or "-"),
+    Column("UPDATED", 21, lambda step: step.updated_at[:19]),
+    Column("SOP INSTANCE UID", None, lambda step: step.sop_instance_uid),
+)
 
-    store = _open_store(args)
-    if store is None:
-        return 2
+
+@_reading
+def cmd_mpps(args: argparse.Namespace, store: "Store") -> int:
+    from .store import reports
+
     if not args.uid:
-        rows = store.read(lambda txn: reports.performed_step_list(txn, args.limit, args.unscheduled))
-        if not rows:
-            print("no unscheduled performed procedure steps" if args.unscheduled else
-                  "no performed procedure steps (MPPS) yet")
-            return 0
-        print(f"{'STATUS':<14}{'KIND':<13}{'STATION':<17}{'PPS ID':<17}{'ACCESSIONS':<19}{'UPDATED':<21}SOP INSTANCE UID")
-        for row in rows:
-            kind = "UNSCHEDULED" if row["unscheduled"] else "scheduled"
-            print(f"{row['status']:<14}{kind:<13}{row['performed_station_ae_title'][:16]:<17}{row['pps_id'][:16]:<17}"
-                  f"{','.join(row['accessions'])[:18] or '-':<19}{row['updated_at'][:19]:<21}{row['sop_instance_uid']}")
+        print_table(PERFORMED_STEP_COLUMNS,
+                    store.read(lambda txn: reports.performed_step_list(txn, args.limit, args.unscheduled)),
+                    "no unscheduled performed procedure steps" if args.unscheduled else
+                    "no performed procedure steps (MPPS) yet")
         return 0
-    detail = store.read(lambda txn: reports.performed_step_detail(txn, args.uid))
-    if detail is None:
-        print(f"no performed procedure step {args.uid!r}", file=sys.stderr)
+    detail = _found(store, lambda txn: reports.performed_step_detail(txn, args.uid),
+                    f"no performed procedure step {args.uid!r}")
+    if not detail:
         return 1
-    step, summary = detail["step"], detail["summary"]
-    print(f"MPPS {step['sop_instance_uid']}  {step['status']}  "
-          f"{'UNSCHEDULED' if step['unscheduled'] else 'scheduled'}")
-    print(f"PPS ID {step['pps_id'] or '-'}  station {step['performed_station_ae_title'] or '-'}  "
-          f"from AE {step['calling_ae_title'] or '-'}  study {step['study_instance_uid'] or '-'}")
-    print(f"patient {summary['PatientID'] or '-'}  {summary['PatientName']}  modality {summary['Modality'] or '-'}  "
-          f"start {summary['Start'] or '-'}  end {summary['End'] or '-'}")
-    print(f"series {summary['Series']}, images {summary['Images']}"
-          + (f"; discontinued: {summary['Reason']}" if summary["Reason"] else "")
-          + (f"; {summary['Description']}" if summary["Description"] else ""))
-    print("linked steps:" if detail["steps"] else "linked steps: none (unscheduled)")
-    for linked in detail["steps"]:
-        print(f"  accession {linked['accession_number']:<16} RP {linked['requested_procedure_id']:<16} "
-              f"SPS {linked['sps_id']:<16} {linked['status']}")
+    step, summary = detail.step, detail.summary
+    print(f"MPPS {step.sop_instance_uid}  {step.status}  {'UNSCHEDULED' if step.unscheduled else 'scheduled'}")
+    print(f"PPS ID {step.pps_id or '-'}  station {step.performed_station_ae_title or '-'}  "
+          f"from AE {step.calling_ae_title or '-'}  study {step.study_instance_uid or '-'}")
+    print(f"patient {summary.patient_id or '-'}  {summary.patient_name}  modality {summary.modality or '-'}  "
+          f"start {summary.start or '-'}  end {summary.end or '-'}")
+    print(f"series {summary.series}, images {summary.images}"
+          + (f"; discontinued: {summary.reason}" if summary.reason else "")
+          + (f"; {summary.description}" if summary.description else ""))
+    print("linked steps:" if detail.linked_steps else "linked steps: none (unscheduled)")
+    for linked in detail.linked_steps:
+        print(f"  accession {linked.accession_number:<16} RP {linked.requested_procedure_id:<16} "
+              f"SPS {linked.sps_id:<16} {linked.status}")
     print("versions:")
-    for version in detail["versions"]:
-        print(f"  {version['at'][:23]}  {version['operation']:<9} {version['status']}")
+    for version in detail.versions:
+        print(f"  {version.at[:23]}  {version.operation:<9} {version.status}")
     if args.dataset:
-        print(summary["Dataset"])
+        print(summary.dataset)
     return 0
 
 
-def cmd_outbox(args: argparse.Namespace) -> int:
-    from . import reports
+def _queue_nothing(status: str | None, what: str) -> str:
+    """The line of an empty queue listing: pending rows, dead ones ("dead") or every row (None)."""
+    return {None: f"no {what} yet", "dead": f"no {what} given up on"}.get(
+        status, f"no {what} waiting (--dead: those given up on, --all: every one)")
 
-    store = _open_store(args)
-    if store is None:
+
+OUTBOX_COLUMNS = (
+    Column("ID", 7, lambda message: message.id),
+    Column("DESTINATION", 12, lambda message: message.destination[:11]),
+    Column("STATUS", 10, lambda message: message.status),
+    Column("KIND", 22, lambda message: message.kind[:21]),
+    Column("ACCESSION", 17, lambda message: message.accession_number[:16]),
+    Column("CONTROL ID", 21, lambda message: message.control_id[:20]),
+    Column("TRIES", 6, lambda message: message.attempts),
+    Column("LAST ERROR", None, lambda message: message.last_error[:60]),
+)
+
+
+@_reading
+def cmd_outbox(args: argparse.Namespace, store: "Store") -> int:
+    from .store import queues, reports
+
+    if not args.action:
+        status = "dead" if args.dead else None if args.all else "pending"
+        print_table(OUTBOX_COLUMNS, store.read(lambda txn: reports.outbox_list(txn, status, args.limit)),
+                    _queue_nothing(status, "outbox messages"))
+        return 0
+    if args.message_id is None:
+        print(f"outbox {args.action} needs the message ID", file=sys.stderr)
         return 2
-    if args.action:
-        if args.message_id is None:
-            print(f"outbox {args.action} needs the message ID", file=sys.stderr)
-            return 2
-        from .store import queues
-
-        action = queues.resend_outbox if args.action == "resend" else queues.discard_outbox
-        changed = store.write(lambda txn: action(txn, args.message_id))
-        if not changed:
-            print(f"no outbox message {args.message_id} that can be {args.action}ed", file=sys.stderr)
-            return 1
-        print(f"outbox message {args.message_id}: {'queued again' if args.action == 'resend' else 'discarded'}")
-        return 0
-    status = "dead" if args.dead else "all" if args.all else None
-    rows = store.read(lambda txn: reports.outbox_list(txn, status, args.limit))
-    if not rows:
-        print({"dead": "no outbox messages given up on", "all": "no outbox messages yet"}.get(
-            status or "", "no outbox messages waiting (--dead: those given up on, --all: every one)"))
-        return 0
-    print(f"{'ID':<7}{'DESTINATION':<12}{'STATUS':<10}{'KIND':<22}{'ACCESSION':<17}{'CONTROL ID':<21}{'TRIES':<6}LAST ERROR")
-    for row in rows:
-        print(f"{row['id']:<7}{row['destination'][:11]:<12}{row['status']:<10}{row['kind'][:21]:<22}"
-              f"{row['accession_number'][:16]:<17}{row['control_id'][:20]:<21}{row['attempts']:<6}{row['last_error'][:60]}")
+    change = queues.resend_outbox if args.action == "resend" else queues.discard_outbox
+    if not store.write(lambda txn: change(txn, args.message_id)):
+        print(f"no outbox message {args.message_id} that can be {args.action}ed", file=sys.stderr)
+        return 1
+    print(f"outbox message {args.message_id}: {'queued again' if args.action == 'resend' else 'discarded'}")
     return 0
 
 
-def cmd_forwards(args: argparse.Namespace) -> int:
-    store = _open_store(args)
-    if store is None:
-        return 2
-    where, params = ("", []) if args.all else ("WHERE status = ?", ["dead" if args.dead else "pending"])
-    rows = store.read(lambda txn: txn.query(
-        "SELECT id, destination, kind, sop_instance_uid, status, attempts, last_error FROM dicom_forwards"
-        f" {where} ORDER BY id LIMIT ?", [*params, args.limit]))
-    if not rows:
-        print("no DICOM forwards yet" if args.all else "no DICOM forwards given up on" if args.dead else
-              "no DICOM forwards waiting (--dead: those given up on, --all: every one)")
-        return 0
-    print(f"{'ID':<7}{'DESTINATION':<17}{'KIND':<7}{'STATUS':<10}{'TRIES':<6}{'SOP INSTANCE UID':<46}LAST ERROR")
-    for row in rows:
-        print(f"{row['id']:<7}{row['destination'][:16]:<17}{row['kind']:<7}{row['status']:<10}{row['attempts']:<6}"
-              f"{row['sop_instance_uid'][:45]:<46}{row['last_error'][:60]}")
+FORWARD_COLUMNS = (
+    Column("ID", 7, lambda forward: forward.id),
+    Column("DESTINATION", 17, lambda forward: forward.destination[:16]),
+    Column("KIND", 7, lambda forward: forward.kind),
+    Column("STATUS", 10, lambda forward: forward.status),
+    Column("TRIES", 6, lambda forward: forward.attempts),
+    Column("SOP INSTANCE UID", 46, lambda forward: forward.sop_instance_uid[:45]),
+    Column("LAST ERROR", None, lambda forward: forward.last_error[:60]),
+)
+
+
+@_reading
+def cmd_forwards(args: argparse.Namespace, store: "Store") -> int:
+    from .store import reports
+
+    status = None if args.all else "dead" if args.dead else "pending"
+    print_table(FORWARD_COLUMNS, store.read(lambda txn: reports.forward_list(txn, status, args.limit)),
+                _queue_nothing(status, "DICOM forwards"))
     return 0
 
 
@@ -614,25 +546,124 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
         "rescheduled")
 
 
+def _data_command(name: str, help: str, run: Callable[[argparse.Namespace], int], description: str | None,
+                  *arguments: Argument) -> Command:
+    """A command on the engine's database: its own arguments, then the data options."""
+    return Command(name, help, run, description, arguments=(*arguments, *DATA_OPTIONS))
+
+
+COMMANDS = (
+    Command("serve", "run the engine", cmd_serve, epilog=EPILOG,
+            description="Run the engine: MLLP listener for ADT and orders, health page. "
+            "Listens on 127.0.0.1 unless --host says otherwise.",
+            arguments=(
+                *DATA_OPTIONS,
+                arg("--host", metavar="ADDR", help="interface for every listener (default 127.0.0.1; "
+                    "0.0.0.0 = all interfaces)"),
+                arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)"),
+                arg("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)"),
+                arg("--http-port", type=int, metavar="N", help="HTTP health port (default 8080; -1 = off)"),
+                arg("--ae-title", metavar="TITLE", help="the engine's DICOM AE title (default SWF_ENGINE)"),
+                arg("--allow-any-ae", action="store_true", default=None,
+                    help="admit any calling AE title (default: only the AEs listed under dicom.aes)"),
+                arg("--routes", metavar="DIR", help="routing rules folder (default ./routes)"),
+                arg("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)"),
+                arg("--max-message-bytes", type=int, metavar="N", help="largest MLLP message (default 1 MiB)"),
+                arg("--idle-timeout", type=float, metavar="SECONDS", help="close silent MLLP connections "
+                    "after this long (default 300)"),
+                arg("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"))),
+    Command("replay", "send the HL7 messages of files over MLLP and tally the ACKs", cmd_replay,
+            description="Send every message of the files (text with CR/LF/CRLF segment ends, blank lines between "
+            "messages, or MLLP frames), one at a time, waiting for each ACK. Exit status 1 when any message was "
+            "not accepted or not answered.",
+            arguments=(
+                arg("files", nargs="+", type=Path, metavar="FILE"),
+                arg("--to", required=True, metavar="HOST:PORT", help="the MLLP listener, e.g. 127.0.0.1:2575"),
+                arg("--timeout", type=float, default=30.0, metavar="SECONDS", help="wait for each ACK (default 30)"),
+                arg("--no-progress", action="store_true", help="no progress bar"))),
+    Command("rules", "routing rules tools", actions=(
+        Command("check", "validate rules; prints file:line: reason per problem", cmd_rules_check,
+                description="Validate the rules (and the profiles they name). Exit 1 on any problem.",
+                arguments=(
+                    arg("directory", nargs="?", default="routes", metavar="DIR", help="default ./routes"),
+                    arg("--profiles", default="profiles", metavar="DIR", help="default ./profiles"))),)),
+    Command("validate", "check messages of files against the HL7 standard (hl7apy)", cmd_validate,
+            description="Strict structural validation of every message of the files with hl7apy (segments, "
+            "groups, data types of the message's own HL7 version). Slow (10-40 ms a message) and never used by "
+            "the listener, which accepts what it can map. Exit 1 when any message has problems.",
+            arguments=(arg("files", nargs="+", type=Path, metavar="FILE"),)),
+    _data_command("orders", "list orders, or show one order's full history", cmd_orders,
+                  "Without ACCESSION: the latest orders. With ACCESSION (or a placer/filler order number): the "
+                  "order, its steps and every message and status change.",
+                  arg("accession", nargs="?", metavar="ACCESSION"),
+                  arg("--limit", type=int, default=50, metavar="N", help="orders listed (default 50)")),
+    _data_command("patients", "show a patient with identifiers, visits and merges", cmd_patients, None,
+                  arg("patient_id", metavar="PATIENT_ID"),
+                  arg("--issuer", metavar="ISSUER", help="assigning authority (PID-3.4); default: any")),
+    _data_command("outbox", "outbound messages: list the queue or dead ones, resend, discard", cmd_outbox,
+                  "Without ACTION: the pending messages (--dead: those parked as dead, --all: every message). "
+                  "'resend ID' queues a dead or discarded message again; 'discard ID' takes a message out of the "
+                  "queue. The running engine picks the change up within a second.",
+                  arg("action", nargs="?", choices=["resend", "discard"], metavar="ACTION", help="resend | discard"),
+                  arg("message_id", nargs="?", type=int, metavar="ID"),
+                  arg("--dead", action="store_true", help="list the messages parked as dead"),
+                  arg("--all", action="store_true", help="list every message, delivered ones included"),
+                  arg("--limit", type=int, default=100, metavar="N")),
+    _data_command("forwards", "DICOM forwarding queue (instances, MPPS) to downstream AEs", cmd_forwards,
+                  "Rows of the DICOM forwarding queue: pending by default, --dead for those given up, --all for "
+                  "every row.",
+                  arg("--dead", action="store_true"),
+                  arg("--all", action="store_true"),
+                  arg("--limit", type=int, default=100, metavar="N")),
+    _data_command("cancel", "cancel an order as the engine's operator (reported to its RIS)", cmd_cancel,
+                  "Cancel every open step of the order with this accession number; refused when a step has started. "
+                  "The cancel is reported to the order's status destinations (ORC-1 OC) and procedure destinations "
+                  "(CA).",
+                  arg("accession", metavar="ACCESSION"),
+                  arg("--reason", default="cancelled by the operator", metavar="TEXT")),
+    _data_command("reschedule", "move an order's open steps as the operator (reported)", cmd_reschedule,
+                  "Give the open steps of the order a new start and/or station; refused once a step has started. "
+                  "Reported to the order's status destinations (ORC-1 XO) and procedure destinations (XO/SC).",
+                  arg("accession", metavar="ACCESSION"),
+                  arg("--start", metavar="YYYYMMDDHHMM[SS]", help="new start date and time"),
+                  arg("--station", metavar="AE_TITLE", help="new scheduled station AE title"),
+                  arg("--reason", default="rescheduled by the operator", metavar="TEXT")),
+    _data_command("journal", "list received messages, or show one with its ACK", cmd_journal,
+                  "Every received HL7 message is journaled, rejected ones included.",
+                  arg("entry", nargs="?", type=int, metavar="ID", help="show this entry's raw message and ACK"),
+                  arg("--status", choices=["applied", "dropped", "rejected", "failed", "duplicate"]),
+                  arg("--limit", type=int, default=50, metavar="N")),
+    _data_command("commitments", "list storage commitment requests, or show one", cmd_commitments,
+                  "Storage commitment (RAD-10) requests: status (pending, reporting, delivered, dead), result and "
+                  "report delivery attempts. With TRANSACTION_UID: every request with that UID, each reference's "
+                  "outcome.",
+                  arg("transaction_uid", nargs="?", metavar="TRANSACTION_UID"),
+                  arg("--status", choices=["pending", "reporting", "delivered", "dead"]),
+                  arg("--limit", type=int, default=50, metavar="N", help="requests listed (default 50)")),
+    _data_command("mpps", "list performed procedure steps (MPPS), or show one with its versions", cmd_mpps,
+                  "Without UID: the latest MPPS, scheduled or UNSCHEDULED, with status, station and linked "
+                  "accessions. With UID (SOP Instance UID or PPS ID): its linked steps, main attributes and every "
+                  "version received (N-CREATE, N-SET).",
+                  arg("uid", nargs="?", metavar="UID"),
+                  arg("--unscheduled", action="store_true", help="only MPPS not linked to any scheduled step"),
+                  arg("--dataset", action="store_true", help="with UID: also print the full current dataset"),
+                  arg("--limit", type=int, default=50, metavar="N", help="MPPS listed (default 50)")),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swf", description="HL7 v2 / DICOM engine for the IHE Radiology "
+                                     "Scheduled Workflow.", epilog=EPILOG)
+    add_commands(parser, COMMANDS, "command", "COMMAND")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "serve" and hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `swf orders | head` ends quietly, as shell tools do
     try:
-        if args.command == "serve":
-            return cmd_serve(args)
-        if args.command == "replay":
-            return cmd_replay(args)
-        if args.command == "rules":
-            return cmd_rules_check(args)
-        if args.command == "validate":
-            return cmd_validate(args)
-        if args.command == "commitments":
-            return cmd_commitments(args)
-        if args.command == "mpps":
-            return cmd_mpps(args)
-        return {"orders": cmd_orders, "patients": cmd_patients, "journal": cmd_journal, "outbox": cmd_outbox,
-                "cancel": cmd_cancel, "reschedule": cmd_reschedule, "forwards": cmd_forwards}[args.command](args)
+        return args.run(args)
     except YamlProblem as problem:
         print(problem, file=sys.stderr)
         return 2

@@ -132,6 +132,14 @@ def add_version(txn: Transaction, performed_ref: int, operation: str, status: st
                 " VALUES (?, ?, ?, ?, ?)", (performed_ref, at, operation, status, dataset))
 
 
+def by_uid_or_pps_id(txn: Transaction, uid_or_pps_id: str) -> PerformedStep | None:
+    """The performed step with this SOP Instance UID, else the latest with this PPS ID (``swf mpps UID``)."""
+    return (_performed(txn.row(f"SELECT {_PERFORMED_COLUMNS} FROM performed_steps WHERE sop_instance_uid = ?",
+                               (uid_or_pps_id,)))
+            or _performed(txn.row(f"SELECT {_PERFORMED_COLUMNS} FROM performed_steps WHERE pps_id = ?"
+                                  " ORDER BY id DESC LIMIT 1", (uid_or_pps_id,))))
+
+
 def for_update(txn: Transaction, sop_instance_uid: str) -> PerformedStep | None:
     """The performed step an N-SET changes, its row locked first: on PostgreSQL the UPDATE takes the row
     lock, so N-SETs of several processes on one instance queue here instead of interleaving."""

@@ -266,15 +266,6 @@ def add_order_history(txn: Transaction, order_ref: int, kind: str, detail: str, 
                 (order_ref, now_iso(), kind, detail, journal_ref))
 
 
-def outbox_counts_of_order(txn: Transaction, order_ref: int) -> dict[str, dict[str, int]]:
-    """Outbox messages made for an order's events: {destination: {status: count}} (``swf orders ACCESSION``)."""
-    counts: dict[str, dict[str, int]] = {}
-    for row in txn.query("SELECT o.destination, o.status, COUNT(*) AS n FROM outbox o JOIN events e ON e.id = o.event_ref"
-                         " WHERE e.order_ref = ? GROUP BY o.destination, o.status", (order_ref,)):
-        counts.setdefault(row["destination"], {})[row["status"]] = row["n"]
-    return counts
-
-
 # -- domain events --------------------------------------------------------------------------
 def record_event(txn: Transaction, kind: str, subject: str, detail: str, order_ref: int | None = None,
                  journal_ref: int | None = None, destinations: tuple[str, ...] | list[str] = ()) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import reports
+from engine.store import reports
 from engine.config import Config
 from engine.hl7.profiles import load_profiles
 from engine.rules.ruleset import load_ruleset
@@ -439,14 +439,14 @@ def test_ingest_pipeline(store_url: str, tmp_path: Path) -> None:
         assert journal[1]["ack"] == journal[2]["ack"] == ordered.ack
         # the CLI's read-only views run the same SQL on both engines
         listed = pipeline.store.read(lambda txn: reports.order_list(txn, 10))
-        assert [(o["placer_order_number"], o["accessions"], o["patient_name"]) for o in listed] == \
+        assert [(o.placer_order_number, list(o.accessions), o.patient_name) for o in listed] == \
             [("PLC-88812", ["ACC25030417"], "MÜLLER^ANNA^MARIA^DR.")]
         detail = pipeline.store.read(lambda txn: reports.order_detail(txn, "ACC25030417"))
-        assert detail is not None and detail["history"] and detail["history"][0]["control_id"] == "RIS0000457"
+        assert detail is not None and detail.history and detail.history[0].control_id == "RIS0000457"
         people = pipeline.store.read(lambda txn: reports.patient_detail(txn, "ALT-1", None))
-        assert [p["patient"]["patient_id"] for p in people] == ["PAT4711"]
+        assert [p.patient.patient_id for p in people] == ["PAT4711"]
         entries = pipeline.store.read(lambda txn: reports.journal_list(txn, "duplicate", 5))
-        assert [e["control_id"] for e in entries] == ["RIS0000457"]
+        assert [e.control_id for e in entries] == ["RIS0000457"]
     finally:
         pipeline.store.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydicom.dataset import Dataset
 
-from engine import reports
+from engine.store import reports
 from engine.dicom.services import mpps as adapter
 from engine.workflow import mpps
 from engine.workflow.mpps import MppsRefused, Refusal
@@ -102,7 +102,7 @@ def step_status(p: Pipeline, sps: str = "SPS-1") -> str:
 
 
 def order_status(p: Pipeline, accession: str = "ACC1") -> str:
-    return p.store.read(lambda txn: reports.order_detail(txn, accession))["status"]
+    return p.store.read(lambda txn: reports.order_detail(txn, accession)).status
 
 
 def history(p: Pipeline, kind_prefix: str = "MPPS") -> list[dict]:
@@ -215,7 +215,7 @@ def test_unscheduled_mpps_is_kept_visible_and_touches_no_order(ordered: Pipeline
     assert (row["unscheduled"], row["study_instance_uid"]) == (1, "1.2.999")
     assert [(e["kind"], e["subject"]) for e in events(ordered)] == [("mpps.unscheduled", "1.2.999")]
     listed = ordered.store.read(lambda txn: reports.performed_step_list(txn, 10, unscheduled_only=True))
-    assert [(r["sop_instance_uid"], r["unscheduled"], r["accessions"]) for r in listed] == [(UID_A, 1, [])]
+    assert [(r.sop_instance_uid, r.unscheduled, list(r.accessions)) for r in listed] == [(UID_A, 1, [])]
     # it completes like any other, still without an order to change
     assert update(ordered, final()).status == "COMPLETED"
     assert step_status(ordered) == "SCHEDULED" and events(ordered)[-1]["kind"] == "mpps.unscheduled"
@@ -380,15 +380,15 @@ def test_detail_report_lists_links_and_versions(ordered: Pipeline) -> None:
     create(ordered, in_progress())
     update(ordered, final())
     detail = ordered.store.read(lambda txn: reports.performed_step_detail(txn, UID_A))
-    assert [(s["accession_number"], s["sps_id"], s["status"]) for s in detail["steps"]] == [
+    assert [(s.accession_number, s.sps_id, s.status) for s in detail.linked_steps] == [
         ("ACC1", "SPS-1", "COMPLETED")]
-    assert [(v["operation"], v["status"]) for v in detail["versions"]] == [
+    assert [(v.operation, v.status) for v in detail.versions] == [
         ("N-CREATE", "IN PROGRESS"), ("N-SET", "COMPLETED")]
-    summary = detail["summary"]
-    assert (summary["PatientID"], summary["Series"], summary["Images"], summary["End"]) == (
+    summary = detail.summary
+    assert (summary.patient_id, summary.series, summary.images, summary.end) == (
         "PAT4711", 1, 1, "20250304 101945")
     by_pps_id = ordered.store.read(lambda txn: reports.performed_step_detail(txn, "PPS-8831"))
-    assert by_pps_id["step"]["sop_instance_uid"] == UID_A
+    assert by_pps_id.step.sop_instance_uid == UID_A
     assert ordered.store.read(lambda txn: reports.performed_step_detail(txn, "1.2.3.nothing")) is None
 
 

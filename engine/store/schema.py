@@ -289,4 +289,49 @@ MIGRATIONS.append([
     "CREATE INDEX dicom_forwards_queue ON dicom_forwards (destination, status, id)",
 ])
 
+MIGRATIONS.append([
+    # 5: operators (issue 13): users, API tokens, console sessions, the audit trail of their writes,
+    #    and the idempotency keys of API POSTs
+    """CREATE TABLE users (
+        id {pk},
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE api_tokens (
+        id {pk},
+        user_ref INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT NOT NULL DEFAULT ''
+    )""",
+    """CREATE TABLE sessions (
+        id {pk},
+        user_ref INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        session_hash TEXT NOT NULL UNIQUE,
+        csrf_token TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE operator_audit (
+        id {pk},
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        client TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        before_json TEXT,
+        after_json TEXT
+    )""",
+    "CREATE INDEX operator_audit_actor ON operator_audit (actor, id)",
+    """CREATE TABLE idempotency_keys (
+        key TEXT PRIMARY KEY,
+        operation TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response TEXT NOT NULL
+    )""",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -25,7 +25,7 @@ from pynetdicom.transport import RequestHandler
 
 from ..config import DicomConfig
 from ..refusal_log import RefusalLog
-from . import upper_layer as ul
+from .wire import upper_layer as ul
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pynetdicom.presentation import PresentationContext
 from ..config import Config, DicomConfig
 from ..store.database import Store
 from . import services as services_package
-from . import upper_layer as ul
+from .wire import upper_layer as ul
 from .admission import Admission
 from .directory import AEDirectory
 

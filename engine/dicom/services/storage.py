@@ -39,7 +39,7 @@ from ...store.files import FileStore, encode_file_meta
 from ...store.incoming import IncomingDataSet
 from ...workflow import storage as workflow
 from ..ae import DicomContext, status_dataset
-from ..header import HeaderError, TooLarge, read_header
+from ..wire.header import HeaderError, TooLarge, read_header
 
 log = logging.getLogger(__name__)
 

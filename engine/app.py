@@ -13,8 +13,8 @@ from twisted.internet.interfaces import IListeningPort
 from . import reactor_bridge
 from .config import Config
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
-from .dicom.direct_storage import serve_storage_directly
 from .dicom.directory import AEDirectory
+from .dicom.wire.direct_storage import serve_storage_directly
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
 from .outbound.delivery import Outbox

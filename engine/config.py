@@ -35,7 +35,7 @@ class DicomConfig:
     max_associations: int = 128              # associations at once, all peers together
     max_associations_per_peer: int = 16      # connections at once from one address, associated or not
     association_request_timeout: float = 5.0  # a connection without a whole A-ASSOCIATE-RQ by then is closed
-    direct_storage: bool = True              # storage-only associations bypass pynetdicom (dicom/direct_storage.py)
+    direct_storage: bool = True              # storage-only associations bypass pynetdicom (dicom/wire/direct_storage.py)
     storage_dir: str = ""                    # received instances; default <data_dir>/dicom
     duplicate_policy: str = "ignore"         # ignore | overwrite: a second copy of a stored SOP Instance UID
     max_instance_bytes: int = 2 << 30        # a larger C-STORE data set (inflated, if deflated) gets 0xA700

@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom.dsutils import encode
 
-from engine.dicom import header as header_module
-from engine.dicom.header import HeaderError, read_header
+from engine.dicom.wire import header as header_module
+from engine.dicom.wire.header import HeaderError, read_header
 from engine.store.files import FileStore, encode_file_meta, ensure_durable, path_component, read_part10
 from engine.workflow import availability
 from engine.workflow import storage as workflow

@@ -25,21 +25,21 @@ from __future__ import annotations
 import errno
 import logging
 from io import BytesIO
-from typing import Any, Callable
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import build_context, evt
-from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import _STORAGE_CLASSES  # every storage SOP class pynetdicom knows
 
 from ...domain.uid import MAX_LENGTH as MAX_UID_LENGTH, uid_problem
 from ...store.files import FileStore, encode_file_meta
 from ...store.incoming import IncomingDataSet
 from ...workflow import storage as workflow
 from ..ae import DicomContext, status_dataset
-from ..header import HeaderError, TooLarge, read_header
+from ..wire.header import HeaderError, TooLarge, read_header
+from ..wire.pynetdicom_private import (after_each_pdata, all_transfer_syntaxes, drop_received, received_bytes,
+                                       received_data_set, replace_received_data_set, storage_sop_classes)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # one ends the association on the pynetdicom path.
 MAX_OTHER_DATA_SET_BYTES = 16 << 20
 
+ALL_TRANSFER_SYNTAXES = all_transfer_syntaxes()
 _UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"]
 _LOSSLESS = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90",
              "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.110",
@@ -65,7 +66,7 @@ _LOSSLESS = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.
 # uncompressed data to compress it lossily for us; DCMTK storescp prefers uncompressed too).
 TRANSFER_SYNTAXES = ([ts for ts in _LOSSLESS if ts in ALL_TRANSFER_SYNTAXES] + _UNCOMPRESSED +
                      [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _UNCOMPRESSED and ts not in _LOSSLESS])
-STORAGE_SOP_CLASSES = sorted(str(uid) for uid in _STORAGE_CLASSES.values())
+STORAGE_SOP_CLASSES = storage_sop_classes()    # every storage SOP class pynetdicom knows
 
 class StorageService:
     name = "storage"
@@ -135,33 +136,29 @@ class StorageService:
         64 characters (pynetdicom would end the association with a traceback) is cut to 64 in the command
         set and kept whole in the SpoolingDataSet, so ``receive`` refuses it with a status.  (That needs
         the command and the end of the data set in different P-DATA PDUs, as the SCUs we know send them.)
-        The one use of pynetdicom's message internals (``dimse.receive_primitive``, ``dimse.message``)."""
+        pynetdicom's message internals are reached through ``wire/pynetdicom_private.py``."""
         assoc = event.assoc
-        dimse = assoc.dimse
-        receive: Callable[[Any], None] = dimse.receive_primitive
 
-        def receive_bounded(primitive: Any) -> None:
-            receive(primitive)
-            message = dimse.message                      # None once a message is complete
-            if message is None or isinstance(message.data_set, SpoolingDataSet):
-                return
+        def receive_bounded(message: Any) -> None:
+            if message is None or isinstance(received_data_set(message), SpoolingDataSet):
+                return                                   # None once a message is complete
             if isinstance(message, C_STORE_RQ):
                 incoming = self.incoming()
-                incoming.write(message.data_set.getbuffer())
+                incoming.write(received_data_set(message).getbuffer())
                 spooling = SpoolingDataSet(incoming)
                 for keyword in ("AffectedSOPInstanceUID", "AffectedSOPClassUID"):
                     uid = str(message.command_set.get(keyword) or "")
                     if len(uid) > MAX_UID_LENGTH:
                         spooling.command_uids[keyword] = uid
                         setattr(message.command_set, keyword, uid[:MAX_UID_LENGTH])
-                message.data_set = spooling
-            elif max(message.data_set.tell(), message.encoded_command_set.tell()) > MAX_OTHER_DATA_SET_BYTES:
+                replace_received_data_set(message, spooling)
+            elif received_bytes(message) > MAX_OTHER_DATA_SET_BYTES:
                 log.warning("DICOM association from %s aborted: a %s over %d bytes", assoc.requestor.ae_title,
                             type(message).__name__, MAX_OTHER_DATA_SET_BYTES)
-                message.data_set, message.encoded_command_set = BytesIO(), BytesIO()
+                drop_received(message)
                 assoc.abort(block=False)     # we run in the DUL thread: it sends the A-ABORT
 
-        dimse.receive_primitive = receive_bounded
+        after_each_pdata(assoc, receive_bounded)
 
     def receive(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
                 data: IncomingDataSet) -> int | Dataset:

@@ -81,6 +81,10 @@ def credentials(txn: Transaction, name: str) -> Credentials | None:
     return None if row is None else Credentials(User(*row[:4]), row[4])
 
 
+def user_count(txn: Transaction) -> int:
+    return int(txn.row("SELECT COUNT(*) FROM users")[0])
+
+
 def admin_count(txn: Transaction) -> int:
     return int(txn.row("SELECT COUNT(*) FROM users WHERE role = 'admin'")[0])
 

@@ -716,8 +716,8 @@ COMMANDS = (
                     "0.0.0.0 = all interfaces)"),
                 arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)"),
                 arg("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)"),
-                arg("--http-port", type=int, metavar="N", help="HTTP port: /health, login at /auth/login (default 8080; "
-                    "-1 = off)"),
+                arg("--http-port", type=int, metavar="N",
+                    help="HTTP port: /health, login at /auth/login (default 8080; -1 = off)"),
                 arg("--ae-title", metavar="TITLE", help="the engine's DICOM AE title (default SWF_ENGINE)"),
                 arg("--allow-any-ae", action="store_true", default=None,
                     help="admit any calling AE title (default: only the AEs listed under dicom.aes)"),

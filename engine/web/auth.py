@@ -46,14 +46,16 @@ class Identity:
 class AccessView:
     """Users by id, token hashes and open sessions, as last read (changed on the reactor thread only)."""
 
-    def __init__(self, records: AccessRecords):
+    def __init__(self, records: AccessRecords, warned: set[tuple[str, str]]):
         self.users: dict[int, User] = {}
         for user in records.users:
             if user.role in ROLES:
                 self.users[user.id] = user
-            else:
+            elif (user.name, user.role) not in warned:   # said once, not at every re-read
                 log.warning("user %r has the unknown role %r: refused until fixed (swf users remove %s, then add)",
                             user.name, user.role, user.name)
+                warned.add((user.name, user.role))
+        self.any_user = bool(records.users)   # one with an unknown role too: the engine is no longer open
         self.tokens: dict[str, int] = dict(records.tokens)
         self.sessions: dict[str, StoredSession] = {session.session_hash: session for session in records.sessions}
 
@@ -66,15 +68,17 @@ class Authorizer:
         self.refresh_seconds = config.http.auth_refresh_seconds
         self.open_when_empty = is_loopback(config.http.host)
         self.clock = clock
-        self.view = AccessView(AccessRecords((), (), ()))
+        self._warned: set[tuple[str, str]] = set()   # users with an unknown role, logged once
+        self.view = AccessView(AccessRecords((), (), ()), self._warned)
         self._changes = 0          # local logins/logouts: a re-read begun before one of them is stale
         self._refreshing = False
+        self._failing = False      # the last re-read failed (said once per outage)
         self._loop: task.LoopingCall | None = None
 
     # -- the view -------------------------------------------------------------------------------------
     def load(self) -> None:
         """Read the view now, on the calling thread (at start, before the listener serves)."""
-        self.view = AccessView(self.store.read(lambda txn: users.access_records(txn, self.clock())))
+        self.view = AccessView(self.store.read(lambda txn: users.access_records(txn, self.clock())), self._warned)
 
     def start(self) -> None:
         if self.refresh_seconds > 0:
@@ -92,25 +96,32 @@ class Authorizer:
         self._refreshing = True
         changes = self._changes
         reactor_bridge.read(self.store, lambda txn: users.access_records(txn, self.clock())).addCallbacks(
-            lambda records: self._refreshed(records, changes),
-            lambda failure: log.warning("users and sessions not re-read: %s", failure.getErrorMessage()),
-        ).addBoth(self._done)
+            lambda records: self._refreshed(records, changes), self._failed).addBoth(self._done)
+
+    def _failed(self, failure: Any) -> None:
+        if not self._failing:
+            log.warning("users and sessions not re-read (the last view stays): %s", failure.getErrorMessage())
+        self._failing = True
 
     def _refreshed(self, records: AccessRecords, changes: int) -> None:
+        if self._failing:
+            log.info("users and sessions re-read again")
+            self._failing = False
         if changes == self._changes:   # else a login or logout here came after the read: the next one has it
-            self.view = AccessView(records)
+            self.view = AccessView(records, self._warned)
 
     def _done(self, _: object) -> None:
         self._refreshing = False
 
     @property
     def has_users(self) -> bool:
-        return bool(self.view.users)
+        return self.view.any_user
 
     def session_opened(self, user: User, session: StoredSession) -> None:
         """A login committed by this engine: its session works from the next request on."""
         self._changes += 1
         self.view.users.setdefault(user.id, user)   # a user added by `swf users add` since the last read
+        self.view.any_user = True
         self.view.sessions[session.session_hash] = session
 
     def session_closed(self, session_hash: str) -> None:
@@ -121,7 +132,7 @@ class Authorizer:
     def identify(self, request: Any) -> Identity | None:
         """The request's identity, or None: no credentials, unknown or removed token, expired session."""
         view = self.view
-        if not view.users:
+        if not view.any_user:
             return Identity(LOCAL, "local") if self.open_when_empty else None
         header = header_text(request, b"authorization")
         if header is not None:   # a token given is the only credential looked at, right or wrong

@@ -317,3 +317,16 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_a_user_with_an_unknown_role_is_refused_and_does_not_open_the_engine(start_engine, tmp_path) -> None:
+    data_dir = tmp_path / "var"
+    add_user(data_dir, "eve", "viewer")
+    token = token_of(data_dir, "eve")
+    with sqlite3.connect(data_dir / "swf.sqlite") as db:   # a hand edit of the database
+        db.execute("UPDATE users SET role = 'root' WHERE name = 'eve'")
+    engine = start_engine("--config", config(tmp_path, "http: {auth_refresh_seconds: 0.2}\n"), data_dir=data_dir)
+    assert call(engine.http_port, "GET", "/auth/whoami").status == 401   # not the local admin
+    assert call(engine.http_port, "GET", "/auth/whoami", headers=bearer(token)).status == 401
+    time.sleep(0.6)   # re-reads meanwhile
+    assert engine.log().count("user 'eve' has the unknown role 'root'") == 1

@@ -1,4 +1,4 @@
-"""Assembles and runs the engine: store, profiles, rules (with hot reload), MLLP listener, health page."""
+"""Assembles and runs the engine: store, profiles, rules (with hot reload), MLLP listener, health page, login."""
 from __future__ import annotations
 
 import errno
@@ -22,7 +22,10 @@ from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
 from .store import queues
 from .store.database import Store
+from .web.auth import Authorizer, refuse_open_listener
 from .web.health import HealthPage, HealthSnapshot
+from .web.login import AuthPages
+from .web.root import Root
 from .web.site import BoundedSite
 from .workflow.ingest import Ingestor, Received
 
@@ -66,6 +69,7 @@ class Engine:
         self.dicom: DicomServer | None = None
         self.mllp: MLLPServerFactory | None = None
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
+        self.authorizer = Authorizer(self.store, config)   # the principal of each HTTP request
         self.ports: dict[str, IListeningPort] = {}
         self._reload_loop: task.LoopingCall | None = None
         self._dispatch_loop: task.LoopingCall | None = None
@@ -121,6 +125,9 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         self.store.start()
+        if self.config.http.port >= 0:
+            self.authorizer.load()
+            refuse_open_listener(self.config, self.authorizer)   # before any listener opens
         dicom = self.config.dicom
         if dicom.port >= 0:
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
@@ -143,9 +150,16 @@ class Engine:
         http = self.config.http
         if http.port >= 0:
             self.health.load()
-            site = BoundedSite(HealthPage(self.health, self._live_health), http.max_body_bytes, http.idle_timeout)
+            root = Root()
+            root.putChild(b"health", HealthPage(self.health, self._live_health))
+            root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours, http.secure_cookies))
+            site = BoundedSite(root, http.max_body_bytes, http.idle_timeout)
             self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
-            log.info("HTTP listener on %s:%d: health (GET /health)", http.host, self.ports["http"].getHost().port)
+            self.authorizer.start()
+            access = (f"{len(self.authorizer.view.users)} user(s): sessions and API tokens" if self.authorizer.has_users
+                      else "no users: every request is the local admin (loopback only; swf users add NAME --role R)")
+            log.info("HTTP listener on %s:%d: health (GET /health), login (POST /auth/login); %s", http.host,
+                     self.ports["http"].getHost().port, access)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
         self.outbox.configure(self.rules.current.destinations)
@@ -164,6 +178,7 @@ class Engine:
         if self._reload_loop is not None and self._reload_loop.running:
             self._reload_loop.stop()
         self.outbox.stop()
+        self.authorizer.stop()
         for loop in (self._dispatch_loop, self._analyze_loop):
             if loop is not None and loop.running:
                 loop.stop()

@@ -59,6 +59,10 @@ class HttpConfig:
     max_body_bytes: int = 65536              # a request body over this is answered 413 from its headers
     idle_timeout: float = 60.0               # an HTTP connection silent this long is closed
     health_max_age: float = 5.0              # /health database figures older than this are re-read in the background (s)
+    session_hours: float = 12.0              # a console session (login cookie) ends this long after the login
+    secure_cookies: bool = False             # mark the session cookie Secure: true once clients reach the engine over
+                                             # HTTPS (a TLS proxy in front; the listener itself has no TLS yet)
+    auth_refresh_seconds: float = 2.0        # users, tokens and sessions are re-read this often (picks up `swf users`)
 
 
 @dataclass

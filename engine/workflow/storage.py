@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..hl7.convert import normalise_name
-from ..store import repository as repo
+from ..store import json_columns, queues, timestamps
 from ..store.database import Transaction
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def _columns(instance: ReceivedInstance) -> dict[str, Any]:
         "size_bytes": instance.size_bytes,
         "path": instance.path,
         "received_from": instance.received_from,
-        "attributes": repo.dumps(extra),
+        "attributes": json_columns.dumps(extra),
     }
 
 
@@ -193,7 +193,7 @@ def hide_instances(txn: Transaction, sop_instance_uids: list[str] | tuple[str, .
                    performed_step_ref: int | None = None) -> int:
     """Withdraw instances from Q/R: those stored now and those of these UIDs stored later.  Returns how
     many stored instances were hidden now.  For the MPPS workflow (DISCONTINUED, reason 110514)."""
-    stamp = repo.now_iso()
+    stamp = timestamps.now_iso()
     hidden = 0
     for column, uids in (("sop_instance_uid", sop_instance_uids), ("series_instance_uid", series_instance_uids)):
         for uid in dict.fromkeys(u.strip() for u in uids if u and u.strip()):
@@ -223,7 +223,7 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
     procedure_ref = link_procedure(txn, instance)
     hidden = _is_hidden(txn, instance)
     columns = _columns(instance)
-    columns.update(requested_procedure_ref=procedure_ref, hidden=1 if hidden else 0, received_at=repo.now_iso())
+    columns.update(requested_procedure_ref=procedure_ref, hidden=1 if hidden else 0, received_at=timestamps.now_iso())
     new_series = False
     if existing is None:
         new_series = txn.one("SELECT 1 AS known FROM instances WHERE series_instance_uid = ? LIMIT 1",
@@ -249,11 +249,12 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
                                 (procedure_ref,))
             if procedure:
                 order_ref, accession = procedure["order_ref"], procedure["accession_number"]
-        repo.record_event(txn, SERIES_STORED, accession or instance.study_instance_uid,
-                          repo.dumps({"study_instance_uid": instance.study_instance_uid,
-                                      "series_instance_uid": instance.series_instance_uid,
-                                      "modality": columns["modality"], "received_from": instance.received_from}),
-                          order_ref)
+        queues.record_event(txn, SERIES_STORED, accession or instance.study_instance_uid,
+                            json_columns.dumps({"study_instance_uid": instance.study_instance_uid,
+                                                "series_instance_uid": instance.series_instance_uid,
+                                                "modality": columns["modality"],
+                                                "received_from": instance.received_from}),
+                            order_ref)
     if place_file is not None:
         place_file()
     return StoreResult(outcome, instance_ref, procedure_ref, hidden, instance.path, instance.size_bytes)

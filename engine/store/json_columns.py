@@ -1,0 +1,17 @@
+"""The encoding of the store's JSON text columns (attributes, commitment bodies): for store modules only,
+which decode a column once, when they build the record that holds it."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# One encoder for every row: ``json.dumps`` with options builds a new one per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
+def dumps(value: dict[str, Any]) -> str:
+    return _JSON.encode(value)
+
+
+def loads(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}

@@ -1,18 +1,14 @@
-"""Modality Worklist matching (SWF.md section 5) translated into one SQL query, and its matches read.
+"""Modality Worklist matching (SWF.md section 5) translated into one SQL query.
 
 Input is plain: top-level keys and the keys of the one Scheduled Procedure Step Sequence item, as
 DICOM keyword -> string (multi-valued UIDs joined by backslash).  Every supported key becomes a WHERE
-condition on an indexed column; nothing is filtered row by row in Python.  ``worklist_entries`` runs the
-query and returns each match as a frozen record, its three attribute columns decoded.
+condition on an indexed column; nothing is filtered row by row in Python.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-from .database import Transaction
-from .json_columns import loads
 from .matching import (check_date, date_condition, pn_key, split_range, text_condition, time_bounds, uid_list,
                        value_list)
 
@@ -64,38 +60,6 @@ SELECT = (
 class WorklistQuery:
     sql: str
     params: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class WorklistEntry:
-    """A matching scheduled step with its requested procedure, order and patient (the columns of SELECT)."""
-
-    step_ref: int
-    sps_id: str
-    status: str
-    station_ae_title: str
-    station_name: str
-    location: str
-    modality: str
-    start_datetime: str
-    step_attributes: dict[str, Any]
-    accession_number: str
-    requested_procedure_id: str
-    study_instance_uid: str
-    procedure_attributes: dict[str, Any]
-    placer_order_number: str
-    filler_order_number: str
-    patient_id: str
-    issuer: str
-    patient_attributes: dict[str, Any]
-
-
-def worklist_entries(txn: Transaction, query: WorklistQuery) -> list[WorklistEntry]:
-    """The steps ``query`` matches, by start (as a modality lists them), then by step."""
-    rows = txn.rows(query.sql, query.params)
-    rows.sort(key=lambda row: (row[7], row[0]))     # (start_datetime, step_ref)
-    return [WorklistEntry(*row[:8], loads(row[8]), row[9], row[10], row[11], loads(row[12]), row[13], row[14],
-                          row[15], row[16], loads(row[17])) for row in rows]
 
 
 def _start_conditions(date_key: str, time_key: str, where: list[str], params: list[str]) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..store.json_columns import loads
 from ..store.database import Transaction
-from ..store.worklist_query import build_worklist_query, worklist_entries
+from ..store.worklist_query import build_worklist_query
 
 
 @dataclass
@@ -30,24 +31,30 @@ def find_items(txn: Transaction, request: WorklistRequest) -> list[WorklistItem]
                                  station_restriction=request.station_restriction,
                                  default_station=request.default_station)
     items = []
-    for entry in worklist_entries(txn, query):
-        attributes: dict[str, Any] = {**entry.patient_attributes, **entry.procedure_attributes}
+    rows = txn.query(query.sql, query.params)
+    rows.sort(key=lambda row: (row["start_datetime"], row["step_ref"]))  # by start, as a modality lists them
+    for row in rows:
+        attributes: dict[str, Any] = {}
+        attributes.update(loads(row["patient_attributes"]))
+        attributes.update(loads(row["procedure_attributes"]))
         attributes.update({
-            "PatientID": entry.patient_id,
-            "IssuerOfPatientID": entry.issuer,
-            "AccessionNumber": entry.accession_number,
-            "RequestedProcedureID": entry.requested_procedure_id,
-            "StudyInstanceUID": entry.study_instance_uid,
-            "PlacerOrderNumberImagingServiceRequest": entry.placer_order_number,
-            "FillerOrderNumberImagingServiceRequest": entry.filler_order_number,
+            "PatientID": row["patient_id"],
+            "IssuerOfPatientID": row["issuer"],
+            "AccessionNumber": row["accession_number"],
+            "RequestedProcedureID": row["requested_procedure_id"],
+            "StudyInstanceUID": row["study_instance_uid"],
+            "PlacerOrderNumberImagingServiceRequest": row["placer_order_number"],
+            "FillerOrderNumberImagingServiceRequest": row["filler_order_number"],
         })
-        step = {**entry.step_attributes,
-                "ScheduledProcedureStepID": entry.sps_id,
-                "ScheduledProcedureStepStatus": entry.status,
-                "ScheduledStationAETitle": entry.station_ae_title or request.default_station,
-                "ScheduledStationName": entry.station_name,
-                "ScheduledProcedureStepLocation": entry.location,
-                "Modality": entry.modality}
+        step = loads(row["step_attributes"])
+        step.update({
+            "ScheduledProcedureStepID": row["sps_id"],
+            "ScheduledProcedureStepStatus": row["status"],
+            "ScheduledStationAETitle": row["station_ae_title"] or request.default_station,
+            "ScheduledStationName": row["station_name"],
+            "ScheduledProcedureStepLocation": row["location"],
+            "Modality": row["modality"],
+        })
         items.append(WorklistItem(attributes, {k: v for k, v in step.items() if v not in ("", None, [])},
-                                  entry.accession_number))
+                                  row["accession_number"]))
     return items

@@ -1,5 +1,8 @@
-"""The encoding of the store's JSON text columns (attributes, commitment bodies): for store modules only,
-which decode a column once, when they build the record that holds it."""
+"""The encoding of the store's JSON text columns (attributes, commitment bodies).
+
+Store modules decode a column once, when they build the record that holds it.  The one reader outside
+engine/store is workflow/worklist.py: it decodes the worklist query's three attribute columns per match
+itself, because a frozen record per match would cost the MWL C-FIND more than the decoding does."""
 from __future__ import annotations
 
 import json

@@ -21,9 +21,9 @@ from .. import reactor_bridge
 from ..hl7.message import HL7ParseError, Message, decode_bytes
 from ..hl7.mllp import MLLPDecoder, frame
 from ..store import queues
-from ..store import repository as repo
 from ..store.database import Store
 from ..store.queues import OutboxMessage
+from ..store.timestamps import now_iso
 from .destinations import Destination
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class DestinationQueue:
             yield self._retry(head, reason, rejected=False)
             return
         if code in ("AA", "CA"):
-            yield reactor_bridge.write(self.store, lambda txn: queues.outbox_delivered(txn, head, ack, repo.now_iso()))
+            yield reactor_bridge.write(self.store, lambda txn: queues.outbox_delivered(txn, head, ack, now_iso()))
             log.info("outbox %s: %s %s for accession %s delivered (%s)", destination.name, head.kind,
                      head.control_id, head.accession_number, code)
             return

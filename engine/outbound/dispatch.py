@@ -12,10 +12,10 @@ from typing import Any, Callable, Mapping
 from ..domain.status import StepStatus, order_status
 from ..hl7.ack import Identity
 from ..hl7.mapping import Profile
-from ..store import performed_steps, queues
-from ..store import repository as repo
+from ..store import orders, patients, performed_steps, queues
 from ..store.database import Transaction
 from ..store.queues import DomainEvent
+from ..store.timestamps import now_iso
 from . import messages
 from .destinations import Destination
 
@@ -52,28 +52,28 @@ def _performed(txn: Transaction, order_ref: int) -> dict[str, Any]:
 
 
 def order_view(txn: Transaction, order_ref: int) -> messages.OrderView | None:
-    order = repo.order_by_ref(txn, order_ref)
+    order = orders.by_ref(txn, order_ref)
     if order is None:
         return None
-    patient = repo.patient_by_ref(txn, order["patient_ref"])
+    patient = patients.by_ref(txn, order.patient_ref)
+    assert patient is not None  # orders.patient_ref references patients
     procedures = []
     statuses = []
-    for procedure in repo.procedures_of(txn, order_ref):
+    for procedure in orders.procedures_of(txn, order_ref):
         steps = []
-        for step in repo.steps_of_procedure(txn, procedure["id"]):
-            attributes = repo.loads(step["attributes"])
-            statuses.append(StepStatus(step["status"]))
-            steps.append(messages.StepView(step["sps_id"], step["modality"], step["status"], step["station_ae_title"],
+        for step in orders.steps_of_procedure(txn, procedure.id):
+            attributes = step.attributes
+            statuses.append(StepStatus(step.status))
+            steps.append(messages.StepView(step.sps_id, step.modality, step.status, step.station_ae_title,
                                            attributes.get("ScheduledProcedureStepStartDate", ""),
                                            attributes.get("ScheduledProcedureStepStartTime", ""),
                                            attributes.get("ScheduledProtocolCodeSequence") or []))
-        procedures.append(messages.ProcedureView(procedure["accession_number"], procedure["requested_procedure_id"],
-                                                 procedure["study_instance_uid"], repo.loads(procedure["attributes"]),
-                                                 steps))
+        procedures.append(messages.ProcedureView(procedure.accession_number, procedure.requested_procedure_id,
+                                                 procedure.study_instance_uid, procedure.attributes, steps))
     performed = _performed(txn, order_ref)
     return messages.OrderView(
-        patient_id=patient["patient_id"], issuer=patient["issuer"], patient=repo.loads(patient["attributes"]),
-        placer_order_number=order["placer_order_number"], filler_order_number=order["filler_order_number"],
+        patient_id=patient.patient_id, issuer=patient.issuer, patient=patient.attributes,
+        placer_order_number=order.placer_order_number, filler_order_number=order.filler_order_number,
         order_status=order_status(statuses), procedures=procedures, performed_start=performed.get("start", ""),
         performed_end=performed.get("end", ""), discontinuation_reason=performed.get("reason", {}),
         performed_comments=performed.get("comments", ""))
@@ -108,11 +108,10 @@ class EventDispatcher:
         kind = event.kind
         if kind.startswith("patient."):
             patient_id, _, issuer = event.subject.partition("^")
-            row = repo.find_patient(txn, patient_id, issuer)
-            if row is None:
+            patient = patients.find(txn, patient_id, issuer)
+            if patient is None:
                 return None
-            return messages.patient_message(patient_id, issuer, repo.loads(row["attributes"]), kind, event.detail,
-                                            envelope)
+            return messages.patient_message(patient_id, issuer, patient.attributes, kind, event.detail, envelope)
         view = order_view(txn, event.order_ref) if event.order_ref is not None else None
         if view is None:
             return None
@@ -131,14 +130,14 @@ class EventDispatcher:
             built = self._build(txn, event, destination)
         except Exception as exc:  # noqa: BLE001 - parked with the reason, never blocks the commit
             log.exception("cannot build %s message for %s (event #%d)", event.kind, destination.name, event.id)
-            queues.park_unbuildable(txn, destination=destination.name, at=repo.now_iso(), event_ref=event.id,
+            queues.park_unbuildable(txn, destination=destination.name, at=now_iso(), event_ref=event.id,
                                     kind=event.kind, accession_number=event.subject,
                                     reason=f"cannot build message: {exc}")
             return
         if built is None:
             return
         control_id, message = built
-        queues.enqueue_outbox(txn, destination=destination.name, at=repo.now_iso(), event_ref=event.id, kind=event.kind,
+        queues.enqueue_outbox(txn, destination=destination.name, at=now_iso(), event_ref=event.id, kind=event.kind,
                               control_id=control_id, accession_number=event.subject, message=message)
         self.queued = True
         log.info("%s for accession %s queued to %s as %s", event.kind, event.subject, destination.name, control_id)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .database import Transaction
-from .repository import now_iso
+from .timestamps import now_iso
 
 
 @dataclass(frozen=True)

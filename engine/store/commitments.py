@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from .database import Transaction
-from .repository import dumps, loads
+from .json_columns import dumps, loads
 
 PENDING, REPORTING, DELIVERED, DEAD = "pending", "reporting", "delivered", "dead"
 ACTIVE = (PENDING, REPORTING)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .database import Transaction
-from .repository import dumps
+from .json_columns import dumps
 
 
 @dataclass(frozen=True)

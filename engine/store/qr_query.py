@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 from .database import Transaction
 from .matching import (QueryError, date_condition, in_condition, like_pattern, pn_key, text_condition,
                        time_condition, uid_list)
-from .repository import loads
+from .json_columns import loads
 
 STUDY_ROOT, PATIENT_ROOT = "study", "patient"
 LEVELS = {STUDY_ROOT: ("STUDY", "SERIES", "IMAGE"), PATIENT_ROOT: ("PATIENT", "STUDY", "SERIES", "IMAGE")}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .database import Transaction
+from .timestamps import now_iso
 
 
 # -- domain events ---------------------------------------------------------------------------------
@@ -29,6 +30,18 @@ class DomainEvent:
     order_ref: int | None
     destinations: tuple[str, ...]      # named by the rules for the message that caused it
     order_outbound: tuple[str, ...]    # where its order reports to (orders.outbound)
+
+
+def record_event(txn: Transaction, kind: str, subject: str, detail: str, order_ref: int | None = None,
+                 journal_ref: int | None = None, destinations: tuple[str, ...] | list[str] = ()) -> None:
+    """Keep a domain event (order.scheduled, mpps.completed ...) for the outbound side to turn into messages.
+
+    ``destinations`` are those the rules named for the message that caused it; without them the event
+    goes where its order reports to (``orders.outbound``).  The outbox is filled before the same commit.
+    """
+    txn.execute("INSERT INTO events (at, kind, subject, detail, order_ref, journal_ref, destinations)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (now_iso(), kind, subject, detail, order_ref, journal_ref, " ".join(destinations)))
 
 
 def undispatched_events(txn: Transaction) -> list[DomainEvent]:

@@ -15,7 +15,7 @@ from ..domain.status import StepStatus, order_status
 from . import performed_steps
 from .database import Transaction
 from .performed_steps import PerformedStep, ScheduledStep
-from .repository import loads
+from .json_columns import loads
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset

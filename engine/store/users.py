@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .database import Transaction
-from .repository import now_iso
+from .timestamps import now_iso
 
 SESSIONS_KEPT_PER_USER = 20   # a login past this ends the user's oldest session: the table stays bounded
 

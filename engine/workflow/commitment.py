@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..domain.retry import RetryPolicy
-from ..store import commitments, files
-from ..store import repository as repo
+from ..store import commitments, files, queues
+from ..store import orders as order_store
 from ..store.commitments import (DEAD, REPORTING, CommitmentReference, IndexedInstance, PendingReport, PendingRequest,
                                  parse_time)
 from ..store.database import Store, Transaction
+from ..store.timestamps import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def is_storage_class(sop_class_uid: str) -> bool:
 def receive_request(txn: Transaction, request: CommitmentRequest) -> Receipt:
     """Persist a request (before the N-ACTION is answered).  A Transaction UID still active from another
     request makes every reference of this one fail with 0x0131, reported like any other result."""
-    stamp = repo.now_iso()
+    stamp = now_iso()
     active = commitments.active_request(txn, request.transaction_uid)
     commitment_id = commitments.add_request(
         txn, transaction_uid=request.transaction_uid, calling_ae_title=request.calling_ae_title,
@@ -216,21 +217,21 @@ def record_result(txn: Transaction, evaluation: Evaluation, now: datetime | None
     now = now or utc_now()
     result = {
         "event_type": 2 if evaluation.failed else 1,
-        "evaluated_at": repo.now_iso(),
+        "evaluated_at": now_iso(),
         "committed": [o.as_dict() for o in evaluation.committed],
         "failed": [o.as_dict() for o in evaluation.failed],
     }
-    calling = commitments.enqueue_report(txn, evaluation.commitment_id, result, due=now, at=repo.now_iso())
+    calling = commitments.enqueue_report(txn, evaluation.commitment_id, result, due=now, at=now_iso())
     if calling is None:
         return False
     kind = "commitment.failed" if evaluation.failed else "commitment.succeeded"
     detail = f"transaction {evaluation.transaction_uid} from {calling}: {summary(result)}"
     linked = commitments.linked_orders(txn, [o.reference.sop_instance_uid for o in evaluation.outcomes])
     for link in linked:
-        repo.record_event(txn, kind, link.accession_number, detail, order_ref=link.order_ref)
-        repo.add_order_history(txn, link.order_ref, kind, detail, None)
+        queues.record_event(txn, kind, link.accession_number, detail, order_ref=link.order_ref)
+        order_store.add_history(txn, link.order_ref, kind, detail, None)
     if not linked:
-        repo.record_event(txn, kind, evaluation.transaction_uid, detail)
+        queues.record_event(txn, kind, evaluation.transaction_uid, detail)
     log.info("%s %s (accession %s)", kind, detail, ", ".join(link.accession_number for link in linked) or "none linked")
     return True
 
@@ -273,10 +274,10 @@ def _evaluate(store: Store, request: PendingRequest, storage_dir: Path, grace_se
 # -- reporting (N-EVENT-REPORT) -----------------------------------------------------------------
 def report_dead(txn: Transaction, report: PendingReport, reason: str, attempted: bool = False) -> None:
     """Park a report that will not be delivered, with the reason (shown by ``swf commitments``)."""
-    given_up = commitments.report_dead(txn, report, reason, attempted=attempted, at=repo.now_iso())
+    given_up = commitments.report_dead(txn, report, reason, attempted=attempted, at=now_iso())
     if given_up is not None:
-        repo.record_event(txn, "commitment.undeliverable", given_up.transaction_uid,
-                          f"report to {given_up.calling_ae_title} given up: {reason}")
+        queues.record_event(txn, "commitment.undeliverable", given_up.transaction_uid,
+                            f"report to {given_up.calling_ae_title} given up: {reason}")
         log.warning("commitment #%d (transaction %s): report to %s given up: %s", report.id,
                     given_up.transaction_uid, given_up.calling_ae_title, reason)
 
@@ -297,5 +298,5 @@ def report_failed(txn: Transaction, report: PendingReport, error: str, policy: R
                     f" last error: {error}", attempted=True)
         return DEAD
     commitments.reschedule_report(txn, report, attempts=attempts, error=error,
-                                  next_attempt=now + timedelta(seconds=wait), at=repo.now_iso())
+                                  next_attempt=now + timedelta(seconds=wait), at=now_iso())
     return REPORTING

@@ -8,7 +8,7 @@ them in order per destination with retries; the SQL of both is in engine/store/q
 from __future__ import annotations
 
 from ..store import queues
-from ..store import repository as repo
+from ..store.timestamps import now_iso
 from ..store.database import Transaction
 
 
@@ -34,7 +34,7 @@ class ForwardingQueue:
         sources = queues.forward_sources_after(txn, kind, watermark)
         if not sources:
             return
-        stamp = repo.now_iso()
+        stamp = now_iso()
         for source in sources:
             for destination in destinations:
                 queues.enqueue_forward(txn, destination=destination, kind=kind, source=source, at=stamp)

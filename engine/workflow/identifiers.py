@@ -9,7 +9,7 @@ import uuid
 from datetime import date
 
 from ..config import OrdersConfig
-from ..store import repository as repo
+from ..store import counters
 from ..store.database import Transaction
 
 MAX_ID_LENGTH = 16
@@ -17,17 +17,17 @@ MAX_ID_LENGTH = 16
 
 def accession_number(txn: Transaction, config: OrdersConfig) -> str:
     day = date.today().strftime("%y%m%d")
-    sequence = repo.next_counter(txn, f"accession:{day}")
+    sequence = counters.next_value(txn, f"accession:{day}")
     return f"{config.accession_prefix}{day}{sequence:05d}"[:MAX_ID_LENGTH]
 
 
 def filler_order_number(txn: Transaction, config: OrdersConfig) -> str:
-    return f"{config.filler_prefix}{repo.next_counter(txn, 'filler'):09d}"
+    return f"{config.filler_prefix}{counters.next_value(txn, 'filler'):09d}"
 
 
 def study_instance_uid(txn: Transaction, config: OrdersConfig) -> str:
     if config.uid_root:
-        return f"{config.uid_root.rstrip('.')}.{repo.next_counter(txn, 'study_uid')}"
+        return f"{config.uid_root.rstrip('.')}.{counters.next_value(txn, 'study_uid')}"
     return f"2.25.{uuid.uuid4().int}"
 
 
@@ -36,4 +36,4 @@ def derived_id(txn: Transaction, base: str, suffix: str, counter: str) -> str:
     candidate = f"{base}-{suffix}"
     if len(candidate) <= MAX_ID_LENGTH:
         return candidate
-    return f"{counter[:2].upper()}{repo.next_counter(txn, counter):0{MAX_ID_LENGTH - 2}d}"[-MAX_ID_LENGTH:]
+    return f"{counter[:2].upper()}{counters.next_value(txn, counter):0{MAX_ID_LENGTH - 2}d}"[-MAX_ID_LENGTH:]

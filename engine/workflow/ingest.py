@@ -24,8 +24,9 @@ from ..hl7.message import HL7ParseError, Message, decode_bytes, field_path, norm
 from ..hl7.profiles import select_profile
 from ..domain.decision import Decision
 from ..rules.ruleset import RuleSet
-from ..store import repository as repo
+from ..store import journal, queues
 from ..store.database import Transaction
+from ..store.timestamps import now_iso
 from . import orders, registration
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ ORDER_TRIGGERS = {"ORM": {"O01"}, "OMI": {"O23"}, "OMG": {"O19"}}
 class Received:
     raw: bytes
     peer: str = ""
-    received_at: str = field(default_factory=repo.now_iso)   # local time with offset, ms precision
+    received_at: str = field(default_factory=now_iso)   # local time with offset, ms precision
 
 
 @dataclass
@@ -132,28 +133,28 @@ class Ingestor:
         if message is None:
             exc = prepared.parse_error
             assert exc is not None
-            journal_id = repo.journal_insert(txn, received_at=received.received_at, peer=received.peer,
-                                             sending_application="", sending_facility="", control_id="",
-                                             message_code="", hl7_version="", payload_hash=digest, raw=received.raw)
+            journal_id = journal.insert(txn, received_at=received.received_at, peer=received.peer,
+                                        sending_application="", sending_facility="", control_id="",
+                                        message_code="", hl7_version="", payload_hash=digest, raw=received.raw)
             return self._finish(txn, journal_id, None, "AR", [HL7Error(100, exc.reason, exc.segment, 1, exc.field)],
                                 "rejected", "")
         application, facility = message.get("MSH-3.1"), message.get("MSH-4.1")
         control_id = message.control_id
-        journal_id = repo.journal_insert(txn, received_at=received.received_at, peer=received.peer,
-                                         sending_application=application, sending_facility=facility,
-                                         control_id=control_id, message_code=message.message_code,
-                                         hl7_version=message.version, payload_hash=digest, raw=received.raw)
+        journal_id = journal.insert(txn, received_at=received.received_at, peer=received.peer,
+                                    sending_application=application, sending_facility=facility,
+                                    control_id=control_id, message_code=message.message_code,
+                                    hl7_version=message.version, payload_hash=digest, raw=received.raw)
         if prepared.header_error is not None:
             return self._finish(txn, journal_id, message, "AR", [prepared.header_error], "rejected", "")
         window_start = (datetime.now().astimezone() - timedelta(days=hl7.duplicate_window_days)).isoformat()
-        earlier = repo.journal_processed(txn, application, facility, control_id, window_start)
-        if earlier is not None and earlier["id"] != journal_id:
-            if earlier["payload_hash"] == digest:
+        earlier = journal.processed(txn, application, facility, control_id, window_start)
+        if earlier is not None and earlier.id != journal_id:
+            if earlier.payload_hash == digest:
                 log.info("duplicate message %s from %s/%s: original ACK resent", control_id, application, facility)
-                repo.journal_finish(txn, journal_id, "duplicate", earlier["ack_code"], earlier["ack"],
-                                    f"duplicate of journal #{earlier['id']}", "")
-                return IngestResult(control_id, earlier["ack_code"], earlier["ack"], "duplicate",
-                                    f"duplicate of journal #{earlier['id']}", journal_id,
+                journal.finish(txn, journal_id, "duplicate", earlier.ack_code, earlier.ack,
+                               f"duplicate of journal #{earlier.id}", "")
+                return IngestResult(control_id, earlier.ack_code, earlier.ack, "duplicate",
+                                    f"duplicate of journal #{earlier.id}", journal_id,
                                     message_code=message.message_code)
             return self._finish(txn, journal_id, message, "AE",
                                 [HL7Error(207, "control ID reused with different content", "MSH", 1, 10)],
@@ -194,13 +195,13 @@ class Ingestor:
             message: Message | None = Message(head_text.replace("\n", "\r").split("\r")[0], codec)
         except HL7ParseError as exc:
             message, reason = None, f"{reason}; no readable MSH: {exc.reason}"
-        journal_id = repo.journal_insert(txn, received_at=received.received_at, peer=received.peer,
-                                         sending_application=message.get("MSH-3.1") if message else "",
-                                         sending_facility=message.get("MSH-4.1") if message else "",
-                                         control_id=message.control_id if message else "",
-                                         message_code=message.message_code if message else "",
-                                         hl7_version=message.version if message else "",
-                                         payload_hash=payload_hash(received.raw), raw=received.raw)
+        journal_id = journal.insert(txn, received_at=received.received_at, peer=received.peer,
+                                    sending_application=message.get("MSH-3.1") if message else "",
+                                    sending_facility=message.get("MSH-4.1") if message else "",
+                                    control_id=message.control_id if message else "",
+                                    message_code=message.message_code if message else "",
+                                    hl7_version=message.version if message else "",
+                                    payload_hash=payload_hash(received.raw), raw=received.raw)
         return self._finish(txn, journal_id, message, "AR", [HL7Error(207, reason)], "rejected", "")
 
     # -- steps ----------------------------------------------------------------------------------
@@ -267,8 +268,8 @@ class Ingestor:
             events = registration.register(txn, message.trigger_event, patient, mapped.prior, journal_id,
                                            hl7.strict_merged_ids)
             for event in events:
-                repo.record_event(txn, event.kind, event.subject, event.detail, journal_ref=journal_id,
-                                  destinations=decision.outbound)
+                queues.record_event(txn, event.kind, event.subject, event.detail, journal_ref=journal_id,
+                                    destinations=decision.outbound)
             return events
         patient_ref = registration.upsert_patient(txn, patient, journal_id, hl7.strict_merged_ids,
                                                   cause=message.message_code)
@@ -280,8 +281,8 @@ class Ingestor:
         for request in mapped.requests:
             events.extend(orders.apply_order(txn, request, ctx))
         for event in events:
-            repo.record_event(txn, event.kind, event.subject, event.detail, event.order_ref, journal_id,
-                              decision.outbound)
+            queues.record_event(txn, event.kind, event.subject, event.detail, event.order_ref, journal_id,
+                                decision.outbound)
             log.info("%s accession %s (message %s)", event.kind, event.subject, message.control_id)
         return events
 
@@ -298,7 +299,7 @@ class Ingestor:
         if message is not None and message.get("MSH-16") not in ("", "NE"):
             log.warning("message %s asks for an application ACK (MSH-16=%s); no return destination is configured",
                         message.control_id, message.get("MSH-16"))
-        repo.journal_finish(txn, journal_id, status, code, ack_bytes, reason, rule)
+        journal.finish(txn, journal_id, status, code, ack_bytes, reason, rule)
         control_id = message.control_id if message is not None else ""
         if status != "applied":
             log.info("message %s %s: %s %s", control_id or "(no MSH)", status, code, reason)

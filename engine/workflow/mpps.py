@@ -18,10 +18,12 @@ from enum import Enum
 from typing import Any, Callable
 
 from ..domain.status import StepEvent, StepStatus, TransitionRefused, order_status, transition
+from ..store import orders as order_store
 from ..store import performed_steps as performed
-from ..store import repository as repo
+from ..store import queues
 from ..store.database import Transaction
 from ..store.performed_steps import ScheduledStep
+from ..store.timestamps import now_iso
 from . import storage
 
 log = logging.getLogger(__name__)
@@ -211,7 +213,7 @@ def _resolve(txn: Transaction, items: list[dict[str, Any]], uid: str) -> list[Sc
 
 # -- step and order status -------------------------------------------------------------------------
 def _order_status(txn: Transaction, order_ref: int) -> str:
-    return order_status([StepStatus(s["status"]) for s in repo.steps_of_order(txn, order_ref)])
+    return order_status([StepStatus(status) for status in order_store.step_statuses_of_order(txn, order_ref)])
 
 
 def _apply_to_steps(txn: Transaction, steps: list[ScheduledStep], event: StepEvent, pps_status: str, event_kind: str,
@@ -240,7 +242,7 @@ def _apply_to_steps(txn: Transaction, steps: list[ScheduledStep], event: StepEve
                 entries.append((kind, f"{where} stays {status.value} ({refused.reason}){note}"))
                 continue
             if new_status != status:
-                repo.update_step(txn, step.step_ref, {"status": new_status.value})
+                order_store.set_step_status(txn, step.step_ref, new_status.value)
                 changed = True
             entries.append((kind, f"{where} {status.value} -> {new_status.value}{note}"))
         after = _order_status(txn, order_ref)
@@ -248,15 +250,15 @@ def _apply_to_steps(txn: Transaction, steps: list[ScheduledStep], event: StepEve
             last_kind, last_detail = entries[-1]
             entries[-1] = (last_kind, f"{last_detail}; order {before} -> {after}")
         for entry_kind, detail in entries:
-            repo.add_order_history(txn, order_ref, entry_kind, detail, None)
-        repo.touch_order(txn, order_ref)
+            order_store.add_history(txn, order_ref, entry_kind, detail, None)
+        order_store.touch(txn, order_ref)
         # IN PROGRESS is news only for the order's first started step (SWF.md 4.3); a final MPPS always
         # is, even when the order stays IP (the outbound side decides on partial messages).
         announce = changed and (event != StepEvent.START or before != after)
         for accession in sorted({s.accession_number for s in order_steps}):
             result[accession] = after
             if announce:
-                repo.record_event(txn, event_kind, accession, f"{uid}; order {before} -> {after}{note}", order_ref)
+                queues.record_event(txn, event_kind, accession, f"{uid}; order {before} -> {after}{note}", order_ref)
                 log.info("%s accession %s (MPPS %s): order %s -> %s", event_kind, accession, uid, before, after)
     return result
 
@@ -277,7 +279,7 @@ def create(txn: Transaction, request: CreateRequest) -> MppsResult:
     steps = _resolve(txn, items, uid)
     unscheduled = not steps
     station = _text(attributes, "PerformedStationAETitle") or request.calling_ae_title
-    stamp = repo.now_iso()
+    stamp = now_iso()
     performed_ref = performed.insert(
         txn, sop_instance_uid=uid, status=IN_PROGRESS, pps_id=_text(attributes, "PerformedProcedureStepID"),
         performed_station_ae_title=station, calling_ae_title=request.calling_ae_title,
@@ -288,7 +290,7 @@ def create(txn: Transaction, request: CreateRequest) -> MppsResult:
         performed.link(txn, performed_ref, step.step_ref)
     if unscheduled:
         study = _text(items[0], "StudyInstanceUID")
-        repo.record_event(txn, "mpps.unscheduled", study, f"{uid} on {station}")
+        queues.record_event(txn, "mpps.unscheduled", study, f"{uid} on {station}")
         log.info("MPPS %s IN PROGRESS on %s: unscheduled (study %s)", uid, station, study)
         return MppsResult(uid, IN_PROGRESS, True)
     statuses = _apply_to_steps(txn, steps, StepEvent.START, IN_PROGRESS, "mpps.in_progress", uid, station)
@@ -321,7 +323,7 @@ def update(txn: Transaction, request: UpdateRequest) -> MppsResult:
     dataset, attributes = request.apply(row.dataset)
     if status in FINAL_PPS_STATUSES:
         check_final(attributes, status)
-    stamp = repo.now_iso()
+    stamp = now_iso()
     performed.update(txn, row.id, status, dataset, stamp)
     performed.add_version(txn, row.id, "N-SET", status, dataset, stamp)
     result = MppsResult(uid, status, row.unscheduled)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ..domain.model import DomainEvent, PatientData, PatientIdentity, Problem, Rejection
-from ..store import repository as repo
+from ..store import orders as order_store
+from ..store import patients
 from ..store.database import Transaction
 
 log = logging.getLogger(__name__)
@@ -18,41 +18,38 @@ VISIT_STATUS = {"A05": "pre-admitted", "A03": "discharged", "A11": "cancelled", 
                 "A13": "active", "A12": "active"}
 
 
-def resolve_patient(txn: Transaction, identity: PatientIdentity, strict_merged: bool) -> dict[str, Any] | None:
-    """The patient row for ``identity``, following merges to the surviving patient."""
-    row = repo.find_patient(txn, identity.patient_id, identity.issuer)
+def resolve_patient(txn: Transaction, identity: PatientIdentity, strict_merged: bool) -> patients.Patient | None:
+    """The patient of ``identity``, following merges to the surviving patient."""
+    patient = patients.find(txn, identity.patient_id, identity.issuer)
     seen = set()
-    while row is not None and row["merged_into"] is not None and row["id"] not in seen:
-        seen.add(row["id"])
+    while patient is not None and patient.merged_into is not None and patient.id not in seen:
+        seen.add(patient.id)
         if strict_merged:
             raise Rejection(Problem.UNKNOWN_KEY, f"patient {identity.patient_id} was merged; use the surviving ID",
                             "PID-3")
         log.info("patient %s^%s was merged: using the surviving patient", identity.patient_id, identity.issuer)
-        row = repo.patient_by_ref(txn, row["merged_into"])
-    return row
+        patient = patients.by_ref(txn, patient.merged_into)
+    return patient
 
 
 def upsert_patient(txn: Transaction, patient: PatientData, journal_ref: int | None, strict_merged: bool,
                    cause: str) -> int:
     """Create the patient or merge the new demographics into it; returns the patient's row id."""
     identity = patient.identity
-    row = resolve_patient(txn, identity, strict_merged)
-    if row is None:
-        attributes = dict(patient.attributes)
-        patient_ref = repo.insert_patient(txn, identity.patient_id, identity.issuer, attributes)
-        repo.add_patient_history(txn, patient_ref, "created", cause, journal_ref)
+    stored = resolve_patient(txn, identity, strict_merged)
+    if stored is None:
+        patient_ref = patients.insert(txn, identity.patient_id, identity.issuer, patient.attributes)
+        patients.add_history(txn, patient_ref, "created", cause, journal_ref)
     else:
-        patient_ref = row["id"]
-        attributes = repo.loads(row["attributes"])
-        changed = {k: v for k, v in patient.attributes.items() if attributes.get(k) != v}
+        patient_ref = stored.id
+        known = stored.attributes
+        changed = {k: v for k, v in patient.attributes.items() if known.get(k) != v}
         if changed:
-            attributes.update(changed)
-            repo.update_patient(txn, patient_ref, attributes)
-            repo.add_patient_history(txn, patient_ref, "updated", f"{cause}: {', '.join(sorted(changed))}",
-                                     journal_ref)
-    repo.add_identifier(txn, patient_ref, identity.patient_id, identity.issuer, identity.identifier_type, "pid")
+            patients.update(txn, patient_ref, {**known, **changed})
+            patients.add_history(txn, patient_ref, "updated", f"{cause}: {', '.join(sorted(changed))}", journal_ref)
+    patients.add_identifier(txn, patient_ref, identity.patient_id, identity.issuer, identity.identifier_type, "pid")
     for other in patient.other_ids:
-        repo.add_identifier(txn, patient_ref, other.patient_id, other.issuer, other.identifier_type, "pid")
+        patients.add_identifier(txn, patient_ref, other.patient_id, other.issuer, other.identifier_type, "pid")
     return patient_ref
 
 
@@ -67,25 +64,25 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
         if prior is None:
             raise Rejection(Problem.REQUIRED_MISSING, "MRG-1 Prior Patient Identifier List is empty", "MRG-1")
         survivor_ref = upsert_patient(txn, patient, journal_ref, strict_merged=False, cause=f"ADT^{trigger}")
-        prior_row = repo.find_patient(txn, prior.patient_id, prior.issuer)
-        if prior_row is None:
+        prior_patient = patients.find(txn, prior.patient_id, prior.issuer)
+        if prior_patient is None:
             log.info("ADT^%s: prior patient %s unknown; survivor %s ensured", trigger, prior.patient_id, subject)
-            repo.add_patient_history(txn, survivor_ref, "merge", f"prior {prior.patient_id} unknown: nothing moved",
-                                     journal_ref)
+            patients.add_history(txn, survivor_ref, "merge", f"prior {prior.patient_id} unknown: nothing moved",
+                                 journal_ref)
             return [DomainEvent("patient.merged", subject, f"{prior.patient_id}^{prior.issuer}")]
-        if prior_row["id"] == survivor_ref:
+        if prior_patient.id == survivor_ref:
             return []
-        moved = repo.merge_patient(txn, prior_row["id"], survivor_ref)
+        moved = patients.merge(txn, prior_patient.id, survivor_ref)
         detail = f"{prior.patient_id}^{prior.issuer} merged into {subject}: {moved} order(s) moved"
-        repo.add_patient_history(txn, survivor_ref, "merge", detail, journal_ref)
-        repo.add_patient_history(txn, prior_row["id"], "merged", detail, journal_ref)
-        for order_ref in repo.order_refs_of_patient(txn, survivor_ref):
-            repo.add_order_history(txn, order_ref, "patient merged", detail, journal_ref)
+        patients.add_history(txn, survivor_ref, "merge", detail, journal_ref)
+        patients.add_history(txn, prior_patient.id, "merged", detail, journal_ref)
+        for order_ref in order_store.refs_of_patient(txn, survivor_ref):
+            order_store.add_history(txn, order_ref, "patient merged", detail, journal_ref)
         return [DomainEvent("patient.merged", subject, f"{prior.patient_id}^{prior.issuer}")]
     patient_ref = upsert_patient(txn, patient, journal_ref, strict_merged, cause=f"ADT^{trigger}")
     if patient.visit_number:
         status = VISIT_STATUS.get(trigger, "active")
-        repo.upsert_visit(txn, patient_ref, patient.visit_number, patient.patient_class, patient.location, status)
+        patients.upsert_visit(txn, patient_ref, patient.visit_number, patient.patient_class, patient.location, status)
         if trigger in CANCEL_VISIT:
-            repo.add_patient_history(txn, patient_ref, "visit cancelled", patient.visit_number, journal_ref)
+            patients.add_history(txn, patient_ref, "visit cancelled", patient.visit_number, journal_ref)
     return [DomainEvent("patient.updated" if trigger == "A08" else "patient.registered", subject, trigger)]

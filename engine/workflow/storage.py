@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from ..domain.matching_keys import normalise_name
 from ..store import instances as indexed
-from ..store import repository as repo
+from ..store import json_columns, queues, timestamps
 from ..store.database import Store, Transaction
 from ..store.files import FileStore, PendingFile, encode_file_meta
 from ..store.incoming import IncomingDataSet
@@ -140,7 +140,7 @@ def _entry(instance: ReceivedInstance, procedure_ref: int | None, hidden: bool) 
         attributes={k: v for k, v in instance.attributes.items() if k not in _COLUMN_KEYWORDS},
         requested_procedure_ref=procedure_ref,
         hidden=hidden,
-        received_at=repo.now_iso(),
+        received_at=timestamps.now_iso(),
         referenced_series=tuple(dict.fromkeys(instance.referenced_series)),
     )
 
@@ -201,7 +201,7 @@ def hide_instances(txn: Transaction, sop_instance_uids: list[str] | tuple[str, .
         return list(dict.fromkeys(u.strip() for u in uids if u and u.strip()))
 
     return indexed.withdraw(txn, distinct(sop_instance_uids), distinct(series_instance_uids), reason,
-                            performed_step_ref, repo.now_iso())
+                            performed_step_ref, timestamps.now_iso())
 
 
 # -- the transaction ---------------------------------------------------------------------------
@@ -234,8 +234,8 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
             procedure = indexed.linked_procedure(txn, procedure_ref)
             if procedure:
                 order_ref, accession = procedure.order_ref, procedure.accession_number
-        repo.record_event(txn, SERIES_STORED, accession or instance.study_instance_uid,
-                          repo.dumps({"study_instance_uid": instance.study_instance_uid,
+        queues.record_event(txn, SERIES_STORED, accession or instance.study_instance_uid,
+                          json_columns.dumps({"study_instance_uid": instance.study_instance_uid,
                                       "series_instance_uid": instance.series_instance_uid,
                                       "modality": entry.modality, "received_from": instance.received_from}),
                           order_ref)

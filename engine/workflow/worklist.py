@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store import repository as repo
+from ..store.json_columns import loads
 from ..store.database import Transaction
 from ..store.worklist_query import build_worklist_query
 
@@ -35,8 +35,8 @@ def find_items(txn: Transaction, request: WorklistRequest) -> list[WorklistItem]
     rows.sort(key=lambda row: (row["start_datetime"], row["step_ref"]))  # by start, as a modality lists them
     for row in rows:
         attributes: dict[str, Any] = {}
-        attributes.update(repo.loads(row["patient_attributes"]))
-        attributes.update(repo.loads(row["procedure_attributes"]))
+        attributes.update(loads(row["patient_attributes"]))
+        attributes.update(loads(row["procedure_attributes"]))
         attributes.update({
             "PatientID": row["patient_id"],
             "IssuerOfPatientID": row["issuer"],
@@ -46,7 +46,7 @@ def find_items(txn: Transaction, request: WorklistRequest) -> list[WorklistItem]
             "PlacerOrderNumberImagingServiceRequest": row["placer_order_number"],
             "FillerOrderNumberImagingServiceRequest": row["filler_order_number"],
         })
-        step = repo.loads(row["step_attributes"])
+        step = loads(row["step_attributes"])
         step.update({
             "ScheduledProcedureStepID": row["sps_id"],
             "ScheduledProcedureStepStatus": row["status"],

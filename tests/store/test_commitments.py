@@ -8,14 +8,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.store import commitments
-from engine.store import repository as repo
+from engine.store import commitments, orders, patients
 from engine.store.commitments import CommitmentReference, PendingReport
 from engine.store.database import Store, Transaction
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
-AT = "2026-12-07T10:00:00.000+01:00"    # requested_at / updated_at as repo.now_iso writes them
+AT = "2026-12-07T10:00:00.000+01:00"    # requested_at / updated_at as timestamps.now_iso writes them
 
 
 def add(txn: Transaction, transaction_uid: str, *uids: str, duplicate_of: int | None = None) -> int:
@@ -64,9 +63,9 @@ def test_requests_are_read_back_with_their_references_and_an_unreadable_one_says
 
 def test_referenced_instances_and_their_orders_are_found_in_chunks(store: Store) -> None:
     def stored(txn: Transaction) -> int:
-        patient = repo.insert_patient(txn, "PAT1", "H", {})
-        order = repo.insert_order(txn, patient, "PL1", "FI1", "RIS", "filler", "", ("archive",))
-        procedure = repo.insert_procedure(txn, order, "ACC1", "RP1", "1.2.3", {})
+        patient = patients.insert(txn, "PAT1", "H", {})
+        order = orders.insert(txn, patient, "PL1", "FI1", "RIS", "filler", "", ("archive",))
+        procedure = orders.insert_procedure(txn, order, "ACC1", "RP1", "1.2.3", {})
         for n in range(600):   # more than one IN (...) chunk
             txn.execute("INSERT INTO instances (sop_instance_uid, sop_class_uid, study_instance_uid,"
                         " series_instance_uid, transfer_syntax_uid, size_bytes, path, received_at,"

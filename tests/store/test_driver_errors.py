@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import repository as repo
+from engine.store import counters, patients
 from engine.store.database import (SQLITE, DuplicateKey, StatementFailed, Store, StoreError, StoreUnavailable,
                                    Transaction)
 
 
 def test_a_taken_unique_key_is_a_duplicate_key_with_the_database_message(store: Store) -> None:
-    store.write(lambda txn: repo.insert_patient(txn, "PAT1", "H", {}))
+    store.write(lambda txn: patients.insert(txn, "PAT1", "H", {}))
     with pytest.raises(DuplicateKey, match="(?i)unique") as raised:
-        store.write(lambda txn: repo.insert_patient(txn, "PAT1", "H", {}))
+        store.write(lambda txn: patients.insert(txn, "PAT1", "H", {}))
     assert not isinstance(raised.value, StoreError)               # the store is fine: only that work failed
     assert type(raised.value.__cause__).__module__.split(".")[0] in ("sqlite3", "psycopg")
     with pytest.raises(DuplicateKey):                            # a taken primary key too
@@ -33,7 +33,7 @@ def test_a_bad_statement_or_another_constraint_is_a_statement_failure(store: Sto
         assert not isinstance(raised.value, (DuplicateKey, StoreError))
     with pytest.raises(StatementFailed):
         store.read(lambda txn: txn.query("SELECT nothing FROM no_such_table"))
-    assert store.write(lambda txn: repo.next_counter(txn, "after")) == 1   # the writer goes on
+    assert store.write(lambda txn: counters.next_value(txn, "after")) == 1   # the writer goes on
 
 
 def test_a_locked_sqlite_database_is_unavailable(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_a_postgres_connection_killed_under_a_write_is_unavailable(postgres_url:
 
         with pytest.raises(StoreUnavailable):
             store.write(killed)
-        assert store.write(lambda txn: repo.next_counter(txn, "after")) == 1   # a new connection next batch
+        assert store.write(lambda txn: counters.next_value(txn, "after")) == 1   # a new connection next batch
         assert store.read(lambda txn: txn.query("SELECT name FROM counters")) == [{"name": "after"}]
     finally:
         store.close()

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from engine.store import instances
-from engine.store import repository as repo
+from engine.store import instances, orders, patients
 from engine.store.database import DuplicateKey, Store, Transaction
 from engine.store.instances import InstanceEntry, LinkedProcedure, StoredInstance
 
@@ -29,15 +28,15 @@ def entry(sop: str, study: str = "1.2.3", series: str = "1.2.3.1", **changes: ob
 
 def procedures(txn: Transaction) -> dict[str, int]:
     """Two orders: ACC1 (RP1, SPS1, study 1.2.3) and ACC2 twice (RP2 with SPS2 and SPS3, RP2 again)."""
-    patient = repo.insert_patient(txn, "PAT1", "H", {})
-    order = repo.insert_order(txn, patient, "PL1", "FI1", "RIS", "filler", "", ())
-    first = repo.insert_procedure(txn, order, "ACC1", "RP1", "1.2.3", {})
-    second = repo.insert_procedure(txn, order, "ACC2", "RP2", "1.2.4", {})
-    third = repo.insert_procedure(txn, order, "ACC2", "RP2", "1.2.5", {})
+    patient = patients.insert(txn, "PAT1", "H", {})
+    order = orders.insert(txn, patient, "PL1", "FI1", "RIS", "filler", "", ())
+    first = orders.insert_procedure(txn, order, "ACC1", "RP1", "1.2.3", {})
+    second = orders.insert_procedure(txn, order, "ACC2", "RP2", "1.2.4", {})
+    third = orders.insert_procedure(txn, order, "ACC2", "RP2", "1.2.5", {})
     for procedure, sps in ((first, "SPS1"), (second, "SPS2"), (third, "SPS3")):
-        repo.insert_step(txn, procedure, {"sps_id": sps, "status": "SCHEDULED", "station_ae_title": "CT1",
-                                          "station_name": "", "location": "", "modality": "CT",
-                                          "start_datetime": "", "performing_physician_norm": "", "attributes": {}})
+        orders.insert_step(txn, procedure, orders.StepSchedule(
+            sps_id=sps, status="SCHEDULED", station_ae_title="CT1", station_name="", location="", modality="CT",
+            start_datetime="", performing_physician_norm="", attributes={}))
     return {"order": order, "ACC1": first, "ACC2-a": second, "ACC2-b": third}
 
 

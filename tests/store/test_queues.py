@@ -10,8 +10,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRLittleEndian
 
-from engine.store import performed_steps, queues
-from engine.store import repository as repo
+from engine.store import orders, patients, performed_steps, queues
 from engine.store.database import DuplicateKey, Store, Transaction
 
 NOW = "2026-12-07T09:00:00.000+00:00"
@@ -19,13 +18,12 @@ NOW = "2026-12-07T09:00:00.000+00:00"
 
 def scheduled_order(txn: Transaction, accession: str = "ACC1") -> tuple[int, int]:
     """(order ref, step ref) of a new order with one requested procedure and one scheduled step."""
-    patient = repo.insert_patient(txn, "PAT1", "H", {})
-    order = repo.insert_order(txn, patient, "PL1", "FI1", "RIS", "filler", "", ("archive",))
-    procedure = repo.insert_procedure(txn, order, accession, "RP1", "1.2.3", {})
-    step = repo.insert_step(txn, procedure, {"sps_id": "SPS1", "status": "SCHEDULED", "station_ae_title": "CT1",
-                                             "station_name": "", "location": "", "modality": "CT",
-                                             "start_datetime": "", "performing_physician_norm": "",
-                                             "attributes": {}})
+    patient = patients.insert(txn, "PAT1", "H", {})
+    order = orders.insert(txn, patient, "PL1", "FI1", "RIS", "filler", "", ("archive",))
+    procedure = orders.insert_procedure(txn, order, accession, "RP1", "1.2.3", {})
+    step = orders.insert_step(txn, procedure, orders.StepSchedule(
+        sps_id="SPS1", status="SCHEDULED", station_ae_title="CT1", station_name="", location="", modality="CT",
+        start_datetime="", performing_physician_norm="", attributes={}))
     return order, step
 
 
@@ -69,8 +67,8 @@ def test_outbox_claims_the_destinations_head_and_each_completion_ends_it(store: 
 def test_events_are_read_once_with_their_destinations_and_marked_dispatched(store: Store) -> None:
     def record(txn: Transaction) -> None:
         order, _step = scheduled_order(txn)
-        repo.record_event(txn, "order.scheduled", "ACC1", "new", order)
-        repo.record_event(txn, "patient.updated", "PAT1^H", "A08", None, destinations=("ris", "archive"))
+        queues.record_event(txn, "order.scheduled", "ACC1", "new", order)
+        queues.record_event(txn, "patient.updated", "PAT1^H", "A08", None, destinations=("ris", "archive"))
 
     store.write(record)
     events = store.read(queues.undispatched_events)

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from engine.store import performed_steps, queues, reports
-from engine.store import repository as repo
+from engine.store import journal as journal_store
+from engine.store import patients
 from engine.store.database import Store, Transaction
 from tests.store.test_queues import NOW, encoded_mpps, enqueue, scheduled_order
 
@@ -90,14 +91,14 @@ def test_performed_step_views_find_by_uid_or_pps_id_with_links_and_versions(stor
 
 def test_journal_entry_and_merged_patients(store: Store) -> None:
     def fill(txn: Transaction) -> None:
-        journal = repo.journal_insert(txn, received_at=NOW, peer="127.0.0.1:5000", sending_application="RIS",
-                                      sending_facility="H", control_id="C1", message_code="ADT^A40",
-                                      hl7_version="2.5", payload_hash="x", raw=b"MSH|raw")
-        repo.journal_finish(txn, journal, "applied", "AA", None, "", "")
-        survivor = repo.insert_patient(txn, "PAT1", "H", {"PatientName": "DOE^JANE"})
-        prior = repo.insert_patient(txn, "PAT0", "H", {})
-        repo.add_identifier(txn, survivor, "ALT-1", "H", "MR", "pid")
-        repo.merge_patient(txn, prior, survivor)
+        journal = journal_store.insert(txn, received_at=NOW, peer="127.0.0.1:5000", sending_application="RIS",
+                                       sending_facility="H", control_id="C1", message_code="ADT^A40",
+                                       hl7_version="2.5", payload_hash="x", raw=b"MSH|raw")
+        journal_store.finish(txn, journal, "applied", "AA", None, "", "")
+        survivor = patients.insert(txn, "PAT1", "H", {"PatientName": "DOE^JANE"})
+        prior = patients.insert(txn, "PAT0", "H", {})
+        patients.add_identifier(txn, survivor, "ALT-1", "H", "MR", "pid")
+        patients.merge(txn, prior, survivor)
     store.write(fill)
     entry = store.read(lambda txn: reports.journal_entry(txn, 1))
     assert (entry.peer, entry.status, entry.raw, entry.ack) == ("127.0.0.1:5000", "applied", b"MSH|raw", None)

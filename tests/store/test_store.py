@@ -1,10 +1,12 @@
-"""The store on both engines: migrations, group commit, savepoints, the repository SQL, the ingest pipeline.
+"""The store on both engines: migrations, group commit, savepoints, the journal, patient and order SQL, the
+ingest pipeline.
 
 Every test taking ``store_url``/``store``/``make_store`` runs twice: on a SQLite file and on a real
 PostgreSQL server (``-m postgres`` selects the second half).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from concurrent.futures import Future
@@ -17,7 +19,10 @@ from engine.store import reports
 from engine.config import Config
 from engine.hl7.profiles import load_profiles
 from engine.rules.ruleset import load_ruleset
-from engine.store import repository as repo
+from engine.store import journal as journal_store
+from engine.store import patients
+from engine.store import orders as order_store
+from engine.store.counters import next_value
 from engine.store.database import POSTGRES, SQLITE, Store, StoreError, Transaction
 from engine.store.schema import LATEST_VERSION
 from engine.workflow.ingest import Ingestor
@@ -107,9 +112,9 @@ def test_insert_returns_ids_and_blobs_read_back_as_bytes(store: Store) -> None:
     raw = b"MSH|^~\\&|\x00\xff\xe9\x0b\x1c\r"
 
     def journal(txn: Transaction) -> list[int]:
-        return [repo.journal_insert(txn, received_at="2025-03-04T08:00:00.000+01:00", peer="p",
-                                    sending_application="RIS", sending_facility="H", control_id=f"C{n}",
-                                    message_code="ADT^A04", hl7_version="2.5.1", payload_hash="h", raw=raw)
+        return [journal_store.insert(txn, received_at="2025-03-04T08:00:00.000+01:00", peer="p",
+                                     sending_application="RIS", sending_facility="H", control_id=f"C{n}",
+                                     message_code="ADT^A04", hl7_version="2.5.1", payload_hash="h", raw=raw)
                 for n in range(3)]
 
     ids = store.write(journal)
@@ -118,14 +123,14 @@ def test_insert_returns_ids_and_blobs_read_back_as_bytes(store: Store) -> None:
     assert [r["id"] for r in rows] == ids
     assert all(type(r["raw"]) is bytes and r["raw"] == raw for r in rows)
     assert all(r["ack"] is None for r in rows)
-    first, second = store.write(lambda txn: (repo.insert_patient(txn, "P1", "", {}),
-                                             repo.insert_patient(txn, "P2", "", {})))
+    first, second = store.write(lambda txn: (patients.insert(txn, "P1", "", {}),
+                                             patients.insert(txn, "P2", "", {})))
     assert isinstance(first, int) and second > first
-    assert store.read(lambda txn: repo.patient_by_ref(txn, second))["patient_id"] == "P2"
+    assert store.read(lambda txn: patients.by_ref(txn, second)).patient_id == "P2"
 
 
 def test_query_one_rowcount_and_literal_percent_and_question_marks(store: Store) -> None:
-    store.write(lambda txn: [repo.insert_patient(txn, f"P{n}", "H", {"PatientName": "what?", "n": n}) for n in range(3)])
+    store.write(lambda txn: [patients.insert(txn, f"P{n}", "H", {"PatientName": "what?", "n": n}) for n in range(3)])
 
     def look(txn: Transaction) -> dict[str, Any]:
         return {
@@ -171,7 +176,7 @@ def test_many_submits_from_several_threads_all_resolve(store: Store) -> None:
 
 
 def test_a_failing_work_rolls_back_only_its_own_effects(store: Store) -> None:
-    store.write(lambda txn: repo.insert_patient(txn, "TAKEN", "", {}))
+    store.write(lambda txn: patients.insert(txn, "TAKEN", "", {}))
     before = store.batches_committed
 
     def python_error(txn: Transaction) -> None:
@@ -180,7 +185,7 @@ def test_a_failing_work_rolls_back_only_its_own_effects(store: Store) -> None:
 
     def sql_error(txn: Transaction) -> None:
         put_counter("sql-error")(txn)
-        repo.insert_patient(txn, "TAKEN", "", {})   # unique (patient_id, issuer): the statement fails
+        patients.insert(txn, "TAKEN", "", {})   # unique (patient_id, issuer): the statement fails
 
     gate = hold_writer(store)
     futures = [store.submit(put_counter("ok-1")), store.submit(python_error), store.submit(put_counter("ok-2")),
@@ -270,51 +275,51 @@ def test_closed_store_refuses_work(make_store: Callable[..., Store]) -> None:
         counters(store)
 
 
-# -- repository ----------------------------------------------------------------------------------
+# -- counters, patients, orders, journal ---------------------------------------------------------
 def test_next_counter(store: Store) -> None:
-    assert store.write(lambda txn: [repo.next_counter(txn, "acc") for _ in range(3)]) == [1, 2, 3]
-    assert store.write(lambda txn: (repo.next_counter(txn, "acc"), repo.next_counter(txn, "other"))) == (4, 1)
+    assert store.write(lambda txn: [next_value(txn, "acc") for _ in range(3)]) == [1, 2, 3]
+    assert store.write(lambda txn: (next_value(txn, "acc"), next_value(txn, "other"))) == (4, 1)
     assert counters(store) == {"acc": 4, "other": 1}
 
 
 def test_insert_and_find_patient(store: Store) -> None:
-    ref = store.write(lambda txn: repo.insert_patient(txn, "PAT1", "GENHOSP",
-                                                      {"PatientName": "MÜLLER^ANNA", "n": 1}))
-    found = store.read(lambda txn: repo.find_patient(txn, "PAT1", "GENHOSP"))
-    assert found is not None and found["id"] == ref
-    assert (found["patient_id"], found["issuer"], found["name_norm"], found["merged_into"]) == \
+    ref = store.write(lambda txn: patients.insert(txn, "PAT1", "GENHOSP", {"PatientName": "MÜLLER^ANNA", "n": 1}))
+    found = store.read(lambda txn: patients.find(txn, "PAT1", "GENHOSP"))
+    name_norm = store.read(lambda txn: txn.row("SELECT name_norm FROM patients WHERE id = ?", (ref,)))[0]
+    assert found is not None and found.id == ref
+    assert (found.patient_id, found.issuer, name_norm, found.merged_into) == \
         ("PAT1", "GENHOSP", "MULLER^ANNA", None)
-    assert repo.loads(found["attributes"]) == {"PatientName": "MÜLLER^ANNA", "n": 1}
-    assert store.read(lambda txn: repo.find_patient(txn, "PAT1", "OTHER")) is None
-    assert store.read(lambda txn: repo.patient_by_ref(txn, ref))["patient_id"] == "PAT1"
+    assert found.attributes == {"PatientName": "MÜLLER^ANNA", "n": 1}
+    assert store.read(lambda txn: patients.find(txn, "PAT1", "OTHER")) is None
+    assert store.read(lambda txn: patients.by_ref(txn, ref)).patient_id == "PAT1"
     with pytest.raises(Exception, match="(?i)unique"):
-        store.write(lambda txn: repo.insert_patient(txn, "PAT1", "GENHOSP", {}))
+        store.write(lambda txn: patients.insert(txn, "PAT1", "GENHOSP", {}))
 
 
 def merge_scenario(txn: Transaction) -> dict[str, Any]:
     """Prior patient with 2 orders, 2 identifiers, visits V1+V2 and an earlier merged patient; survivor has V1."""
-    prior = repo.insert_patient(txn, "PRIOR", "H", {})
-    survivor = repo.insert_patient(txn, "SURV", "H", {})
-    older = repo.insert_patient(txn, "OLDER", "H", {})
+    prior = patients.insert(txn, "PRIOR", "H", {})
+    survivor = patients.insert(txn, "SURV", "H", {})
+    older = patients.insert(txn, "OLDER", "H", {})
     txn.execute("UPDATE patients SET merged_into = ? WHERE id = ?", (prior, older))
     for placer in ("PL1", "PL2"):
-        repo.insert_order(txn, prior, placer, "", "RIS", "broker", "V1")
-    repo.add_identifier(txn, prior, "PRIOR", "H", "MR", "pid")
-    repo.add_identifier(txn, prior, "ALT", "X", "PI", "pid")
-    repo.add_identifier(txn, prior, "ALT", "X", "PI", "pid")   # already there: ignored
-    repo.add_identifier(txn, survivor, "SURV", "H", "MR", "pid")
-    repo.upsert_visit(txn, prior, "V1", "O", "RAD", "active")
-    repo.upsert_visit(txn, prior, "V2", "I", "WARD", "active")
-    repo.upsert_visit(txn, survivor, "V1", "O", "RAD", "active")
-    moved = repo.merge_patient(txn, prior, survivor)
+        order_store.insert(txn, prior, placer, "", "RIS", "broker", "V1")
+    patients.add_identifier(txn, prior, "PRIOR", "H", "MR", "pid")
+    patients.add_identifier(txn, prior, "ALT", "X", "PI", "pid")
+    patients.add_identifier(txn, prior, "ALT", "X", "PI", "pid")   # already there: ignored
+    patients.add_identifier(txn, survivor, "SURV", "H", "MR", "pid")
+    patients.upsert_visit(txn, prior, "V1", "O", "RAD", "active")
+    patients.upsert_visit(txn, prior, "V2", "I", "WARD", "active")
+    patients.upsert_visit(txn, survivor, "V1", "O", "RAD", "active")
+    moved = patients.merge(txn, prior, survivor)
     names = {r["id"]: r["patient_id"] for r in txn.query("SELECT id, patient_id FROM patients")}
     return {
         "moved": moved,
         "orders": [(names[r["patient_ref"]], r["placer_order_number"])
                    for r in txn.query("SELECT patient_ref, placer_order_number FROM orders ORDER BY id")],
-        "survivor_ids": [(r["patient_id"], r["issuer"], r["identifier_type"], r["source"])
-                         for r in repo.identifiers_of(txn, survivor)],
-        "prior_ids": repo.identifiers_of(txn, prior),
+        "survivor_ids": [(i.patient_id, i.issuer, i.identifier_type, i.source)
+                         for i in patients.identifiers_of(txn, survivor)],
+        "prior_ids": patients.identifiers_of(txn, prior),
         "visits": sorted((names[r["patient_ref"]], r["visit_number"])
                          for r in txn.query("SELECT patient_ref, visit_number FROM visits")),
         "merged_into": {names[r["id"]]: names.get(r["merged_into"])
@@ -338,28 +343,28 @@ def test_merge_patient(store: Store) -> None:
 
 def journal_scenario(txn: Transaction) -> dict[str, Any]:
     def entry(control_id: str, status: str, ack: bytes | None) -> int:
-        ref = repo.journal_insert(txn, received_at="2025-03-04T08:00:00.000+01:00", peer="p",
-                                  sending_application="RIS", sending_facility="H", control_id=control_id,
-                                  message_code="ORM^O01", hl7_version="2.3.1", payload_hash=f"h-{status}",
-                                  raw=b"MSH|raw\xff")
+        ref = journal_store.insert(txn, received_at="2025-03-04T08:00:00.000+01:00", peer="p",
+                                   sending_application="RIS", sending_facility="H", control_id=control_id,
+                                   message_code="ORM^O01", hl7_version="2.3.1", payload_hash=f"h-{status}",
+                                   raw=b"MSH|raw\xff")
         if status != "processing":
-            repo.journal_finish(txn, ref, status, "AA" if ack else "AR", ack, "", "")
+            journal_store.finish(txn, ref, status, "AA" if ack else "AR", ack, "", "")
         return ref
 
     since = "2025-03-01T00:00:00.000+01:00"
     seen: dict[str, Any] = {}
     entry("C1", "processing", None)
-    seen["only_processing"] = repo.journal_processed(txn, "RIS", "H", "C1", since)
+    seen["only_processing"] = journal_store.processed(txn, "RIS", "H", "C1", since)
     entry("C1", "failed", b"MSA|AR")
     entry("C1", "duplicate", b"MSA|AA")
-    seen["only_unprocessed"] = repo.journal_processed(txn, "RIS", "H", "C1", since)
+    seen["only_unprocessed"] = journal_store.processed(txn, "RIS", "H", "C1", since)
     first = entry("C1", "applied", b"MSA|AA|C1\r\xe9")
     entry("C1", "rejected", b"MSA|AE")
-    found = repo.journal_processed(txn, "RIS", "H", "C1", since)
-    assert found is not None and type(found["ack"]) is bytes
-    seen["found"] = {**found, "id": found["id"] == first}
-    seen["other_key"] = repo.journal_processed(txn, "RIS", "OTHER", "C1", since)
-    seen["outside_window"] = repo.journal_processed(txn, "RIS", "H", "C1", "2025-03-05T00:00:00.000+01:00")
+    found = journal_store.processed(txn, "RIS", "H", "C1", since)
+    assert found is not None and type(found.ack) is bytes
+    seen["found"] = {**dataclasses.asdict(found), "id": found.id == first}
+    seen["other_key"] = journal_store.processed(txn, "RIS", "OTHER", "C1", since)
+    seen["outside_window"] = journal_store.processed(txn, "RIS", "H", "C1", "2025-03-05T00:00:00.000+01:00")
     return seen
 
 
@@ -378,13 +383,13 @@ def test_journal_insert_and_processed(store: Store) -> None:
 
 
 @pytest.mark.postgres
-def test_repository_gives_the_same_results_on_both_engines(tmp_path: Path, postgres_url: str) -> None:
+def test_the_store_gives_the_same_results_on_both_engines(tmp_path: Path, postgres_url: str) -> None:
     results = []
     for url in (f"sqlite:///{tmp_path / 'same.sqlite'}", postgres_url):
         store = Store(url)
         try:
             results.append(store.write(lambda txn: (merge_scenario(txn), journal_scenario(txn),
-                                                    [repo.next_counter(txn, "n") for _ in range(3)])))
+                                                    [next_value(txn, "n") for _ in range(3)])))
         finally:
             store.close()
     assert results[0] == results[1]
@@ -425,11 +430,11 @@ def test_ingest_pipeline(store_url: str, tmp_path: Path) -> None:
         orders = pipeline.read("SELECT * FROM orders")
         assert [(o["placer_order_number"], o["filler_order_number"], o["patient_ref"]) for o in orders] == \
             [("PLC-88812", "FIL-55120", patients[0]["id"])]
-        steps = pipeline.store.read(lambda txn: repo.steps_of_order(txn, orders[0]["id"]))
-        assert [(s["sps_id"], s["status"], s["modality"], s["accession_number"], s["study_instance_uid"])
+        steps = pipeline.store.read(lambda txn: order_store.steps_of_order(txn, orders[0]["id"]))
+        assert [(s.sps_id, s.status, s.modality, s.accession_number, s.study_instance_uid)
                 for s in steps] == [("SPS-0417-1", "SCHEDULED", "CT", "ACC25030417",
                                      "2.25.1964728415609372182033409816520049")]
-        assert steps[0]["station_ae_title"] == "CT1_AE"
+        assert steps[0].station_ae_title == "CT1_AE"
         assert pipeline.read("SELECT COUNT(*) AS n FROM order_history WHERE order_ref = ?", (orders[0]["id"],)) \
             != [{"n": 0}]
         journal = pipeline.read("SELECT control_id, status, ack_code, raw, ack FROM journal ORDER BY id")

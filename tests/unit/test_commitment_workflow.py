@@ -19,9 +19,9 @@ from engine.dicom.services.commitment import InvalidRequest, parse_action_inform
 from engine.dicom.services.commitment_reports import build_event_report
 from engine.domain.retry import RetryPolicy
 from engine.store import commitments
-from engine.store import repository as repo
 from engine.store.commitments import CommitmentReference as Reference
 from engine.store.commitments import PendingReport
+from engine.store.timestamps import now_iso
 from engine.workflow import commitment as wf
 from engine.workflow.commitment import CommitmentRequest
 from tests.conftest import Pipeline, hl7
@@ -65,7 +65,7 @@ class Instances:
                 " transfer_syntax_uid, size_bytes, path, received_from, received_at, requested_procedure_ref)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (uid, sop_class, study, "1.2.3.9", "1.2.840.10008.1.2.1", 140,
-                 str(relative_path) if relative else str(path), "MODALITY1", repo.now_iso(),
+                 str(relative_path) if relative else str(path), "MODALITY1", now_iso(),
                  procedure["id"] if procedure else None))
 
         self.pipeline.store.write(insert)
@@ -151,7 +151,7 @@ def test_a_closed_transaction_uid_is_a_new_request_not_a_duplicate(pipeline: Pip
     first = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
     report = due_report(pipeline)
-    pipeline.store.write(lambda txn: commitments.report_delivered(txn, report, repo.now_iso()))
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, report, now_iso()))
     assert commitment(pipeline, first.commitment_id)["status"] == "delivered"
     assert not receive(pipeline, request("2.25.1", (CT, "2.25.11"))).duplicate
 
@@ -308,7 +308,7 @@ def test_a_claimed_report_is_not_taken_twice_and_delivery_closes_it(pipeline: Pi
     assert pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
     assert not pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
     assert pipeline.store.read(lambda txn: commitments.reports_due(txn, wf.utc_now())) == []
-    pipeline.store.write(lambda txn: commitments.report_delivered(txn, row, repo.now_iso()))
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, row, now_iso()))
     row = commitment(pipeline, receipt.commitment_id)
     assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("delivered", 1, "")
 

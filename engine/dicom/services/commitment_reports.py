@@ -35,7 +35,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from ...domain.retry import RetryPolicy
 from ...store import commitments
-from ...store import repository as repo
+from ...store.timestamps import now_iso
 from ...store.commitments import PendingReport
 from ...workflow import commitment as workflow
 from ..ae import DicomContext, set_no_delay
@@ -396,7 +396,7 @@ class ReportSender:
                      " using a new association", report.transaction_uid, calling,
                      "not answered" if code is None else f"answered 0x{code:04X}")
             return False
-        self.context.store.write(lambda txn: commitments.report_delivered(txn, report, repo.now_iso()))
+        self.context.store.write(lambda txn: commitments.report_delivered(txn, report, now_iso()))
         log.info("storage commitment transaction %s: report (event type %d, %s) delivered to %s on the N-ACTION"
                  " association", report.transaction_uid, event_type, workflow.summary(report.result), calling)
         return True
@@ -413,7 +413,7 @@ class ReportSender:
             return
         code = getattr(status, "Status", None)
         if code == SUCCESS:
-            self.context.store.write(lambda txn: commitments.report_delivered(txn, report, repo.now_iso()))
+            self.context.store.write(lambda txn: commitments.report_delivered(txn, report, now_iso()))
             log.info("storage commitment transaction %s: report (event type %d, %s) delivered to %s",
                      report.transaction_uid, event_type, workflow.summary(report.result), calling)
         elif code is None:

@@ -94,6 +94,9 @@ class DicomServer:
     # Run before the listener shuts down (which waits for every connection's thread to end).
     before_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
+    def open_associations(self) -> int:
+        return len(self.server.active_associations) if self.server is not None else 0
+
     def stop(self) -> None:
         for service in self.services:
             service.stop()

@@ -14,8 +14,8 @@ from twisted.internet.interfaces import IListeningPort
 from . import reactor_bridge
 from .config import Config
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
-from .dicom.direct_storage import serve_storage_directly
 from .dicom.directory import AEDirectory
+from .dicom.wire.direct_storage import serve_storage_directly
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
 from .metrics import EngineMetrics, EngineState
@@ -24,9 +24,11 @@ from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
 from .store import queues
 from .store.database import Store, refresh_planner_statistics
+from .web.auth import Authorizer, refuse_open_listener
 from .web.health import HealthPage, HealthSnapshot
+from .web.login import AuthPages
 from .web.metrics import MetricsPage
-from .web.paths import PathsPage
+from .web.root import Root
 from .web.site import BoundedSite
 from .workflow.ingest import IngestResult, Ingestor, Received
 
@@ -72,6 +74,7 @@ class Engine:
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.metrics = EngineMetrics()
         self.metrics.watch(EngineState(self.health, self._live_metrics))
+        self.authorizer = Authorizer(self.store, config)   # the principal of each HTTP request
         self.ports: dict[str, IListeningPort] = {}
         self._reload_loop: task.LoopingCall | None = None
         self._dispatch_loop: task.LoopingCall | None = None
@@ -149,6 +152,9 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         self.store.start()
+        if self.config.http.port >= 0:
+            self.authorizer.load()
+            refuse_open_listener(self.config, self.authorizer)   # before any listener opens
         dicom = self.config.dicom
         if dicom.port >= 0:
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
@@ -171,12 +177,17 @@ class Engine:
         http = self.config.http
         if http.port >= 0:
             self.health.load()
-            root = PathsPage({b"/health": HealthPage(self.health, self._live_health),
-                              b"/metrics": MetricsPage(self.metrics)})
+            root = Root()
+            root.putChild(b"health", HealthPage(self.health, self._live_health))
+            root.putChild(b"metrics", MetricsPage(self.metrics))
+            root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours, http.secure_cookies))
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout)
             self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
-            log.info("HTTP listener on %s:%d: GET /health, GET /metrics (Prometheus)", http.host,
-                     self.ports["http"].getHost().port)
+            self.authorizer.start()
+            access = (f"{len(self.authorizer.view.users)} user(s): sessions and API tokens" if self.authorizer.has_users
+                      else "no users: every request is the local admin (loopback only; swf users add NAME --role R)")
+            log.info("HTTP listener on %s:%d: health (GET /health), metrics (GET /metrics), login (POST /auth/login);"
+                     " %s", http.host, self.ports["http"].getHost().port, access)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
         self.outbox.configure(self.rules.current.destinations)
@@ -193,6 +204,7 @@ class Engine:
         if self._reload_loop is not None and self._reload_loop.running:
             self._reload_loop.stop()
         self.outbox.stop()
+        self.authorizer.stop()
         for loop in (self._dispatch_loop, self._analyze_loop):
             if loop is not None and loop.running:
                 loop.stop()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import getpass
 import logging
+import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .commandline import Argument, Column, Command, add_commands, arg, print_table
 from .config import Config, load_config
+from .domain.principal import ROLES
 from .yamlfile import YamlProblem
 
 if TYPE_CHECKING:
@@ -74,10 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.log_level != "DEBUG":  # pynetdicom logs every DIMSE message at INFO; ours name what matters
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        from pynetdicom import _config as pynetdicom_config
+        from .dicom.wire.pynetdicom_private import silence_message_logs
 
-        # Its per-message log handlers format every PDU even when nothing is logged (~5% of a C-FIND).
-        pynetdicom_config.LOG_HANDLER_LEVEL = "none"
+        silence_message_logs()   # its per-PDU log formatting costs ~5% of a C-FIND even when nothing is logged
     try:
         engine = Engine(config)
     except Exception as exc:  # noqa: BLE001 - refuse to start with a readable list of problems
@@ -546,6 +549,156 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
         "rescheduled")
 
 
+# -- users (issue 13): who may use the HTTP API and console -------------------------------------------
+USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+USER_COLUMNS = (
+    Column("NAME", 22, lambda user: user.name[:21]),
+    Column("ROLE", 9, lambda user: user.role),
+    Column("TOKENS", 7, lambda user: user.tokens),
+    Column("SESSIONS", 9, lambda user: user.sessions),
+    Column("CREATED", None, lambda user: user.created_at[:19]),
+)
+
+
+def cli_actor() -> str:
+    """The audit trail's actor for a command-line change: ``cli:<os user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):   # no login name (a container's bare uid)
+        return f"cli:uid {os.getuid()}"
+
+
+def _new_password(args: argparse.Namespace) -> str | None:
+    """The password from --password-stdin's first line, or asked twice on the terminal; None after saying
+    why it will not do."""
+    from .domain.credentials import MIN_PASSWORD_LENGTH
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        print("no terminal to ask for the password on: give it on stdin with --password-stdin", file=sys.stderr)
+        return None
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("the same again: ") != password:
+            print("the two passwords differ; user not added", file=sys.stderr)
+            return None
+    if len(password) < MIN_PASSWORD_LENGTH:
+        print(f"the password must have {MIN_PASSWORD_LENGTH} characters at least; user not added", file=sys.stderr)
+        return None
+    return password
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from .domain.credentials import hash_password
+    from .store import audit, users
+    from .store.database import DuplicateKey, Store, StoreError
+
+    if not USER_NAME.fullmatch(args.name):
+        print(f"user name {args.name!r}: 1 to 64 letters, digits and . _ @ -", file=sys.stderr)
+        return 2
+    password = _new_password(args)
+    if password is None:
+        return 2
+    password_hash = hash_password(password)
+
+    def add(txn: Any) -> bool:
+        if users.find_user(txn, args.name) is not None:
+            return False
+        users.add_user(txn, args.name, args.role, password_hash)
+        audit.record_action(txn, actor=cli_actor(), client="cli", action="user.add", subject=args.name,
+                            before=None, after={"role": args.role})
+        return True
+
+    try:
+        store = Store(resolve_config(args).database)   # a first user may come before the engine's first start
+    except StoreError as exc:
+        print(f"cannot open the database: {exc}", file=sys.stderr)
+        return 2
+    try:
+        added = store.write(add)
+    except DuplicateKey:
+        added = False
+    finally:
+        store.close()
+    if not added:
+        print(f"user {args.name!r} exists already (swf users list)", file=sys.stderr)
+        return 1
+    print(f"user {args.name} added with role {args.role}: logs in with POST /auth/login; an API token for "
+          f"scripts: swf users token {args.name}")
+    return 0
+
+
+@_reading
+def cmd_users_token(args: argparse.Namespace, store: "Store") -> int:
+    from .domain.credentials import new_secret, secret_hash
+    from .store import audit, users
+
+    token = new_secret()
+
+    def add(txn: Any) -> Any:
+        user = users.find_user(txn, args.name)
+        if user is None:
+            return None
+        token_id = users.add_token(txn, user, secret_hash(token))
+        audit.record_action(txn, actor=cli_actor(), client="cli", action="user.token", subject=args.name,
+                            before=None, after={"token_id": token_id})
+        return user
+
+    user = store.write(add)
+    if user is None:
+        print(f"no user {args.name!r} (swf users list)", file=sys.stderr)
+        return 1
+    print(token)
+    print(f"an API token for {user.name} ({user.role}), shown this once (only its hash is kept): send it as "
+          "'Authorization: Bearer TOKEN'; it ends with swf users remove", file=sys.stderr)
+    return 0
+
+
+@_reading
+def cmd_users_list(args: argparse.Namespace, store: "Store") -> int:
+    import time
+
+    from .store import users
+
+    print_table(USER_COLUMNS, store.read(lambda txn: users.user_overviews(txn, time.time())),
+                "no users yet (until there is one, the HTTP listener serves loopback only, every request as admin)")
+    return 0
+
+
+@_reading
+def cmd_users_remove(args: argparse.Namespace, store: "Store") -> int:
+    from .store import audit, users
+
+    def remove(txn: Any) -> str:
+        user = users.find_user(txn, args.name)
+        if user is None:
+            return "missing"
+        if user.role == "admin" and users.admin_count(txn) == 1 and not args.force:
+            return "last admin"
+        tokens = users.remove_user(txn, user)
+        audit.record_action(txn, actor=cli_actor(), client="cli", action="user.remove", subject=args.name,
+                            before={"role": user.role, "tokens": tokens}, after=None)
+        return "removed" if users.user_count(txn) else "removed, none left"
+
+    outcome = store.write(remove)
+    if outcome == "missing":
+        print(f"no user {args.name!r} (swf users list)", file=sys.stderr)
+        return 1
+    if outcome == "last admin":
+        print(f"not removed: {args.name} is the last admin, and without one nobody can manage users or rules over "
+              f"HTTP. Add another admin first (swf users add NAME --role admin), or remove with --force",
+              file=sys.stderr)
+        return 1
+    print(f"user {args.name} removed with its API tokens and sessions (a running engine refuses them within "
+          "http.auth_refresh_seconds)")
+    if outcome == "removed, none left":
+        print("no user is left: the HTTP listener serves loopback only, every request as admin, and refuses to "
+              "start on another address")
+    return 0
+
+
 def _data_command(name: str, help: str, run: Callable[[argparse.Namespace], int], description: str | None,
                   *arguments: Argument) -> Command:
     """A command on the engine's database: its own arguments, then the data options."""
@@ -562,7 +715,8 @@ COMMANDS = (
                     "0.0.0.0 = all interfaces)"),
                 arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)"),
                 arg("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)"),
-                arg("--http-port", type=int, metavar="N", help="HTTP health port (default 8080; -1 = off)"),
+                arg("--http-port", type=int, metavar="N",
+                    help="HTTP port: /health, login at /auth/login (default 8080; -1 = off)"),
                 arg("--ae-title", metavar="TITLE", help="the engine's DICOM AE title (default SWF_ENGINE)"),
                 arg("--allow-any-ae", action="store_true", default=None,
                     help="admit any calling AE title (default: only the AEs listed under dicom.aes)"),
@@ -640,6 +794,24 @@ COMMANDS = (
                   arg("transaction_uid", nargs="?", metavar="TRANSACTION_UID"),
                   arg("--status", choices=["pending", "reporting", "delivered", "dead"]),
                   arg("--limit", type=int, default=50, metavar="N", help="requests listed (default 50)")),
+    Command("users", "who may use the HTTP API and console: add, token, list, remove", actions=(
+        _data_command("add", "add a user with a role (asks for the password)", cmd_users_add,
+                      "Add a user: viewer (reads), operator (worklist actions, resend/discard) or admin (rules, "
+                      "users). The password is asked twice on the terminal, or read from the first line of stdin "
+                      "with --password-stdin. Creates the database if there is none yet.",
+                      arg("name", metavar="NAME"),
+                      arg("--role", required=True, choices=ROLES, help=" | ".join(ROLES)),
+                      arg("--password-stdin", action="store_true", help="read the password from stdin (scripts)")),
+        _data_command("token", "make an API token for a user (printed once)", cmd_users_token,
+                      "Print a new API token for NAME on stdout, once: only its hash is kept. Scripts send it as "
+                      "'Authorization: Bearer TOKEN'. It works as long as the user exists.",
+                      arg("name", metavar="NAME")),
+        _data_command("list", "list the users with their roles, tokens and open sessions", cmd_users_list, None),
+        _data_command("remove", "remove a user with its tokens and sessions", cmd_users_remove,
+                      "Remove NAME with its API tokens and sessions; a running engine refuses them within "
+                      "http.auth_refresh_seconds. The last admin is kept unless --force.",
+                      arg("name", metavar="NAME"),
+                      arg("--force", action="store_true", help="remove the last admin too")))),
     _data_command("mpps", "list performed procedure steps (MPPS), or show one with its versions", cmd_mpps,
                   "Without UID: the latest MPPS, scheduled or UNSCHEDULED, with status, station and linked "
                   "accessions. With UID (SOP Instance UID or PPS ID): its linked steps, main attributes and every "

@@ -35,7 +35,7 @@ class DicomConfig:
     max_associations: int = 128              # associations at once, all peers together
     max_associations_per_peer: int = 16      # connections at once from one address, associated or not
     association_request_timeout: float = 5.0  # a connection without a whole A-ASSOCIATE-RQ by then is closed
-    direct_storage: bool = True              # storage-only associations bypass pynetdicom (dicom/direct_storage.py)
+    direct_storage: bool = True              # storage-only associations bypass pynetdicom (dicom/wire/direct_storage.py)
     storage_dir: str = ""                    # received instances; default <data_dir>/dicom
     duplicate_policy: str = "ignore"         # ignore | overwrite: a second copy of a stored SOP Instance UID
     max_instance_bytes: int = 2 << 30        # a larger C-STORE data set (inflated, if deflated) gets 0xA700
@@ -59,6 +59,10 @@ class HttpConfig:
     max_body_bytes: int = 65536              # a request body over this is answered 413 from its headers
     idle_timeout: float = 60.0               # an HTTP connection silent this long is closed
     health_max_age: float = 5.0              # /health database figures older than this are re-read in the background (s)
+    session_hours: float = 12.0              # a console session (login cookie) ends this long after the login
+    secure_cookies: bool = False             # mark the session cookie Secure: true once clients reach the engine over
+                                             # HTTPS (a TLS proxy in front; the listener itself has no TLS yet)
+    auth_refresh_seconds: float = 2.0        # users, tokens and sessions are re-read this often (picks up `swf users`)
 
 
 @dataclass

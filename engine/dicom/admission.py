@@ -21,11 +21,10 @@ import threading
 from collections import Counter
 from typing import Any, Callable, Protocol
 
-from pynetdicom.transport import RequestHandler
-
 from ..config import DicomConfig
 from ..refusal_log import RefusalLog
-from . import upper_layer as ul
+from .wire import upper_layer as ul
+from .wire.pynetdicom_private import gate_connections
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +40,6 @@ class AssociationPath(Protocol):
     def take(self, sock: socket.socket, address: Any, request: ul.AssociateRQ) -> bool:
         """Serve the association to its end and return True, or return False having read nothing."""
         ...
-
-
-class AssociationHeldRequestHandler(RequestHandler):
-    """pynetdicom's request handler, returning only when the association it started has ended: the
-    connection's thread holds the association slot for as long as the association runs."""
-
-    association: Any = None
-
-    def _create_association(self) -> Any:
-        self.association = super()._create_association()
-        return self.association
-
-    def handle(self) -> None:
-        super().handle()
-        self.association.join()
 
 
 class Admission:
@@ -80,20 +64,9 @@ class Admission:
 
     def install(self, server: Any) -> None:
         """Put the gate in front of a started pynetdicom listener."""
-        server.socket.listen(self.most_waiting)
-        server.RequestHandlerClass = AssociationHeldRequestHandler
-        server.verify_request = self.admit
-        server.finish_request = self.serve
-        start_thread = server.process_request
-
-        def process_request(sock: socket.socket, address: Any) -> None:
-            try:
-                start_thread(sock, address)
-            except BaseException:
-                self._forget(sock, address[0])    # no thread will ever release what admit() counted
-                raise
-
-        server.process_request = process_request
+        # not_started: no thread will ever release what admit() counted
+        gate_connections(server, self.most_waiting, self.admit, self.serve,
+                         not_started=lambda sock, address: self._forget(sock, address[0]))
 
     # -- at accept, on the listener's thread ---------------------------------------------------------
     def admit(self, sock: socket.socket, address: Any) -> bool:

@@ -20,7 +20,8 @@ from pynetdicom.presentation import PresentationContext
 from ..config import Config, DicomConfig
 from ..store.database import Store
 from . import services as services_package
-from . import upper_layer as ul
+from .wire import pynetdicom_private as private
+from .wire import upper_layer as ul
 from .admission import Admission
 from .directory import AEDirectory
 
@@ -122,7 +123,7 @@ def set_no_delay(assoc: Any) -> None:
     """TCP_NODELAY on an association's socket: without it every DIMSE response after the first waits for the
     peer's delayed ACK (~40 ms each on loopback; SWF.md 9a)."""
     try:
-        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        private.association_socket(assoc).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError):
         log.debug("cannot set TCP_NODELAY on the association", exc_info=True)
 
@@ -135,12 +136,12 @@ def read_bounded_pdus(assoc: Any, largest: int) -> None:
     PDU, the A-ASSOCIATE-RQ) gets an A-ABORT and a closed connection before the body is read (pynetdicom
     sees the connection close), and a body is read by ``upper_layer.receive``: into one buffer that grows
     as bytes arrive.  Same contract otherwise: exactly ``nr_bytes``, fewer only when the peer closed."""
-    transport = assoc.dul.socket
     header_next, limit = True, ul.LARGEST_ASSOCIATE_RQ
 
     def recv(nr_bytes: int) -> bytearray:
         nonlocal header_next, limit
-        data = ul.receive(transport.socket, nr_bytes)
+        sock = private.association_socket(assoc)
+        data = ul.receive(sock, nr_bytes)
         if not header_next or len(data) < ul.HEADER.size:
             header_next = True
             return data
@@ -153,14 +154,13 @@ def read_bounded_pdus(assoc: Any, largest: int) -> None:
                     requestor.port, f"unknown PDU type 0x{kind:02X}" if kind not in ul.PDU_TYPES else
                     f"PDU of {length} bytes, more than the {limit} accepted")
         try:
-            transport.socket.sendall(ul.abort(2, ul.UNRECOGNIZED_PDU if kind not in ul.PDU_TYPES
-                                              else ul.INVALID_PARAMETER_VALUE))
-            transport.socket.shutdown(socket.SHUT_RDWR)
+            sock.sendall(ul.abort(2, ul.UNRECOGNIZED_PDU if kind not in ul.PDU_TYPES else ul.INVALID_PARAMETER_VALUE))
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         return bytearray()
 
-    transport.recv = recv
+    private.replace_pdu_reads(assoc, recv)
 
 
 def _on_connection(event: Any) -> None:
@@ -218,24 +218,16 @@ def _dispatcher(table: dict[str, Callable]) -> Callable:
     return dispatch
 
 
-class SharedContexts(list):
-    """The supported presentation contexts, shared by every association instead of deep-copied for each.
-
-    pynetdicom deep-copies the acceptor's contexts per association (~180 contexts, thousands of transfer
-    syntaxes: most of an association's set-up time).  Negotiation only reads them and builds new result
-    contexts, so sharing one read-only list is safe.
-    """
-
-    def __deepcopy__(self, memo: dict) -> list:
-        return list(self)
-
-
 def start_server(server: DicomServer, host: str, port: int) -> None:
+    changed = private.report_changes()
+    if changed:   # the engine still starts: each use falls back or fails on its own association
+        log.error("%s; see tests/unit/test_pynetdicom_private.py", changed)
     for service in server.services:
         service.start()
     listener = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
-    listener.contexts = SharedContexts(listener.contexts)
-    server.admission = Admission(server.settings, listener.finish_request, lambda: listener.active_associations)
+    private.share_supported_contexts(listener)
+    server.admission = Admission(server.settings, private.pynetdicom_serve(listener),
+                                 lambda: listener.active_associations)
     server.admission.install(listener)
     server.before_shutdown.append(server.admission.abort_all)
     server.server = listener

@@ -62,7 +62,7 @@ class HealthSnapshot:
 
 
 class HealthPage(resource.Resource):
-    """``/health``: liveness and the last figures, in JSON (mounted by engine/web/paths.py)."""
+    """``/health`` answers JSON; a longer path (``/health/x``) 404."""
 
     isLeaf = True
 
@@ -73,6 +73,9 @@ class HealthPage(resource.Resource):
 
     def render_GET(self, request: Any) -> bytes:
         request.setHeader(b"content-type", b"application/json")
+        if request.path != HEALTH_PATH:
+            request.setResponseCode(404)
+            return json.dumps({"error": "not found", "paths": [HEALTH_PATH.decode()]}).encode()
         figures = self.snapshot.current()
         body = {"status": "ok", **self.live(), "journal": figures.journal,
                 "steps_without_station": figures.steps_without_station,

@@ -126,9 +126,9 @@ def _failure_for(exc: OSError) -> int:
 
 # -- storage classes ----------------------------------------------------------------------------
 def _storage_classes() -> frozenset[str]:
-    from pynetdicom import sop_class   # the classes the C-STORE SCP accepts (SWF.md RAD-8)
+    from ..dicom.wire.pynetdicom_private import storage_sop_classes   # those the C-STORE SCP accepts (SWF.md RAD-8)
 
-    return frozenset(str(uid) for uid in sop_class._STORAGE_CLASSES.values())
+    return frozenset(storage_sop_classes())
 
 
 _STORAGE_CLASSES: frozenset[str] | None = None

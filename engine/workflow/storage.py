@@ -1,8 +1,15 @@
-"""RAD-8 / RAD-9: index a received instance, link it to its order, apply the duplicate policy.
+"""RAD-8 / RAD-9: file and index a received instance, link it to its order, apply the duplicate policy.
 
-``index_instance`` runs in one store transaction (the Storage SCP submits it and answers the C-STORE
-only after the commit).  The file is already written to a temporary name; the transaction renames it
-into place once the index rows are written, so the index and the visible file change together.
+``InstanceStorage.store`` is the whole sequence for one C-STORE (the Storage SCP calls it once, on the
+pynetdicom path and on the direct path alike, and maps the ``StoreOutcome`` to a DIMSE status): write
+the file to a temporary name, index it in one store transaction (``index_instance``, SQL in
+``store/instances.py``), rename the file into place, and only then return.  Nothing is reported stored
+that is not indexed and on disk (fsync is left to storage commitment, ``store/files.py``).  With
+``duplicate_policy: ignore`` (default) the file is written while the index transaction commits (the
+commit's disk flush is the largest cost of an instance) and renamed after the commit; with
+``overwrite`` the file is written first and the transaction renames it over the old copy, so the index
+and the file always change together.  Concurrent associations share commits (group commit); their
+file writes run in parallel in their threads.
 
 Linking (SWF.md RAD-8), first rule that finds a requested procedure wins:
 1. the instance's Study Instance UID is a requested procedure's;
@@ -16,13 +23,17 @@ discontinued with 110514, *incorrect worklist entry selected*) is stored hidden 
 """
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..hl7.convert import normalise_name
+from ..domain.matching_keys import normalise_name
+from ..store import instances as indexed
 from ..store import repository as repo
-from ..store.database import Transaction
+from ..store.database import Store, Transaction
+from ..store.files import FileStore, PendingFile, encode_file_meta
+from ..store.incoming import IncomingDataSet
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +41,8 @@ IGNORE, OVERWRITE = "ignore", "overwrite"
 DUPLICATE_POLICIES = (IGNORE, OVERWRITE)
 STORED, REPLACED, IGNORED = "stored", "replaced", "ignored"
 SERIES_STORED = "series.stored"     # domain event: the first instance of a series was stored
+DISK_FULL, NOT_WRITTEN, NOT_INDEXED = "disk full", "not written", "not indexed"   # why an instance is refused
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 # Attributes kept as index columns; everything else the header reader returns goes to ``attributes``.
 _COLUMN_KEYWORDS = frozenset({
@@ -77,8 +90,10 @@ class ReceivedInstance:
         return "" if value is None else str(value).strip()
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoreResult:
+    """What ``index_instance`` did with one instance."""
+
     outcome: str                        # stored | replaced | ignored
     instance_ref: int
     requested_procedure_ref: int | None = None
@@ -101,37 +116,38 @@ def normalised_time(value: str) -> str:
     return f"{whole}.{fraction[:6].ljust(6, '0')}"
 
 
-def _columns(instance: ReceivedInstance) -> dict[str, Any]:
+def _entry(instance: ReceivedInstance, procedure_ref: int | None, hidden: bool) -> indexed.InstanceEntry:
     text = instance.text
-    extra = {k: v for k, v in instance.attributes.items() if k not in _COLUMN_KEYWORDS}
-    return {
-        "sop_class_uid": instance.sop_class_uid,
-        "study_instance_uid": instance.study_instance_uid,
-        "series_instance_uid": instance.series_instance_uid,
-        "patient_id": text("PatientID"),
-        "patient_name_norm": normalise_name(text("PatientName")).rstrip("^"),
-        "accession_number": text("AccessionNumber"),
-        "modality": text("Modality"),
-        "study_date": _normalised_date(text("StudyDate")),
-        "study_time": normalised_time(text("StudyTime")),
-        "study_id": text("StudyID"),
-        "referring_physician_norm": normalise_name(text("ReferringPhysicianName")).rstrip("^"),
-        "series_number": text("SeriesNumber"),
-        "instance_number": text("InstanceNumber"),
-        "transfer_syntax_uid": instance.transfer_syntax_uid,
-        "size_bytes": instance.size_bytes,
-        "path": instance.path,
-        "received_from": instance.received_from,
-        "attributes": repo.dumps(extra),
-    }
+    return indexed.InstanceEntry(
+        sop_instance_uid=instance.sop_instance_uid,
+        sop_class_uid=instance.sop_class_uid,
+        study_instance_uid=instance.study_instance_uid,
+        series_instance_uid=instance.series_instance_uid,
+        patient_id=text("PatientID"),
+        patient_name_norm=normalise_name(text("PatientName")).rstrip("^"),
+        accession_number=text("AccessionNumber"),
+        modality=text("Modality"),
+        study_date=_normalised_date(text("StudyDate")),
+        study_time=normalised_time(text("StudyTime")),
+        study_id=text("StudyID"),
+        referring_physician_norm=normalise_name(text("ReferringPhysicianName")).rstrip("^"),
+        series_number=text("SeriesNumber"),
+        instance_number=text("InstanceNumber"),
+        transfer_syntax_uid=instance.transfer_syntax_uid,
+        size_bytes=instance.size_bytes,
+        path=instance.path,
+        received_from=instance.received_from,
+        attributes={k: v for k, v in instance.attributes.items() if k not in _COLUMN_KEYWORDS},
+        requested_procedure_ref=procedure_ref,
+        hidden=hidden,
+        received_at=repo.now_iso(),
+        referenced_series=tuple(dict.fromkeys(instance.referenced_series)),
+    )
 
 
 # -- linking to the order ---------------------------------------------------------------------
 def _procedure_by_study(txn: Transaction, study_instance_uid: str) -> int | None:
-    if not study_instance_uid:
-        return None
-    row = txn.one("SELECT id FROM requested_procedures WHERE study_instance_uid = ?", (study_instance_uid,))
-    return row["id"] if row else None
+    return indexed.procedure_by_study(txn, study_instance_uid) if study_instance_uid else None
 
 
 def _procedure_by_request_item(txn: Transaction, item: dict[str, str], accession: str) -> int | None:
@@ -141,25 +157,18 @@ def _procedure_by_request_item(txn: Transaction, item: dict[str, str], accession
     found = _procedure_by_study(txn, item.get("StudyInstanceUID", "").strip())
     if found is not None or not rp_id:
         return found
-    accession_clause, params = (" AND r.accession_number = ?", [accession]) if accession else ("", [])
     if sps_id:
-        row = txn.one("SELECT r.id FROM requested_procedures r"
-                      " JOIN scheduled_steps s ON s.requested_procedure_ref = r.id"
-                      " WHERE r.requested_procedure_id = ? AND s.sps_id = ?" + accession_clause +
-                      " ORDER BY r.id DESC LIMIT 1", [rp_id, sps_id, *params])
-        if row:
-            return row["id"]
-    row = txn.one("SELECT r.id FROM requested_procedures r WHERE r.requested_procedure_id = ?" + accession_clause +
-                  " ORDER BY r.id DESC LIMIT 1", [rp_id, *params])
-    return row["id"] if row else None
+        found = indexed.procedure_by_step(txn, rp_id, sps_id, accession)
+        if found is not None:
+            return found
+    return indexed.procedure_by_procedure_id(txn, rp_id, accession)
 
 
 def _procedure_by_accession(txn: Transaction, accession: str) -> int | None:
     if not accession:
         return None
-    rows = txn.query("SELECT id FROM requested_procedures WHERE accession_number = ? ORDER BY id DESC LIMIT 2",
-                     (accession,))
-    return rows[0]["id"] if len(rows) == 1 else None
+    found = indexed.procedures_by_accession(txn, accession)
+    return found[0] if len(found) == 1 else None
 
 
 def link_procedure(txn: Transaction, instance: ReceivedInstance) -> int | None:
@@ -179,12 +188,7 @@ def link_waiting_instances(txn: Transaction, procedure_ref: int, study_instance_
                            accession_number: str = "") -> int:
     """Link instances stored before their order arrived (by Study Instance UID, else by accession);
     for the orders workflow to call when it creates a requested procedure.  Returns how many."""
-    moved = txn.execute("UPDATE instances SET requested_procedure_ref = ? WHERE requested_procedure_ref IS NULL"
-                        " AND study_instance_uid = ?", (procedure_ref, study_instance_uid)).rowcount
-    if accession_number:
-        moved += txn.execute("UPDATE instances SET requested_procedure_ref = ? WHERE requested_procedure_ref IS NULL"
-                             " AND accession_number = ?", (procedure_ref, accession_number)).rowcount
-    return moved
+    return indexed.link_waiting(txn, procedure_ref, study_instance_uid, accession_number)
 
 
 # -- hiding (MPPS discontinued 110514) -------------------------------------------------------------
@@ -193,19 +197,11 @@ def hide_instances(txn: Transaction, sop_instance_uids: list[str] | tuple[str, .
                    performed_step_ref: int | None = None) -> int:
     """Withdraw instances from Q/R: those stored now and those of these UIDs stored later.  Returns how
     many stored instances were hidden now.  For the MPPS workflow (DISCONTINUED, reason 110514)."""
-    stamp = repo.now_iso()
-    hidden = 0
-    for column, uids in (("sop_instance_uid", sop_instance_uids), ("series_instance_uid", series_instance_uids)):
-        for uid in dict.fromkeys(u.strip() for u in uids if u and u.strip()):
-            txn.execute("INSERT INTO hidden_references (uid, reason, performed_step_ref, at) VALUES (?, ?, ?, ?)",
-                        (uid, reason, performed_step_ref, stamp))
-            hidden += txn.execute(f"UPDATE instances SET hidden = 1 WHERE {column} = ? AND hidden = 0", (uid,)).rowcount
-    return hidden
+    def distinct(uids: list[str] | tuple[str, ...]) -> list[str]:
+        return list(dict.fromkeys(u.strip() for u in uids if u and u.strip()))
 
-
-def _is_hidden(txn: Transaction, instance: ReceivedInstance) -> bool:
-    return txn.one("SELECT 1 AS hidden FROM hidden_references WHERE uid IN (?, ?) LIMIT 1",
-                   (instance.sop_instance_uid, instance.series_instance_uid)) is not None
+    return indexed.withdraw(txn, distinct(sop_instance_uids), distinct(series_instance_uids), reason,
+                            performed_step_ref, repo.now_iso())
 
 
 # -- the transaction ---------------------------------------------------------------------------
@@ -215,44 +211,33 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
     only when the instance is (re)indexed, not when a duplicate is ignored."""
     if duplicate_policy not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicate policy {duplicate_policy!r}: use one of {', '.join(DUPLICATE_POLICIES)}")
-    existing = txn.one("SELECT id, requested_procedure_ref, hidden, path, size_bytes FROM instances"
-                       " WHERE sop_instance_uid = ?", (instance.sop_instance_uid,))
+    existing = indexed.by_sop_instance_uid(txn, instance.sop_instance_uid)
     if existing is not None and duplicate_policy == IGNORE:
-        return StoreResult(IGNORED, existing["id"], existing["requested_procedure_ref"], bool(existing["hidden"]),
-                           existing["path"], existing["size_bytes"])
+        return StoreResult(IGNORED, existing.id, existing.requested_procedure_ref, existing.hidden, existing.path,
+                           existing.size_bytes)
     procedure_ref = link_procedure(txn, instance)
-    hidden = _is_hidden(txn, instance)
-    columns = _columns(instance)
-    columns.update(requested_procedure_ref=procedure_ref, hidden=1 if hidden else 0, received_at=repo.now_iso())
+    hidden = indexed.is_withdrawn(txn, instance.sop_instance_uid, instance.series_instance_uid)
+    entry = _entry(instance, procedure_ref, hidden)
     new_series = False
     if existing is None:
-        new_series = txn.one("SELECT 1 AS known FROM instances WHERE series_instance_uid = ? LIMIT 1",
-                             (instance.series_instance_uid,)) is None
-        names = ", ".join(columns)
-        instance_ref = txn.insert(f"INSERT INTO instances (sop_instance_uid, {names}) VALUES (?, "
-                                  f"{', '.join('?' for _ in columns)})", [instance.sop_instance_uid, *columns.values()])
+        new_series = not indexed.series_indexed(txn, instance.series_instance_uid)
+        instance_ref = indexed.add(txn, entry)
         outcome = STORED
     else:
-        instance_ref = existing["id"]
-        assignments = ", ".join(f"{name} = ?" for name in columns)
-        txn.execute(f"UPDATE instances SET {assignments} WHERE id = ?", [*columns.values(), instance_ref])
-        txn.execute("DELETE FROM instance_references WHERE instance_ref = ?", (instance_ref,))
+        instance_ref = existing.id
+        indexed.replace(txn, instance_ref, entry)
         outcome = REPLACED
-    for series_uid in dict.fromkeys(instance.referenced_series):
-        txn.execute("INSERT INTO instance_references (instance_ref, series_instance_uid) VALUES (?, ?)",
-                    (instance_ref, series_uid))
     if new_series:
         order_ref = None
-        accession = columns["accession_number"]
+        accession = entry.accession_number
         if procedure_ref is not None:
-            procedure = txn.one("SELECT order_ref, accession_number FROM requested_procedures WHERE id = ?",
-                                (procedure_ref,))
+            procedure = indexed.linked_procedure(txn, procedure_ref)
             if procedure:
-                order_ref, accession = procedure["order_ref"], procedure["accession_number"]
+                order_ref, accession = procedure.order_ref, procedure.accession_number
         repo.record_event(txn, SERIES_STORED, accession or instance.study_instance_uid,
                           repo.dumps({"study_instance_uid": instance.study_instance_uid,
                                       "series_instance_uid": instance.series_instance_uid,
-                                      "modality": columns["modality"], "received_from": instance.received_from}),
+                                      "modality": entry.modality, "received_from": instance.received_from}),
                           order_ref)
     if place_file is not None:
         place_file()
@@ -262,5 +247,135 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
 def remove_instance(txn: Transaction, instance_ref: int) -> None:
     """Take back an index row whose file could not be written (nothing acknowledged is lost: the
     C-STORE that created it is answered with a failure)."""
-    txn.execute("DELETE FROM instance_references WHERE instance_ref = ?", (instance_ref,))
-    txn.execute("DELETE FROM instances WHERE id = ?", (instance_ref,))
+    indexed.remove(txn, instance_ref)
+
+
+# -- the file and the index together -------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What became of one received instance: indexed and on disk (``result``: stored, replaced or a
+    duplicate ignored), or refused (``refusal``: DISK_FULL, NOT_WRITTEN or NOT_INDEXED; ``reason`` in
+    words for the peer)."""
+
+    result: StoreResult | None = None
+    refusal: str = ""
+    reason: str = ""
+
+
+def write_refused(sop_instance_uid: str, received_from: str, exc: OSError) -> StoreOutcome:
+    """The outcome (logged) of an instance whose data could not be written: the file, or the scratch
+    file it was received into."""
+    if exc.errno in _DISK_FULL:
+        log.error("C-STORE %s from %s: disk full (%s)", sop_instance_uid, received_from, exc.strerror)
+        return StoreOutcome(refusal=DISK_FULL, reason="out of resources: disk full")
+    log.error("C-STORE %s from %s: cannot write the file: %s", sop_instance_uid, received_from, exc)
+    return StoreOutcome(refusal=NOT_WRITTEN, reason=f"cannot write: {exc.strerror or exc}")
+
+
+def _not_indexed(sop_instance_uid: str, received_from: str, exc: Exception) -> StoreOutcome:
+    log.error("C-STORE %s from %s: not indexed: %s", sop_instance_uid, received_from, exc)
+    return StoreOutcome(refusal=NOT_INDEXED, reason=f"cannot index the instance: {exc}")
+
+
+def _stored(result: StoreResult, sop_instance_uid: str, received_from: str) -> StoreOutcome:
+    if result.outcome == IGNORED:
+        log.info("C-STORE %s from %s: already stored, duplicate ignored", sop_instance_uid, received_from)
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("C-STORE %s from %s: %s (%d bytes)%s", sop_instance_uid, received_from, result.outcome,
+                  result.size_bytes, f", requested procedure #{result.requested_procedure_ref}"
+                  if result.requested_procedure_ref else "")
+    return StoreOutcome(result)
+
+
+class InstanceStorage:
+    """Files and indexes received instances (the sequence described at the top of this module)."""
+
+    def __init__(self, store: Store, files: FileStore, commit_timeout: float):
+        self.store = store
+        self.files = files
+        self.commit_timeout = commit_timeout
+
+    def store_received(self, header: dict[str, Any], transfer_syntax_uid: str, received_from: str,
+                       data: IncomingDataSet, duplicate_policy: str) -> StoreOutcome:
+        """File and index one received data set whose header (``dicom/header.py``) was checked against
+        its C-STORE request; the outcome once both are done, or why not."""
+        uid = header["SOPInstanceUID"]
+        relative = self.files.relative_path(header["StudyInstanceUID"], header["SeriesInstanceUID"], uid)
+        meta = encode_file_meta(header["SOPClassUID"], uid, transfer_syntax_uid, received_from)
+        instance = ReceivedInstance.from_header(header, transfer_syntax_uid=transfer_syntax_uid, path=relative,
+                                                size_bytes=len(meta) + data.size, received_from=received_from)
+        if duplicate_policy == OVERWRITE:
+            return self._store_in_order(instance, meta, data)
+        return self._store_overlapped(instance, meta, data)
+
+    def _store_in_order(self, instance: ReceivedInstance, meta: bytes, data: IncomingDataSet) -> StoreOutcome:
+        """Write, then index; the transaction renames the file into place (it may replace a copy)."""
+        uid, calling = instance.sop_instance_uid, instance.received_from
+        try:
+            pending = self.files.write_pending(instance.path, meta, data)
+        except OSError as exc:
+            return write_refused(uid, calling, exc)
+        try:
+            result = self.store.submit(
+                lambda txn: index_instance(txn, instance, OVERWRITE, pending.place)
+            ).result(self.commit_timeout)
+        except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
+            pending.discard()
+            return _not_indexed(uid, calling, exc)
+        return _stored(result, uid, calling)
+
+    def _store_overlapped(self, instance: ReceivedInstance, meta: bytes, data: IncomingDataSet) -> StoreOutcome:
+        """Duplicate policy ``ignore``: the index transaction (and its commit, the one disk flush per
+        instance) runs while this thread writes the file; the file is renamed into place after the
+        commit, before the answer.  A file that cannot be written takes its index row back.  A file
+        lost after its row committed (crash in between, or deleted) is restored by the next copy."""
+        uid, calling = instance.sop_instance_uid, instance.received_from
+        future = self.store.submit(lambda txn: index_instance(txn, instance, IGNORE))
+        pending: PendingFile | None = None
+        write_error: OSError | None = None
+        try:
+            pending = self.files.write_pending(instance.path, meta, data)
+        except OSError as exc:
+            write_error = exc
+        try:
+            result = future.result(self.commit_timeout)
+        except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
+            if pending is not None:
+                pending.discard()
+            return _not_indexed(uid, calling, exc)
+        if result.outcome == IGNORED:
+            if pending is not None and result.path == instance.path and not self._intact(result.path,
+                                                                                          result.size_bytes):
+                # indexed, but its file is gone or short (lost after the commit): this copy takes its place
+                log.warning("C-STORE %s from %s: indexed but its file was missing or short; stored again from"
+                            " this copy", uid, calling)
+                placing = pending
+                try:
+                    result = self.store.submit(
+                        lambda txn: index_instance(txn, instance, OVERWRITE, placing.place)
+                    ).result(self.commit_timeout)
+                except Exception as exc:  # noqa: BLE001
+                    pending.discard()
+                    return _not_indexed(uid, calling, exc)
+            elif pending is not None:
+                pending.discard()
+            return _stored(result, uid, calling)
+        if write_error is None and pending is not None:
+            try:
+                pending.place()
+            except OSError as exc:
+                pending.discard()
+                write_error = exc
+        if write_error is not None:
+            try:
+                self.store.write(lambda txn: remove_instance(txn, result.instance_ref), self.commit_timeout)
+            except Exception:  # noqa: BLE001 - the row stays without a file; commitment reports it missing
+                log.exception("C-STORE %s: cannot take back the index row of the unwritten file", uid)
+            return write_refused(uid, calling, write_error)
+        return _stored(result, uid, calling)
+
+    def _intact(self, relative: str, size_bytes: int) -> bool:
+        try:
+            return self.files.absolute(relative).stat().st_size == size_bytes
+        except OSError:
+            return False

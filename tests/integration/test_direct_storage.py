@@ -1,4 +1,4 @@
-"""The direct storage path (dicom/direct_storage.py) against real SCUs: DCMTK storescu / echoscu and
+"""The direct storage path (dicom/wire/direct_storage.py) against real SCUs: DCMTK storescu / echoscu and
 pynetdicom.  Storage-only associations are served directly; everything else still reaches pynetdicom."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pynetdicom.sop_class import CTImageStorage, ModalityWorklistInformationFind
 
 from tests.conftest import EngineProcess
 
-DIRECT = "engine.dicom.direct_storage: DICOM association from"
+DIRECT = "engine.dicom.wire.direct_storage: DICOM association from"
 VIA_PYNETDICOM = "engine.dicom.ae: DICOM association from"
 
 

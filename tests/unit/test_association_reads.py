@@ -7,7 +7,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from engine.dicom import upper_layer as ul
+from engine.dicom.wire import upper_layer as ul
 from engine.dicom.ae import read_bounded_pdus
 
 

@@ -6,8 +6,8 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from engine.dicom.pending_responses import encode_identifier
-from engine.dicom.response_encoding import Element, NotPlain, encode_elements
+from engine.dicom.wire.pending_responses import encode_identifier
+from engine.dicom.wire.response_encoding import Element, NotPlain, encode_elements
 from engine.dicom.services.worklist import WorklistResponse, _dataset_of
 
 

@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom.dsutils import encode
 
-from engine.dicom import header as header_module
-from engine.dicom.header import HeaderError, read_header
+from engine.dicom.wire import header as header_module
+from engine.dicom.wire.header import HeaderError, read_header
 from engine.store.files import FileStore, encode_file_meta, ensure_durable, path_component, read_part10
 from engine.workflow import availability
 from engine.workflow import storage as workflow
@@ -403,3 +403,54 @@ def test_images_stored_before_their_order_are_linked_when_it_arrives(pipeline: P
     [row] = pipeline.read("SELECT requested_procedure_ref FROM instances WHERE sop_instance_uid = '1.2.9.20'")
     assert row["requested_procedure_ref"] is not None
     assert "images linked" in [r["kind"] for r in pipeline.read("SELECT kind FROM order_history")]
+
+
+def test_the_storage_workflow_returns_one_outcome_per_instance_and_the_scp_maps_it(pipeline: Pipeline,
+                                                                                   tmp_path: Path) -> None:
+    import errno
+
+    from engine.dicom.services.storage import StorageService
+    from engine.store.incoming import IncomingDataSet
+
+    files = FileStore(tmp_path / "dicom")
+    storage = workflow.InstanceStorage(pipeline.store, files, commit_timeout=10)
+
+    def store(ds: Dataset, policy: str = "ignore") -> workflow.StoreOutcome:
+        data = IncomingDataSet(1 << 24, tmp_path)
+        data.write(encoded(ds))
+        try:
+            with data.view() as view:
+                header = read_header(view, EXPLICIT)
+            return storage.store_received(header, EXPLICIT, "CT1_AE", data, policy)
+        finally:
+            data.close()
+
+    ds = instance_dataset("1.2.9.50")
+    stored = store(ds)
+    assert (stored.result.outcome, stored.refusal, stored.reason) == ("stored", "", "")
+    assert stored.result.path == "1.2.3.4.5/1.2.3.4.5.1/1.2.9.50.dcm"
+    assert dcmread(files.absolute(stored.result.path)) == ds
+    assert store(ds).result.outcome == "ignored"
+    assert store(ds, "overwrite").result.outcome == "replaced"
+    assert StorageService._status(stored) == 0x0000
+
+    def failing(number: int) -> Any:
+        def write_pending(*args: Any) -> Any:
+            raise OSError(number, os.strerror(number))
+        return write_pending
+
+    for policy in ("ignore", "overwrite"):
+        files.write_pending = failing(errno.ENOSPC)  # type: ignore[method-assign]
+        full = store(instance_dataset("1.2.9.51"), policy)
+        assert (full.result, full.refusal, full.reason) == (None, workflow.DISK_FULL, "out of resources: disk full")
+        files.write_pending = failing(errno.EIO)  # type: ignore[method-assign]
+        broken = store(instance_dataset("1.2.9.52"), policy)
+        assert (broken.refusal, broken.reason) == (workflow.NOT_WRITTEN, f"cannot write: {os.strerror(errno.EIO)}")
+        del files.write_pending
+    refused = StorageService._status(full)
+    assert (refused.Status, refused.ErrorComment) == (0xA700, "out of resources: disk full")
+    pipeline.store.close()                                            # the index cannot be written
+    unindexed = store(instance_dataset("1.2.9.53"))
+    assert unindexed.refusal == workflow.NOT_INDEXED and unindexed.reason.startswith("cannot index the instance")
+    assert StorageService._status(unindexed).Status == 0xA700
+    assert not list((tmp_path / "dicom").rglob("1.2.9.5[123]*")) and not list((tmp_path / "dicom").rglob("*.tmp"))

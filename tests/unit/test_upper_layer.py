@@ -12,7 +12,7 @@ from pynetdicom.pdu_primitives import (A_ASSOCIATE, ImplementationClassUIDNotifi
                                        SCP_SCU_RoleSelectionNegotiation)
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from engine.dicom import upper_layer as ul
+from engine.dicom.wire import upper_layer as ul
 
 
 def pynetdicom_rq(role_selection: bool = False) -> bytes:

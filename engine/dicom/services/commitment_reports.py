@@ -31,7 +31,6 @@ from pydicom.sequence import Sequence
 from pynetdicom import AE, build_role, evt
 from pynetdicom.dimse_primitives import N_EVENT_REPORT
 from pynetdicom.dsutils import encode
-from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from ...domain.retry import RetryPolicy
@@ -40,6 +39,7 @@ from ...store import repository as repo
 from ...store.commitments import PendingReport
 from ...workflow import commitment as workflow
 from ..ae import DicomContext, set_no_delay
+from ..wire import pynetdicom_private as private
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class OpenAssociation:
     def __init__(self, assoc: Any, checkpoint: _Checkpoint) -> None:
         self.assoc = assoc
         self.checkpoint = checkpoint
+        self._send = private.message_sender(assoc)
         self._lock = threading.Condition()
         self._answers: dict[int, int] = {}
         self._message_id = 0
@@ -112,18 +113,18 @@ class OpenAssociation:
     def attach(cls, assoc: Any) -> "OpenAssociation | None":
         """The helper of this association, made on its first N-ACTION (in its reactor thread, while the reactor
         is not at its checkpoint); None when this pynetdicom does not look like 3.0."""
-        helper = getattr(assoc, "_swf_open_association", None)
+        helper = private.engine_attribute(assoc, "open_association")
         if helper is not None:
             return helper
-        old = getattr(assoc, "_reactor_checkpoint", None)
+        old = private.reactor_checkpoint(assoc)
         if not assoc.is_acceptor or not isinstance(old, threading.Event) or not old.is_set() \
-                or not hasattr(assoc, "dimse") or not callable(getattr(assoc.dimse, "send_msg", None)):
+                or private.message_sender(assoc) is None:
             log.warning("storage commitment: pynetdicom internals not as expected; reports go on new associations")
             return None
         checkpoint = _Checkpoint()
-        assoc._reactor_checkpoint = checkpoint
+        private.replace_reactor_checkpoint(assoc, checkpoint)
         helper = cls(assoc, checkpoint)
-        assoc._swf_open_association = helper
+        private.attach_engine_attribute(assoc, "open_association", helper)
         return helper
 
     def _received(self, event: Any) -> None:   # in the DUL thread
@@ -158,9 +159,9 @@ class OpenAssociation:
             if time.monotonic() > deadline or not assoc.is_established:
                 return None
         try:
-            if not assoc.is_established or isinstance(assoc.dul.peek_next_pdu(), A_RELEASE):
+            if not assoc.is_established or private.release_requested(assoc):
                 return None   # gone, or the requester is releasing it (the reactor answers that once resumed)
-            assoc.dimse.send_msg(request, context_id)
+            self._send(request, context_id)
         finally:
             self.checkpoint.set()
         deadline = time.monotonic() + timeout

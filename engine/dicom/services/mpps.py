@@ -21,7 +21,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
-from pynetdicom import build_context, dimse_messages, dimse_primitives, evt
+from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
@@ -30,6 +30,7 @@ from ...store.performed_steps import decode_dataset
 from ...workflow import mpps
 from ...workflow.mpps import CreateRequest, MppsRefused, Refusal, UpdateRequest
 from ..ae import DicomContext, ForegroundService, element_text, status_dataset
+from ..wire.pynetdicom_private import allow_attribute_identifier_list_in_n_create_rsp
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +48,7 @@ STATUS_OF = {
 }
 
 
-def _allow_attribute_identifier_list_in_n_create_rsp() -> None:
-    """pynetdicom 3.0.4 has no Attribute Identifier List (0000,1005) in N-CREATE-RSP, though PS3.7
-    Annex C pairs it with 0x0120/0x0121/0x0105/0x0106 for every DIMSE-N response.  Add it the way
-    N-SET-RSP already has it: an optional status field, sent only when a handler sets it.  Should a later
-    pynetdicom change these internals, the responses simply go without the list (logged once)."""
-    try:
-        keywords = dimse_messages._COMMAND_SET_KEYWORDS["N-CREATE-RSP"]
-        primitive = dimse_primitives.N_CREATE
-        if "AttributeIdentifierList" not in primitive.STATUS_OPTIONAL_KEYWORDS:
-            # N-GET's property: validates the tags and sends a single one with VM 1 (pydicom #757)
-            primitive.AttributeIdentifierList = vars(dimse_primitives.N_GET)["AttributeIdentifierList"]
-            primitive.STATUS_OPTIONAL_KEYWORDS = (*primitive.STATUS_OPTIONAL_KEYWORDS, "AttributeIdentifierList")
-        if "AttributeIdentifierList" not in keywords:
-            dimse_messages._COMMAND_SET_KEYWORDS["N-CREATE-RSP"] = (*keywords, "AttributeIdentifierList")
-    except (AttributeError, KeyError, TypeError) as exc:
-        log.warning("pynetdicom internals changed (%s): N-CREATE responses carry no Attribute Identifier List", exc)
-
-
-_allow_attribute_identifier_list_in_n_create_rsp()
+allow_attribute_identifier_list_in_n_create_rsp()   # N-CREATE-RSP may carry an Attribute Identifier List
 
 
 # -- dataset <-> plain values ------------------------------------------------------------------------

@@ -1,14 +1,10 @@
 """Storage SCP (RAD-8, RAD-9): C-STORE for every storage SOP class pynetdicom knows, no transcoding.
 
-Per instance: read the indexed attributes from the encoded data set (``dicom/header.py``; nothing else
-is decoded), write preamble + file meta + the received bytes to a temporary file, index it through the
-store's writer (``workflow/storage.py``) and rename the file into place.  The C-STORE response goes out
-only after the index commit and the rename: nothing is acknowledged that is not indexed and on disk
-(fsync is left to storage commitment, ``store/files.py``).  With ``duplicate_policy: ignore`` (default)
-the file is written while the index transaction commits (the commit's disk flush is the largest cost
-of an instance); with ``overwrite`` the file is written first and the transaction renames it over the
-old copy, so the index and the file always change together.  Concurrent associations share commits
-(group commit); their file writes run in parallel in their threads.
+Per instance: check the command and the calling AE, read the indexed attributes from the encoded data
+set (``dicom/wire/header.py``; nothing else is decoded) and check them against the command, then hand it to
+the storage workflow once (``workflow/storage.py``: file, index and rename, in the order the duplicate
+policy needs) and map its outcome to the status.  The C-STORE response goes out only after the index
+commit and the rename: nothing is acknowledged that is not indexed and on disk.
 
 Received data sets are held by ``store/incoming.py`` (memory while small, a scratch file once large);
 on the pynetdicom path ``bound_received_messages`` puts them there as they arrive.
@@ -22,24 +18,23 @@ Statuses (SWF.md RAD-8): 0x0000 stored (also a duplicate under ``duplicate_polic
 """
 from __future__ import annotations
 
-import errno
 import logging
 from io import BytesIO
-from typing import Any, Callable
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import build_context, evt
-from pynetdicom._globals import ALL_TRANSFER_SYNTAXES
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import _STORAGE_CLASSES  # every storage SOP class pynetdicom knows
 
 from ...domain.uid import MAX_LENGTH as MAX_UID_LENGTH, uid_problem
-from ...store.files import FileStore, encode_file_meta
+from ...store.files import FileStore
 from ...store.incoming import IncomingDataSet
 from ...workflow import storage as workflow
 from ..ae import DicomContext, status_dataset
-from ..header import HeaderError, TooLarge, read_header
+from ..wire.header import HeaderError, TooLarge, read_header
+from ..wire.pynetdicom_private import (after_each_pdata, all_transfer_syntaxes, drop_received, received_bytes,
+                                       received_data_set, replace_received_data_set, storage_sop_classes)
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +44,11 @@ NOT_AUTHORISED = 0x0124
 OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # The data set of any other DIMSE message (N-CREATE, N-ACTION, C-FIND identifier ...) is small; a larger
 # one ends the association on the pynetdicom path.
 MAX_OTHER_DATA_SET_BYTES = 16 << 20
 
+ALL_TRANSFER_SYNTAXES = all_transfer_syntaxes()
 _UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"]
 _LOSSLESS = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90",
              "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.110",
@@ -65,7 +60,11 @@ _LOSSLESS = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.
 # uncompressed data to compress it lossily for us; DCMTK storescp prefers uncompressed too).
 TRANSFER_SYNTAXES = ([ts for ts in _LOSSLESS if ts in ALL_TRANSFER_SYNTAXES] + _UNCOMPRESSED +
                      [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _UNCOMPRESSED and ts not in _LOSSLESS])
-STORAGE_SOP_CLASSES = sorted(str(uid) for uid in _STORAGE_CLASSES.values())
+STORAGE_SOP_CLASSES = storage_sop_classes()    # every storage SOP class pynetdicom knows
+# The status of each way the storage workflow refuses an instance (every one a local limit or fault).
+_REFUSAL_STATUS = {workflow.DISK_FULL: OUT_OF_RESOURCES, workflow.NOT_WRITTEN: OUT_OF_RESOURCES,
+                   workflow.NOT_INDEXED: OUT_OF_RESOURCES}
+
 
 class StorageService:
     name = "storage"
@@ -77,8 +76,9 @@ class StorageService:
         if self.policy not in workflow.DUPLICATE_POLICIES:
             raise ValueError(f"dicom.duplicate_policy {self.policy!r}: use one of "
                              f"{', '.join(workflow.DUPLICATE_POLICIES)}")
-        self.commit_timeout = max(context.config.dicom.dimse_timeout, 5.0)
         self.max_instance_bytes = context.config.dicom.max_instance_bytes
+        self.storage = workflow.InstanceStorage(context.store, self.files,
+                                                commit_timeout=max(context.config.dicom.dimse_timeout, 5.0))
 
     def incoming(self) -> IncomingDataSet:
         """Where one received data set is collected (its scratch file, if any, in the store)."""
@@ -106,7 +106,7 @@ class StorageService:
 
     # -- C-STORE ----------------------------------------------------------------------------------
     def on_store(self, event: Any) -> int | Dataset:
-        """pynetdicom's C-STORE handler (the direct path, ``dicom/direct_storage.py``, calls ``receive``)."""
+        """pynetdicom's C-STORE handler (the direct path, ``dicom/wire/direct_storage.py``, calls ``receive``)."""
         request = event.request
         received = request.DataSet
         uids = {"AffectedSOPClassUID": str(request.AffectedSOPClassUID or ""),
@@ -135,33 +135,29 @@ class StorageService:
         64 characters (pynetdicom would end the association with a traceback) is cut to 64 in the command
         set and kept whole in the SpoolingDataSet, so ``receive`` refuses it with a status.  (That needs
         the command and the end of the data set in different P-DATA PDUs, as the SCUs we know send them.)
-        The one use of pynetdicom's message internals (``dimse.receive_primitive``, ``dimse.message``)."""
+        pynetdicom's message internals are reached through ``wire/pynetdicom_private.py``."""
         assoc = event.assoc
-        dimse = assoc.dimse
-        receive: Callable[[Any], None] = dimse.receive_primitive
 
-        def receive_bounded(primitive: Any) -> None:
-            receive(primitive)
-            message = dimse.message                      # None once a message is complete
-            if message is None or isinstance(message.data_set, SpoolingDataSet):
-                return
+        def receive_bounded(message: Any) -> None:
+            if message is None or isinstance(received_data_set(message), SpoolingDataSet):
+                return                                   # None once a message is complete
             if isinstance(message, C_STORE_RQ):
                 incoming = self.incoming()
-                incoming.write(message.data_set.getbuffer())
+                incoming.write(received_data_set(message).getbuffer())
                 spooling = SpoolingDataSet(incoming)
                 for keyword in ("AffectedSOPInstanceUID", "AffectedSOPClassUID"):
                     uid = str(message.command_set.get(keyword) or "")
                     if len(uid) > MAX_UID_LENGTH:
                         spooling.command_uids[keyword] = uid
                         setattr(message.command_set, keyword, uid[:MAX_UID_LENGTH])
-                message.data_set = spooling
-            elif max(message.data_set.tell(), message.encoded_command_set.tell()) > MAX_OTHER_DATA_SET_BYTES:
+                replace_received_data_set(message, spooling)
+            elif received_bytes(message) > MAX_OTHER_DATA_SET_BYTES:
                 log.warning("DICOM association from %s aborted: a %s over %d bytes", assoc.requestor.ae_title,
                             type(message).__name__, MAX_OTHER_DATA_SET_BYTES)
-                message.data_set, message.encoded_command_set = BytesIO(), BytesIO()
+                drop_received(message)
                 assoc.abort(block=False)     # we run in the DUL thread: it sends the A-ABORT
 
-        dimse.receive_primitive = receive_bounded
+        after_each_pdata(assoc, receive_bounded)
 
     def receive(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
                 data: IncomingDataSet) -> int | Dataset:
@@ -182,7 +178,7 @@ class StorageService:
         if data.too_large:
             return self._too_large(command_uid, calling, f"data set of {data.size} bytes")
         if data.failure is not None:
-            return self._write_failed(command_uid, calling, data.failure)
+            return self._status(workflow.write_refused(command_uid, calling, data.failure))
         try:
             with data.view() as view:
                 header = read_header(view, transfer_syntax, self.max_instance_bytes, self.files.root)
@@ -195,107 +191,18 @@ class StorageService:
         if problem:
             log.warning("C-STORE %s from %s refused: %s", command_uid, calling, problem)
             return status_dataset(DOES_NOT_MATCH_SOP_CLASS, problem)
-        relative = self.files.relative_path(header["StudyInstanceUID"], header["SeriesInstanceUID"], command_uid)
-        meta = encode_file_meta(sop_class_uid.strip(), command_uid, transfer_syntax, calling)
-        instance = workflow.ReceivedInstance.from_header(header, transfer_syntax_uid=transfer_syntax,
-                                                         path=relative, size_bytes=len(meta) + data.size,
-                                                         received_from=calling)
-        if self.policy == workflow.OVERWRITE:
-            return self._store_in_order(instance, meta, data, calling)
-        return self._store_overlapped(instance, meta, data, calling)
+        return self._status(self.storage.store_received(header, transfer_syntax, calling, data, self.policy))
 
     def _too_large(self, uid: str, calling: str, what: str) -> Dataset:
         log.warning("C-STORE %s from %s refused: %s, over dicom.max_instance_bytes (%d)", uid, calling, what,
                     self.max_instance_bytes)
         return status_dataset(OUT_OF_RESOURCES, f"instance larger than {self.max_instance_bytes} bytes")
 
-    def _store_in_order(self, instance: workflow.ReceivedInstance, meta: bytes, data: IncomingDataSet,
-                        calling: str) -> int | Dataset:
-        """Write, then index; the transaction renames the file into place (it may replace a copy)."""
-        uid = instance.sop_instance_uid
-        try:
-            pending = self.files.write_pending(instance.path, meta, data)
-        except OSError as exc:
-            return self._write_failed(uid, calling, exc)
-        try:
-            result = self.context.store.submit(
-                lambda txn: workflow.index_instance(txn, instance, self.policy, pending.place)
-            ).result(self.commit_timeout)
-        except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
-            pending.discard()
-            log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
-            return status_dataset(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
-        self._log(uid, calling, result)
-        return SUCCESS
-
-    def _store_overlapped(self, instance: workflow.ReceivedInstance, meta: bytes, data: IncomingDataSet,
-                          calling: str) -> int | Dataset:
-        """Duplicate policy ``ignore``: the index transaction (and its commit, the one disk flush per
-        instance) runs while this thread writes the file; the file is renamed into place after the
-        commit, before the answer.  A file that cannot be written takes its index row back.  A file
-        lost after its row committed (crash in between, or deleted) is restored by the next copy."""
-        uid = instance.sop_instance_uid
-        future = self.context.store.submit(lambda txn: workflow.index_instance(txn, instance, workflow.IGNORE))
-        pending, write_error = None, None
-        try:
-            pending = self.files.write_pending(instance.path, meta, data)
-        except OSError as exc:
-            write_error = exc
-        try:
-            result = future.result(self.commit_timeout)
-        except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
-            if pending is not None:
-                pending.discard()
-            log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
-            return status_dataset(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
-        if result.outcome == workflow.IGNORED:
-            if pending is not None and result.path == instance.path and not self._intact(result.path,
-                                                                                          result.size_bytes):
-                # indexed, but its file is gone or short (lost after the commit): this copy takes its place
-                log.warning("C-STORE %s from %s: indexed but its file was missing or short; stored again from"
-                            " this copy", uid, calling)
-                try:
-                    result = self.context.store.submit(
-                        lambda txn: workflow.index_instance(txn, instance, workflow.OVERWRITE, pending.place)
-                    ).result(self.commit_timeout)
-                except Exception as exc:  # noqa: BLE001
-                    pending.discard()
-                    log.error("C-STORE %s from %s: not indexed: %s", uid, calling, exc)
-                    return status_dataset(OUT_OF_RESOURCES, f"cannot index the instance: {exc}")
-            elif pending is not None:
-                pending.discard()
-            self._log(uid, calling, result)
-            return SUCCESS
-        if write_error is None and pending is not None:
-            try:
-                pending.place()
-            except OSError as exc:
-                pending.discard()
-                write_error = exc
-        if write_error is not None:
-            try:
-                self.context.store.write(lambda txn: workflow.remove_instance(txn, result.instance_ref),
-                                         self.commit_timeout)
-            except Exception:  # noqa: BLE001 - the row stays without a file; commitment reports it missing
-                log.exception("C-STORE %s: cannot take back the index row of the unwritten file", uid)
-            return self._write_failed(uid, calling, write_error)
-        self._log(uid, calling, result)
-        return SUCCESS
-
-    def _intact(self, relative: str, size_bytes: int) -> bool:
-        try:
-            return self.files.absolute(relative).stat().st_size == size_bytes
-        except OSError:
-            return False
-
     @staticmethod
-    def _log(uid: str, calling: str, result: workflow.StoreResult) -> None:
-        if result.outcome == workflow.IGNORED:
-            log.info("C-STORE %s from %s: already stored, duplicate ignored", uid, calling)
-        elif log.isEnabledFor(logging.DEBUG):
-            log.debug("C-STORE %s from %s: %s (%d bytes)%s", uid, calling, result.outcome, result.size_bytes,
-                      f", requested procedure #{result.requested_procedure_ref}" if result.requested_procedure_ref
-                      else "")
+    def _status(outcome: workflow.StoreOutcome) -> int | Dataset:
+        if outcome.result is not None:      # stored, replaced, or a duplicate ignored
+            return SUCCESS
+        return status_dataset(_REFUSAL_STATUS[outcome.refusal], outcome.reason)
 
     @staticmethod
     def _mismatch(header: dict[str, Any], sop_class_uid: str, sop_instance_uid: str) -> str:
@@ -311,13 +218,6 @@ class StorageService:
         if header["SOPClassUID"] != sop_class_uid:
             return "SOP Class UID differs from the C-STORE request"
         return ""
-
-    def _write_failed(self, uid: str, calling: str, exc: OSError) -> Dataset:
-        if exc.errno in _DISK_FULL:
-            log.error("C-STORE %s from %s: disk full (%s)", uid, calling, exc.strerror)
-            return status_dataset(OUT_OF_RESOURCES, "out of resources: disk full")
-        log.error("C-STORE %s from %s: cannot write the file: %s", uid, calling, exc)
-        return status_dataset(OUT_OF_RESOURCES, f"cannot write: {exc.strerror or exc}")
 
 
 class SpoolingDataSet(BytesIO):

@@ -23,8 +23,8 @@ from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
 from ..ae import DicomContext, ForegroundService, element_text, status_dataset
 from ..identifier import identifier_of
-from ..pending_responses import PendingSender, encode_identifier, pending_command
-from ..response_encoding import Element, NotPlain, encode_elements
+from ..wire.pending_responses import PendingSender, encode_identifier, pending_command
+from ..wire.response_encoding import Element, NotPlain, encode_elements
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from ..store.incoming import IncomingDataSet
+from ...store.incoming import IncomingDataSet
+from ..ae import DicomContext, DicomServer
+from ..services.storage import STORAGE_SOP_CLASSES, StorageService
 from . import upper_layer as ul
-from .ae import DicomContext, DicomServer
-from .services.storage import STORAGE_SOP_CLASSES, StorageService
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,8 @@ from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import P_DATA
 
+from .pynetdicom_private import pdu_sender, peer_maximum_pdu
+
 PDV_OVERHEAD = 6            # item length (4), presentation context ID (1), message control header (1)
 COMMAND_LAST, DATA_MORE, DATA_LAST = 0x03, 0x00, 0x02
 UNLIMITED_PDU = 1 << 20     # PDU size used when the peer announces no limit (maximum length 0)
@@ -41,10 +43,10 @@ class PendingSender:
     """Sends (command, identifier) messages of one presentation context as P-DATA primitives."""
 
     def __init__(self, assoc: Any, context_id: int, command: bytes):
-        self._dul = assoc.dul
+        self._send_pdu = pdu_sender(assoc)
         self._context_id = context_id
         self._command = command
-        peer_max = assoc.dimse.maximum_pdu_size
+        peer_max = peer_maximum_pdu(assoc)
         self._capacity = peer_max if peer_max else UNLIMITED_PDU
         self._pdvs: list[list] = []   # [context ID, control byte + fragment], as P_DATA wants them
         self._size = 0
@@ -77,7 +79,7 @@ class PendingSender:
             return
         primitive = P_DATA()
         primitive.presentation_data_value_list = self._pdvs
-        self._dul.send_pdu(primitive)
+        self._send_pdu(primitive)
         self._pdvs, self._size = [], 0
 
 

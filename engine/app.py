@@ -157,7 +157,7 @@ class Engine:
             refuse_open_listener(self.config, self.authorizer)   # before any listener opens
         dicom = self.config.dicom
         if dicom.port >= 0:
-            self.dicom = build_server(DicomContext(self.config, self.store, self.directory))
+            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
             except OSError as exc:

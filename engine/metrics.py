@@ -46,7 +46,8 @@ class EngineMetrics:
         self.associations_refused = Counter("swf_dicom_associations_refused",
                                             "DICOM connections or associations refused, by reason",
                                             ["reason"], registry=registry)
-        self.stored_instances = Counter("swf_dicom_stored_instances", "C-STORE requests answered, by outcome",
+        self.stored_instances = Counter("swf_dicom_stored_instances",
+                                        "C-STORE requests answered: accepted (stored, or a duplicate kept) or refused",
                                         ["outcome"], registry=registry)
         self.stored_bytes = Counter("swf_dicom_stored_bytes", "Bytes of the instances stored", registry=registry)
         self.mpps = Counter("swf_mpps", "MPPS N-CREATE / N-SET accepted, by the status they set",
@@ -60,9 +61,19 @@ class EngineMetrics:
         self.mwl_queries.labels(outcome).inc()
         self.mwl_query_seconds.observe(seconds)
 
+    def association_accepted(self, services: Iterable[str]) -> None:
+        for service in set(services):
+            self.associations.labels(service).inc()
+
+    def association_refused(self, reason: str) -> None:
+        self.associations_refused.labels(reason).inc()
+
+    def mpps_accepted(self, status: str) -> None:
+        self.mpps.labels(status).inc()
+
     def instance_stored(self, outcome: str, size: int) -> None:
         self.stored_instances.labels(outcome).inc()
-        if outcome == "stored":
+        if outcome == "accepted":
             self.stored_bytes.inc(size)
 
     def watch(self, state: "EngineState") -> None:

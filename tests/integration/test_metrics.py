@@ -10,8 +10,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, free_port
 from tests.hostile import END, START, mllp_connect, msa, read_frame
+from tests.integration.test_direct_storage import ct_instance, dcmtk, write
 from tests.integration.test_http_health import config, http_get
+from tests.integration.test_mpps import Modality, final, in_progress, replay_order
 from tests.integration.test_outbound import ORDER
+from tests.integration.test_worklist import findscu
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -66,3 +69,35 @@ def test_counters_and_gauges_move_with_traffic(start_engine, tmp_path: Path) -> 
 
     (routes / "99-broken.yaml").write_text("rules:\n  - name: broken\n    when: [unclosed\n")
     wait_for(engine.http_port, ("swf_rules_reload_failures_total", ()), 1)
+
+
+def test_dicom_counters_move_with_real_associations(start_engine, tmp_path: Path) -> None:
+    """DCMTK findscu (MWL) and storescu (C-STORE), a pynetdicom MPPS N-CREATE / N-SET, and DCMTK echoscu
+    to a called AE title that is not ours."""
+    engine = start_engine()
+    replay_order(engine, tmp_path)
+    assert findscu(engine.dicom_port, ["AccessionNumber", "ScheduledProcedureStepSequence[0].Modality"],
+                   tmp_path / "mwl").returncode == 0
+    files = [write(ct_instance(n), tmp_path / f"ct{n}.dcm") for n in range(3)]
+    stored = dcmtk("storescu", "-aet", "CT1_AE", "-aec", "SWF_ENGINE", "127.0.0.1", str(engine.dicom_port),
+                   *map(str, files))
+    assert stored.returncode == 0, stored.stderr
+    wrong = dcmtk("echoscu", "-aet", "CT1_AE", "-aec", "NOT_US", "127.0.0.1", str(engine.dicom_port))
+    assert wrong.returncode != 0
+    modality = Modality(engine.dicom_port)
+    uid = "1.2.826.0.1.3680043.9.7777.50.1"
+    assert modality.create(in_progress(), uid)[0].Status == 0x0000
+    assert modality.set(final(), uid)[0].Status == 0x0000
+    modality.close()
+
+    samples = scrape(engine.http_port)
+    assert samples[("swf_mwl_queries_total", (("outcome", "success"),))] == 1
+    assert samples[("swf_mwl_query_seconds_count", ())] == 1
+    assert samples[("swf_dicom_stored_instances_total", (("outcome", "accepted"),))] == 3
+    assert samples[("swf_dicom_stored_bytes_total", ())] >= 3 * 2048
+    assert samples[("swf_mpps_total", (("status", "IN PROGRESS"),))] == 1
+    assert samples[("swf_mpps_total", (("status", "COMPLETED"),))] == 1
+    assert samples[("swf_dicom_associations_total", (("service", "worklist"),))] == 1
+    assert samples[("swf_dicom_associations_total", (("service", "storage"),))] == 1
+    assert samples[("swf_dicom_associations_total", (("service", "mpps"),))] == 1
+    assert samples[("swf_dicom_associations_refused_total", (("reason", "rejected"),))] == 1

@@ -46,8 +46,9 @@ class Admission:
     """Connection and association counts of one listener, and the gate each connection passes."""
 
     def __init__(self, dicom: DicomConfig, pynetdicom_serve: Callable[[socket.socket, Any], None],
-                 pynetdicom_associations: Callable[[], list[Any]]):
+                 pynetdicom_associations: Callable[[], list[Any]], count_refusal: Callable[[str], None]):
         self.dicom = dicom
+        self.count_refusal = count_refusal                 # reason -> /metrics
         self.pynetdicom_serve = pynetdicom_serve
         self.pynetdicom_associations = pynetdicom_associations
         self.direct: AssociationPath | None = None
@@ -80,6 +81,7 @@ class Admission:
                 self._waiting += 1
                 self._sockets[sock] = False
                 return True
+        self.count_refusal("per_peer_cap" if not per_peer else "waiting_cap")
         self._refusals.refused(peer, f"DICOM connections refused from {peer}: " + (
             f"{self.dicom.max_associations_per_peer} already open (dicom.max_associations_per_peer)"
             if not per_peer else f"{self.most_waiting} connections waiting for their A-ASSOCIATE-RQ"))
@@ -116,10 +118,12 @@ class Admission:
         try:
             return ul.parse_associate_rq(ul.peek_pdu(sock, self.dicom.association_request_timeout))
         except ul.PduError as exc:
+            self.count_refusal("bad_request")
             log.warning("DICOM connection from %s aborted: %s", where, exc)
             ul.send_quietly(sock, ul.abort(2, exc.reason))
             _discard_unread(sock)
         except TimeoutError:
+            self.count_refusal("request_timeout")
             log.warning("DICOM connection from %s closed: no whole A-ASSOCIATE-RQ within %.0f s "
                         "(dicom.association_request_timeout)", where, self.dicom.association_request_timeout)
         except (ul.PeerClosed, OSError) as exc:
@@ -128,6 +132,7 @@ class Admission:
         return None
 
     def _refuse(self, sock: socket.socket, address: Any, request: ul.AssociateRQ) -> None:
+        self.count_refusal("association_cap")
         log.warning("DICOM association from %s (%s:%s) refused: %d associations open (dicom.max_associations)",
                     request.calling_title, address[0], address[1], self.dicom.max_associations)
         try:

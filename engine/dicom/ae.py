@@ -18,6 +18,7 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext
 
 from ..config import Config, DicomConfig
+from ..metrics import EngineMetrics
 from ..store.database import Store
 from . import services as services_package
 from .wire import pynetdicom_private as private
@@ -35,6 +36,7 @@ class DicomContext:
     config: Config
     store: Store
     directory: AEDirectory
+    metrics: EngineMetrics = field(default_factory=EngineMetrics)   # what /metrics counts
 
     @property
     def ae_title(self) -> str:
@@ -91,9 +93,13 @@ class DicomServer:
     port: int = 0
     handlers: list[tuple[Any, Callable]] = field(default_factory=list)
     settings: DicomConfig = field(default_factory=DicomConfig)
+    metrics: EngineMetrics = field(default_factory=EngineMetrics)
     admission: Admission | None = None      # the gate of every connection (dicom/admission.py)
     # Run before the listener shuts down (which waits for every connection's thread to end).
     before_shutdown: list[Callable[[], None]] = field(default_factory=list)
+
+    def open_associations(self) -> int:
+        return len(self.server.active_associations) if self.server is not None else 0
 
     def stop(self) -> None:
         for service in self.services:
@@ -165,10 +171,22 @@ def _on_connection(event: Any) -> None:
     read_bounded_pdus(event.assoc, ul.largest_pdu(event.assoc.acceptor.maximum_length))
 
 
-def _log_association(event: Any) -> None:
-    requestor = event.assoc.requestor
-    log.info("DICOM association from %s (%s:%s) to %s", requestor.ae_title, requestor.address, requestor.port,
-             event.assoc.acceptor.ae_title)
+def _association_handlers(metrics: EngineMetrics, services: list[Service]) -> list[tuple[Any, Callable]]:
+    """Log each accepted association and count it by the services it negotiated; count rejections."""
+    service_of = {str(presentation.abstract_syntax): service.name
+                  for service in services for presentation in service.contexts()}
+
+    def accepted(event: Any) -> None:
+        requestor = event.assoc.requestor
+        log.info("DICOM association from %s (%s:%s) to %s", requestor.ae_title, requestor.address, requestor.port,
+                 event.assoc.acceptor.ae_title)
+        metrics.association_accepted(service_of.get(str(context.abstract_syntax), "other")
+                                     for context in event.assoc.accepted_contexts)
+
+    def rejected(event: Any) -> None:
+        metrics.association_refused("rejected")     # unknown calling or called AE title, or pynetdicom's cap
+
+    return [(evt.EVT_ACCEPTED, accepted), (evt.EVT_REJECTED, rejected)]
 
 
 def build_server(context: DicomContext) -> DicomServer:
@@ -188,8 +206,7 @@ def build_server(context: DicomContext) -> DicomServer:
         for presentation in service.contexts():
             ae.add_supported_context(presentation.abstract_syntax, presentation.transfer_syntax,
                                      scu_role=presentation.scu_role, scp_role=presentation.scp_role)
-    handlers: list[tuple[Any, Callable]] = [(evt.EVT_ACCEPTED, _log_association),
-                                            (evt.EVT_CONN_OPEN, _on_connection)]
+    handlers = [*_association_handlers(context.metrics, services), (evt.EVT_CONN_OPEN, _on_connection)]
     by_sop_class: dict[Any, dict[str, Callable]] = {}
     for service in services:
         for entry in service.handlers():
@@ -201,7 +218,7 @@ def build_server(context: DicomContext) -> DicomServer:
                 handlers.append(entry)
     for event, table in by_sop_class.items():
         handlers.append((event, _dispatcher(table)))
-    return DicomServer(ae, services, handlers=handlers, settings=dicom)
+    return DicomServer(ae, services, handlers=handlers, settings=dicom, metrics=context.metrics)
 
 
 def _dispatcher(table: dict[str, Callable]) -> Callable:
@@ -224,7 +241,7 @@ def start_server(server: DicomServer, host: str, port: int) -> None:
     listener = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
     private.share_supported_contexts(listener)
     server.admission = Admission(server.settings, private.pynetdicom_serve(listener),
-                                 lambda: listener.active_associations)
+                                 lambda: listener.active_associations, server.metrics.association_refused)
     server.admission.install(listener)
     server.before_shutdown.append(server.admission.abort_all)
     server.server = listener

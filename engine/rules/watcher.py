@@ -38,6 +38,8 @@ class RulesHolder:
         self._fingerprint = self._scan()
         self.current = load_checked(self.directory, profile_names)
         self.last_problems: list[YamlProblem] = []
+        self.reloads = 0                  # edits put in force since start (for /metrics)
+        self.refusals = 0                 # edits refused, the last good rules kept
 
     def __call__(self) -> RuleSet:
         return self.current
@@ -69,8 +71,10 @@ class RulesHolder:
             for problem in self.last_problems:
                 log.error("rules refused: %s", problem)
             log.error("keeping the last good rules (%d rules)", len(self.current.rules))
+            self.refusals += 1
             return False
         self.current = ruleset
         self.last_problems = []
+        self.reloads += 1
         log.info("rules reloaded from %s: %d rules in %d files", self.directory, len(ruleset.rules), len(ruleset.files))
         return True

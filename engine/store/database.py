@@ -217,6 +217,12 @@ class Transaction:
             self._savepoints -= 1
 
 
+def refresh_planner_statistics(txn: Transaction) -> None:
+    """``ANALYZE``: without planner statistics SQLite scans for some worklist keys (a name prefix: 97 ms
+    instead of 2 ms at 100,000 items).  The engine runs it at start and hourly, on the writer."""
+    txn.execute("ANALYZE")
+
+
 def _sqlite_connect(path: str, writer: bool = False) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     connection.execute("PRAGMA journal_mode=WAL")

@@ -16,7 +16,7 @@ from twisted.web import resource
 
 from .. import reactor_bridge
 from ..store.database import Store
-from ..store.health import health_counts
+from ..store.health import HealthFigures, health_figures
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +29,29 @@ class HealthSnapshot:
     def __init__(self, store: Store, max_age: float = 5.0):
         self.store = store
         self.max_age = max_age
-        self.counts: dict[str, Any] = {}
+        self.figures = HealthFigures({}, 0, ())
         self._taken_at = 0.0
         self._refreshing = False
 
     def load(self) -> None:
         """Read the figures now, on the calling thread (at start, before the listeners serve)."""
-        self.counts = self.store.read(health_counts)
+        self.figures = self.store.read(health_figures)
         self._taken_at = time.monotonic()
 
     @property
     def age(self) -> float:
         return time.monotonic() - self._taken_at
 
-    def current(self) -> dict[str, Any]:
+    def current(self) -> HealthFigures:
         """The figures as last read; a stale snapshot starts one refresh on the thread pool."""
         if self.age > self.max_age and not self._refreshing:
             self._refreshing = True
-            reactor_bridge.read(self.store, health_counts).addCallbacks(self._refreshed, self._failed).addBoth(
+            reactor_bridge.read(self.store, health_figures).addCallbacks(self._refreshed, self._failed).addBoth(
                 self._done)
-        return self.counts
+        return self.figures
 
-    def _refreshed(self, counts: dict[str, Any]) -> None:
-        self.counts = counts
+    def _refreshed(self, figures: HealthFigures) -> None:
+        self.figures = figures
         self._taken_at = time.monotonic()
 
     def _failed(self, failure: Any) -> None:
@@ -76,6 +76,10 @@ class HealthPage(resource.Resource):
         if request.path != HEALTH_PATH:
             request.setResponseCode(404)
             return json.dumps({"error": "not found", "paths": [HEALTH_PATH.decode()]}).encode()
-        counts = self.snapshot.current()
-        body = {"status": "ok", **self.live(), **counts, "snapshot_age_seconds": round(self.snapshot.age, 1)}
+        figures = self.snapshot.current()
+        body = {"status": "ok", **self.live(), "journal": figures.journal,
+                "steps_without_station": figures.steps_without_station,
+                "queues": [{"queue": q.queue, "destination": q.destination, "status": q.status, "count": q.count,
+                            "oldest_at": q.oldest_at} for q in figures.queues],
+                "snapshot_age_seconds": round(self.snapshot.age, 1)}
         return json.dumps(body).encode()

@@ -187,6 +187,7 @@ class MppsService(ForegroundService):
             return failure, None
         log.info("MPPS %s IN PROGRESS from %s: %s", uid, calling,
                  "unscheduled" if result.unscheduled else ", ".join(result.linked))
+        self.context.metrics.mpps_accepted("IN PROGRESS")
         if given:
             return 0x0000, None
         reply = Dataset()
@@ -210,6 +211,7 @@ class MppsService(ForegroundService):
             return failure, None
         log.info("MPPS %s %s from %s: %s", uid, result.status, calling,
                  "unscheduled" if result.unscheduled else ", ".join(result.linked))
+        self.context.metrics.mpps_accepted(result.status)
         return 0x0000, None
 
 

@@ -162,6 +162,12 @@ class StorageService:
     def receive(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
                 data: IncomingDataSet) -> int | Dataset:
         """Store one received data set; the C-STORE response status (with a comment on failure)."""
+        status = self._checked_store(calling, sop_class_uid, sop_instance_uid, transfer_syntax, data)
+        self.context.metrics.instance_stored("accepted" if status == SUCCESS else "refused", data.size)
+        return status
+
+    def _checked_store(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
+                       data: IncomingDataSet) -> int | Dataset:
         command_uid = sop_instance_uid.strip()
         if not self.context.directory.allows(calling, "store"):
             log.warning("C-STORE %r from %s refused: not authorised (permission 'store')", command_uid, calling)

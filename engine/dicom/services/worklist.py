@@ -7,6 +7,7 @@ back with exactly the keys of the request (section 5.5) and the calling AE's cha
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -365,19 +366,28 @@ class WorklistService(ForegroundService):
         calling = event.assoc.requestor.ae_title.strip()
         transfer_syntax = event.context.transfer_syntax
         sender: PendingSender | None = None
+        started = time.perf_counter()
         try:
             identifier = identifier_of(event)
         except QueryError as exc:
             log.warning("MWL query from %s refused: %s", calling, exc)
+            self.context.metrics.mwl_answered("refused", time.perf_counter() - started)
             yield status_dataset(0xA900, str(exc)), None
             return
         for status, response in self.answer(identifier, calling, lambda: event.is_cancelled):
             if response is None:
+                self.context.metrics.mwl_answered(_outcome(status), time.perf_counter() - started)
                 yield status, None
                 return
             if sender is None:
                 sender = PendingSender(event.assoc, event.context.context_id, pending_command(event.request, status))
             sender.add(response.encode(transfer_syntax))
+
+
+def _outcome(status: Any) -> str:
+    """The /metrics outcome of a C-FIND's final status (a code, or a status data set with a comment)."""
+    code = status if isinstance(status, int) else int(status.Status)
+    return {0x0000: "success", 0xFE00: "cancelled"}.get(code, "refused")
 
 
 def create(context: DicomContext) -> WorklistService:

@@ -164,6 +164,7 @@ class DirectStorage:
                                      self.implementation_version))
         calling = request.calling_title
         log.info("DICOM association from %s (%s:%s) to %s", calling, address[0], address[1], self.context.ae_title)
+        self.context.metrics.association_accepted(["storage"])
         accepted = {context_id: ts for context_id, result, ts in results if result == ul.ACCEPTANCE}
         largest = ul.largest_pdu(self.maximum_length)
         exchange = _Exchange(sock, request.maximum_length, self.storage.incoming)

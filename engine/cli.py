@@ -511,7 +511,7 @@ def cmd_forwards(args: argparse.Namespace, store: "Store") -> int:
 
 
 EXPLAIN_COLUMNS = (
-    Column("ATTRIBUTE", 50, lambda a: f"{a.keyword} {a.tag}"[:49]),
+    Column("ATTRIBUTE", 54, lambda a: f"{a.keyword} {a.tag}"[:53]),
     Column("VALUE", 34, lambda a: _cell(a.value)),
     Column("FROM", None, lambda a: f"{a.origin.kind}: {a.origin.where}" + (
         f"  << DIFFERS: the messages give {_cell(a.rederived)!r}" if a.differs else "")),

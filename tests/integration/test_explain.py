@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -148,3 +149,29 @@ def test_explain_of_an_unknown_accession_says_so(start_engine, tmp_path) -> None
     assert "no scheduled step with accession number 'ACC-EX1' and SPS ID 'SPS-NONE'" in wrong_step.stderr
     no_database = run_swf("explain", "ACC-EX1", "--data-dir", str(tmp_path / "empty"))
     assert no_database.returncode == 2 and "no database" in no_database.stderr
+
+
+def test_the_readme_explain_example_runs_as_written(start_engine) -> None:
+    """The README's ``swf explain`` block after the quick start's replay: each command as written, and each
+    line of the output shown there found in the real output."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Where a worklist value came from"):]
+    commands, count_text, shown = re.findall(
+        r"```sh\n(.*?)```\n\nprints, among its (\d+) attribute lines:\n\n```\n(.*?)```", section, re.S)[0]
+    count = int(count_text)
+    engine = start_engine()
+    replay = run_swf("replay", str(ROOT / "samples" / "day-v231.hl7"), "--to", engine.address, "--no-progress",
+                     timeout=60)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    outputs = []
+    for line in commands.strip().splitlines():
+        words = shlex.split(line.partition("#")[0])
+        assert words[0] == ".venv/bin/swf" and words[1] == "explain", line
+        done = run_swf(*words[1:], "--data-dir", str(engine.data_dir), timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout)
+    table, as_json = outputs
+    for line in shown.strip().splitlines():
+        assert line in table.splitlines(), f"README line not in the output:\n{line}\n---\n{table}"
+    assert len(rows(table)) == count
+    assert len(json.loads(as_json)["attributes"]) == count

@@ -29,10 +29,8 @@ from .orders import ACTIONS
 if TYPE_CHECKING:
     from ..store.database import Store, Transaction
 
+# What an origin's ``kind`` may be (the HTTP API's enum).
 ORIGIN_KINDS = ("hl7", "rule", "profile", "generated", "default", "derived", "operator")
-# Columns the worklist serves from the step row rather than from the step's attributes (worklist.py).
-STEP_COLUMN_KEYWORDS = {"ScheduledStationAETitle": "station_ae_title", "ScheduledStationName": "station_name",
-                        "ScheduledProcedureStepLocation": "location", "Modality": "modality"}
 START_KEYWORDS = ("ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime")
 
 
@@ -104,11 +102,12 @@ class _MessageReader:
         self.prepared = ingestor.prepare(Received(journaled.raw))
         self.message = self.prepared.message
         self.decision = self.prepared.decision
-        text, codec = decode_bytes(journaled.raw, ingestor.config.hl7.default_charset)
-        self.original = Message(text, codec)   # as received, before the rules' set/map
         self.profile: Profile | None = None
+        self.original = self.message
         if self.message is not None and self.decision is not None and self.prepared.mapped is not None:
             self.profile = ingestor.mapping_profile(self.message, self.decision)
+            text, codec = decode_bytes(journaled.raw, ingestor.config.hl7.default_charset)
+            self.original = Message(text, codec)   # as received, before the rules' set/map
         self.matched = [rule for rule in rules.rules if self.decision and rule.name in self.decision.rules]
 
     def problem(self) -> str:
@@ -133,7 +132,9 @@ class _MessageReader:
         index, fp = source
         sequence = self.message.segment_indexes(fp.segment).index(index) + 1
         location = f"{fp.segment}({sequence})-{str(fp).partition('-')[2]}" if sequence > 1 else str(fp)
-        was = self.original.value_in(index, fp).strip() if index < len(self.original.segments) else ""
+        original = self.original
+        assert original is not None
+        was = original.value_in(index, fp).strip() if index < len(original.segments) else ""
         if was != self.message.value_in(index, fp).strip():
             for rule in self.matched:
                 for key, paths in (("set", rule.set_fields), ("map", rule.map_fields)):
@@ -314,7 +315,7 @@ def explain(step: stored.StoredStep, messages: list[stored.JournaledMessage],
         if changed:
             notes.append(changed)
         _apply_message(levels, reader, step)
-    operator = [change for change in operator_changes if step.sps_id in change.detail and "operator" in change.detail]
+    operator = [change for change in operator_changes if change.detail.startswith(f"SPS {step.sps_id} by the operator")]
     derived = {"patient": levels.patient, "procedure": levels.procedure, "step": levels.step}
     explained = [_explain_one(keyword, value, level, derived[level], step, config, operator)
                  for level, keyword, value in _served(step, config.orders.default_station_ae)]

@@ -510,6 +510,55 @@ def cmd_forwards(args: argparse.Namespace, store: "Store") -> int:
     return 0
 
 
+EXPLAIN_COLUMNS = (
+    Column("ATTRIBUTE", 54, lambda a: f"{a.keyword} {a.tag}"[:53]),
+    Column("VALUE", 34, lambda a: _cell(a.value)),
+    Column("FROM", None, lambda a: f"{a.origin.kind}: {a.origin.where}" + (
+        f"  << DIFFERS: the messages give {_cell(a.rederived)!r}" if a.differs else "")),
+)
+
+
+def _cell(value: Any) -> str:
+    from .workflow.explain import value_text
+
+    text = value_text(value)
+    return text if len(text) <= 33 else text[:30] + "..."
+
+
+@_reading
+def cmd_explain(args: argparse.Namespace, store: "Store") -> int:
+    import json
+
+    from .hl7.profiles import load_profiles
+    from .rules.watcher import load_checked, problems_of
+    from .workflow.explain import explain_step
+
+    config = resolve_config(args)
+    try:
+        profiles = load_profiles(config.profiles_dir)
+        rules = load_checked(config.routes_dir, set(profiles))
+    except Exception as exc:  # noqa: BLE001 - the same list of problems as swf rules check
+        _print_problems(problems_of(exc) or [f"cannot load the rules and profiles: {exc}"])
+        return 2
+    explanation = explain_step(store, args.accession, args.step, config=config, profiles=profiles, rules=rules)
+    if explanation is None:
+        step = f" and SPS ID {args.step!r}" if args.step else ""
+        print(f"no scheduled step with accession number {args.accession!r}{step}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(explanation.to_json(), indent=2, ensure_ascii=False, default=str))
+        return 0
+    others = (f"  (other steps: {', '.join(explanation.other_sps_ids)}; pick one with --step)"
+              if explanation.other_sps_ids else "")
+    print(f"accession {explanation.accession_number}  SPS {explanation.sps_id}{others}")
+    for label in explanation.messages:
+        print(f"from {label}")
+    print_table(EXPLAIN_COLUMNS, explanation.attributes, "no worklist attributes")
+    for note in explanation.notes:
+        print(f"note: {note}")
+    return 0
+
+
 def _operator_action(args: argparse.Namespace, work: Any, refused: str, done: str) -> int:
     """Run an operator's order change; the running engine reports the recorded event to the destinations."""
     from .domain.model import Rejection
@@ -782,6 +831,17 @@ COMMANDS = (
                   arg("--start", metavar="YYYYMMDDHHMM[SS]", help="new start date and time"),
                   arg("--station", metavar="AE_TITLE", help="new scheduled station AE title"),
                   arg("--reason", default="rescheduled by the operator", metavar="TEXT")),
+    _data_command("explain", "show where each worklist value of a scheduled step came from", cmd_explain,
+                  "Every worklist attribute of the step with its value and its origin: the HL7 field (message "
+                  "control ID, journal entry) and the profile line that maps it, the rule (file:line) that set it, "
+                  "the profile table that translated it, a generated identifier or a default. Worked out by running "
+                  "the step's journaled messages again with the rules and profiles in force now; a value the stored "
+                  "step holds otherwise is flagged DIFFERS. Exit 1 when no step has that accession number.",
+                  arg("accession", metavar="ACCESSION"),
+                  arg("--step", metavar="SPS_ID", help="the step of the accession (default: its first)"),
+                  arg("--json", action="store_true", help="print the explanation as JSON (as the HTTP API will)"),
+                  arg("--routes", metavar="DIR", help="routing rules folder (default ./routes)"),
+                  arg("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)")),
     _data_command("journal", "list received messages, or show one with its ACK", cmd_journal,
                   "Every received HL7 message is journaled, rejected ones included.",
                   arg("entry", nargs="?", type=int, metavar="ID", help="show this entry's raw message and ACK"),

@@ -49,6 +49,7 @@ class AttributeRule:
     truncate: bool = False
     match: dict[str, str] = field(default_factory=dict)  # for obx: {"codes": "29463-7|3141-9", "text": ...}
     field_paths: tuple[FieldPath, ...] = ()  # ``paths`` parsed once, at load
+    where: str = ""                   # file:line of its definition in the profile (``swf explain``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_paths", tuple(field_path(p) for p in self.paths))
@@ -106,11 +107,19 @@ class StepContext:
         return ""
 
 
-class Profile:
-    """A loaded mapping profile; ``load_profiles`` builds these from YAML."""
+# Where each value of an attribute was read: (segment index, path), or None (nothing read).
+Source = tuple[int, FieldPath] | None
 
-    def __init__(self, name: str, data: dict[str, Any]):
+
+class Profile:
+    """A loaded mapping profile; ``load_profiles`` builds these from YAML.
+
+    ``where`` holds the file:line of each definition, keyed ``section.key`` (``step.Modality``,
+    ``modality_map.NMR``): a site variant's own lines, else those of the profile it extends."""
+
+    def __init__(self, name: str, data: dict[str, Any], where: dict[str, str] | None = None):
         self.name = name
+        self.where: dict[str, str] = dict(where or {})
         self.title: str = data.get("title", name)
         self.extends: str = data.get("extends", "")
         self.messages: list[str] = list(data.get("messages", []))
@@ -122,9 +131,9 @@ class Profile:
         self.modality_map: dict[str, str] = dict(data.get("modality_map", {}))
         self.truncate: bool = bool(data.get("truncate", False))
         self.options: dict[str, Any] = dict(data.get("options", {}))
-        self.patient = [_rule(k, v) for k, v in (data.get("patient") or {}).items()]
-        self.request = [_rule(k, v) for k, v in (data.get("request") or {}).items()]
-        self.step = [_rule(k, v) for k, v in (data.get("step") or {}).items()]
+        self.patient = [_rule(k, v, self.where.get(f"patient.{k}", "")) for k, v in (data.get("patient") or {}).items()]
+        self.request = [_rule(k, v, self.where.get(f"request.{k}", "")) for k, v in (data.get("request") or {}).items()]
+        self.step = [_rule(k, v, self.where.get(f"step.{k}", "")) for k, v in (data.get("step") or {}).items()]
 
     # -- extraction ---------------------------------------------------------------------------
     def groups(self, message: Message) -> list[range]:
@@ -140,14 +149,14 @@ class Profile:
             return [StepContext(message, group, None, header_end)]
         return [StepContext(message, group, index, header_end) for index in indexes]
 
-    def patient_attributes(self, message: Message) -> dict[str, Any]:
-        return self._apply(self.patient, StepContext(message, range(len(message.segments)), None))
+    def patient_attributes(self, message: Message, sources: dict[str, Source] | None = None) -> dict[str, Any]:
+        return self._apply(self.patient, StepContext(message, range(len(message.segments)), None), sources)
 
-    def request_attributes(self, context: StepContext) -> dict[str, Any]:
-        return self._apply(self.request, context)
+    def request_attributes(self, context: StepContext, sources: dict[str, Source] | None = None) -> dict[str, Any]:
+        return self._apply(self.request, context, sources)
 
-    def step_attributes(self, context: StepContext) -> dict[str, Any]:
-        attributes = self._apply(self.step, context)
+    def step_attributes(self, context: StepContext, sources: dict[str, Source] | None = None) -> dict[str, Any]:
+        attributes = self._apply(self.step, context, sources)
         modality = attributes.get("Modality")
         if modality:
             attributes["Modality"] = self.modality_map.get(modality, modality)
@@ -170,7 +179,9 @@ class Profile:
         groups = self.groups(message)
         return self.step_modality(self.step_contexts(message, groups[0])[0]) if groups else ""
 
-    def _apply(self, rules: list[AttributeRule], context: StepContext) -> dict[str, Any]:
+    def _apply(self, rules: list[AttributeRule], context: StepContext,
+               sources: dict[str, Source] | None = None) -> dict[str, Any]:
+        """The attributes the rules give; with ``sources``, also where each was read (``swf explain``)."""
         result: dict[str, Any] = {}
         for rule in rules:
             value, source = self._value(rule, context)
@@ -192,9 +203,11 @@ class Profile:
                 raise (_mapping_error(reason, context.message, *source) if source
                        else MappingError(reason, rule.paths[0]))
             result[rule.keyword] = value
+            if sources is not None:
+                sources[rule.keyword] = source
         return result
 
-    def _value(self, rule: AttributeRule, context: StepContext) -> tuple[Any, tuple[int, FieldPath] | None]:
+    def _value(self, rule: AttributeRule, context: StepContext) -> tuple[Any, Source]:
         """The rule's value and where it was read (segment index, path); a bad value raises ``MappingError``."""
         message = context.message
         kind = rule.kind
@@ -332,20 +345,20 @@ def _observation(rule: AttributeRule, context: StepContext) -> tuple[str, tuple[
     return "", None
 
 
-def _rule(keyword: str, spec: Any) -> AttributeRule:
+def _rule(keyword: str, spec: Any, where: str = "") -> AttributeRule:
     """Build an AttributeRule from the YAML value: a path, a list of paths or a mapping."""
     vr = _vr(keyword)
     max_length, uid = VR_MAX_LENGTH.get(vr, 0), vr == "UI"
     if isinstance(spec, str):
-        return AttributeRule(keyword, (spec,), max_length=max_length, uid=uid)
+        return AttributeRule(keyword, (spec,), max_length=max_length, uid=uid, where=where)
     if isinstance(spec, list):
-        return AttributeRule(keyword, tuple(spec), max_length=max_length, uid=uid)
+        return AttributeRule(keyword, tuple(spec), max_length=max_length, uid=uid, where=where)
     paths = spec.get("path", ())
     paths = (paths,) if isinstance(paths, str) else tuple(paths)
     return AttributeRule(
         keyword, paths, kind=spec.get("type", "text"), every_segment=bool(spec.get("every_segment", False)),
         components=tuple(spec.get("components", ())), max_length=int(spec.get("max_length", max_length)),
-        truncate=bool(spec.get("truncate", False)), match=dict(spec.get("match", {})), uid=uid)
+        truncate=bool(spec.get("truncate", False)), match=dict(spec.get("match", {})), uid=uid, where=where)
 
 
 def _vr(keyword: str) -> str:

@@ -260,6 +260,22 @@ def load_profiles(directory: Path | str) -> dict[str, Profile]:
     for name in raw:
         resolve(name)
 
+    def definitions(name: str) -> dict[str, str]:
+        """file:line of each ``section.key`` the resolved profile holds: its own, else its base's."""
+        file, data = raw[name]
+        parent = data.get("extends")
+        where = definitions(parent) if parent else {}
+        for section in MERGED_KEYS:
+            block = data.get(section)
+            if not isinstance(block, LineDict):
+                continue
+            for key in block:
+                if block[key] is None:
+                    where.pop(f"{section}.{key}", None)
+                else:
+                    where[f"{section}.{key}"] = f"{file}:{block.line_of(str(key))}"
+        return where
+
     # A message type claimed by two base profiles would be mapped by whichever sorts first.
     claimed: dict[str, str] = {}
     for name in sorted(raw):
@@ -281,7 +297,7 @@ def load_profiles(directory: Path | str) -> dict[str, Profile]:
         if data is not None:
             merged = dict(data)
             merged.setdefault("title", name)
-            profiles[name] = Profile(name, merged)
+            profiles[name] = Profile(name, merged, definitions(name))
     return profiles
 
 

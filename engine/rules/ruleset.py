@@ -198,13 +198,22 @@ class RuleSet:
         ``set``/``map``/``reject``/``drop`` were applied once for the whole message by ``evaluate``.
         """
         schedule: dict[str, str] = {}
+        for rule in self.step_rules(message, lookup, modality):
+            schedule.update(rule.schedule)
+        return schedule
+
+    def step_rules(self, message: Message, lookup: Callable[[str], str],
+                   modality: Callable[[], str] | None = None) -> list[Rule]:
+        """The rules whose ``schedule`` applies to one order step, in order (later ones win a key): what
+        ``schedule_for`` merges, and what ``swf explain`` names."""
+        matched: list[Rule] = []
         for rule in self.rules:
             if not rule.matches(message, lookup, modality):
                 continue
-            schedule.update(rule.schedule)
+            matched.append(rule)
             if rule.reject or rule.drop or not rule.keep_going:
                 break
-        return schedule
+        return matched
 
 
 def _is_text(value: Any) -> bool:

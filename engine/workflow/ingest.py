@@ -226,7 +226,8 @@ class Ingestor:
             return HL7Error(201, f"{message.message_type} trigger {trigger} not supported", "MSH", 1, 9)
         return None
 
-    def _profile(self, message: Message, decision: Decision) -> Profile:
+    def mapping_profile(self, message: Message, decision: Decision) -> Profile:
+        """The profile that maps this message under this decision (a rule's ``profile:``, else the type's)."""
         code = message.message_code if message.trigger_event else {
             "ORM": "ORM^O01", "OMI": "OMI^O23", "OMG": "OMG^O19"}.get(message.message_type, message.message_code)
         profile = select_profile(self.profiles, code, decision.profile)
@@ -240,13 +241,13 @@ class Ingestor:
         """The first step's modality read with that profile (else the message type's): the rules'
         ``modality`` condition in their whole-message pass."""
         try:
-            return self._profile(message, Decision(profile=profile_name)).first_step_modality(message)
+            return self.mapping_profile(message, Decision(profile=profile_name)).first_step_modality(message)
         except Rejection:
             return ""
 
     def _map(self, message: Message, decision: Decision) -> Mapped:
         hl7 = self.config.hl7
-        profile = self._profile(message, decision)
+        profile = self.mapping_profile(message, decision)
         patient = extract.patient_data(message, profile, hl7.primary_issuer)
         if message.message_type == "ADT":
             prior = None

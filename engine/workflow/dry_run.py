@@ -50,7 +50,8 @@ class StepRoute:
     modality: str
 
     def __str__(self) -> str:
-        return f"{self.modality or '?'}@{self.station_ae or 'no station'}"
+        place = "/".join(part for part in (self.station_name, self.location) if part)
+        return f"{self.modality or '?'}@{self.station_ae or 'no station'}" + (f"({place})" if place else "")
 
 
 @dataclass(frozen=True)

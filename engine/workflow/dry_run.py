@@ -62,11 +62,11 @@ class RoutedDecision:
     outcome: str
     rules: tuple[str, ...] = ()
     places: tuple[str, ...] = ()    # file:line of each rule in ``rules``
-    mode: str = ""                  # orders only: the rule's mode, else orders.default_mode
+    mode: str = ""                  # accepted orders: the rule's mode, else orders.default_mode
     profile: str = ""               # the profile a rule named ("" = the message type's)
     reject: str = ""                # "AR: reason"
     drop: str = ""
-    outbound: tuple[str, ...] = ()
+    outbound: tuple[str, ...] = ()  # accepted messages only
     steps: tuple[StepRoute, ...] = ()
     problem: str = ""               # why it is refused
 
@@ -158,20 +158,21 @@ class RulesProbe:
             return RoutedDecision("refused", problem=prepared.header_error.reason)
         decision = prepared.decision
         assert decision is not None
-        common: dict[str, Any] = {
-            "rules": tuple(decision.rules), "places": tuple(decision.rule_places), "profile": decision.profile,
-            "outbound": tuple(decision.outbound),
-            "mode": "" if message.message_type == "ADT" else decision.mode or self.default_mode}
+        matched: dict[str, Any] = {"rules": tuple(decision.rules), "places": tuple(decision.rule_places),
+                                   "profile": decision.profile}
+        # A message that is not taken has no mode, steps or destinations: nothing of it is applied or sent.
         if decision.reject:
             return RoutedDecision("rejected", reject=f"{decision.reject['code']}: {decision.reject['reason']}",
-                                  **common)
+                                  **matched)
         if decision.drop:
-            return RoutedDecision("dropped", drop=decision.drop, **common)
+            return RoutedDecision("dropped", drop=decision.drop, **matched)
         if prepared.mapping_error is not None:
             error = prepared.mapping_error
             return RoutedDecision("refused", problem=getattr(error, "reason", "") or f"{type(error).__name__}: "
-                                  f"{error}", **common)
+                                  f"{error}", **matched)
         assert prepared.mapped is not None
+        matched["outbound"] = tuple(decision.outbound)
+        matched["mode"] = "" if message.message_type == "ADT" else decision.mode or self.default_mode
         steps = tuple(StepRoute(procedure.accession_number, step.sps_id,
                                 str(step.attributes.get("ScheduledStationAETitle", "")),
                                 str(step.attributes.get("ScheduledStationName", "")),
@@ -179,7 +180,7 @@ class RulesProbe:
                                 str(step.attributes.get("Modality", "")))
                       for request in prepared.mapped.requests for procedure in request.procedures
                       for step in procedure.steps)
-        return RoutedDecision("accepted", steps=steps, **common)
+        return RoutedDecision("accepted", steps=steps, **matched)
 
 
 def compare(messages: Iterable[ReplayMessage], today: RulesProbe, candidate: RulesProbe,

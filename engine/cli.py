@@ -234,6 +234,9 @@ def cmd_rules_dry_run(args: argparse.Namespace) -> int:
     candidate = _load_rules_or_say(args.candidate, set(profiles))
     if running is None or candidate is None:
         return 1
+    if args.messages and (args.since or args.until):
+        print("--messages routes the file's messages: --since/--until select journal messages", file=sys.stderr)
+        return 2
     store = None
     if args.messages:
         try:

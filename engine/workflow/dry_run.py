@@ -9,6 +9,7 @@ runs in bounded memory.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -16,10 +17,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..config import Config
 from ..hl7.mapping import Profile
+from ..hl7.message import Message
 from ..rules.ruleset import RuleSet
 from ..store import journal_replay
 from ..store.database import Store
 from .ingest import Ingestor, Prepared, Received
+
+log = logging.getLogger(__name__)
 
 DIFFERENCE_LIMIT = 1000        # differences kept by default; every message is counted
 PAGE_SIZE = 500                # journal rows read per read transaction
@@ -146,8 +150,14 @@ class RulesProbe:
         self.ingestor = Ingestor(config, profiles, lambda: rules)
         self.default_mode = config.orders.default_mode
 
-    def prepare(self, message: ReplayMessage) -> Prepared:
-        return self.ingestor.prepare(Received(message.raw, message.peer, message.received_at))
+    def route(self, message: ReplayMessage) -> tuple[RoutedDecision, Message | None]:
+        """The decision, and the message as parsed (None when unreadable)."""
+        try:
+            prepared = self.ingestor.prepare(Received(message.raw, message.peer, message.received_at))
+        except Exception as exc:  # noqa: BLE001 - one message the engine would answer AR does not stop the run
+            log.exception("dry-run: journal #%d could not be routed", message.journal_id)
+            return RoutedDecision("refused", problem=f"internal error: {type(exc).__name__}: {exc}"), None
+        return self.decide(prepared), prepared.message
 
     def decide(self, prepared: Prepared) -> RoutedDecision:
         message = prepared.message
@@ -196,15 +206,13 @@ def compare(messages: Iterable[ReplayMessage], today: RulesProbe, candidate: Rul
             skipped += 1
             continue
         read += 1
-        prepared = today.prepare(message)
-        before, after = today.decide(prepared), candidate.decide(candidate.prepare(message))
+        (before, parsed), (after, _) = today.route(message), candidate.route(message)
         kinds = differences(before, after)
         if not kinds:
             continue
         changed += 1
         by_kind.update(kinds)
         if len(kept) < limit:
-            parsed = prepared.message
             kept.append(MessageDiff(message.journal_id, message.received_at,
                                     parsed.control_id if parsed is not None else "",
                                     parsed.message_code if parsed is not None else "",

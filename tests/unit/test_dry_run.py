@@ -13,7 +13,7 @@ import pytest
 from engine.config import Config
 from engine.hl7.profiles import load_profiles
 from engine.rules.describe import check_rules, describe_rules
-from engine.rules.ruleset import load_ruleset, load_ruleset_texts
+from engine.rules.ruleset import Rule, RuleSet, load_ruleset, load_ruleset_texts
 from engine.workflow.dry_run import (ReplayMessage, RoutedDecision, RulesProbe, StepRoute, compare, differences,
                                      journal_time)
 
@@ -158,3 +158,14 @@ def test_posted_rules_are_checked_like_a_folder() -> None:
     [problem] = check_rules(texts).problems
     assert (problem.file, problem.line) == ("20-rooms.yaml", 14)
     assert "schedule.modality 'ct'" in problem.reason
+
+
+def test_a_message_the_candidate_cannot_route_is_reported_and_the_run_goes_on() -> None:
+    def broken(value: str) -> bool:
+        raise ZeroDivisionError("a bug in a matcher")
+    failing = RuleSet([Rule("boom", "x.yaml", 3, [("MSH-3", broken)])], {}, ["x.yaml"])
+    config = Config()
+    report = compare(MESSAGES[:3], RulesProbe(config, PROFILES, RUNNING), RulesProbe(config, PROFILES, failing))
+    assert (report.messages, report.changed) == (3, 3)
+    assert {diff.candidate.problem for diff in report.differences} == {
+        "internal error: ZeroDivisionError: a bug in a matcher"}

@@ -157,6 +157,136 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+RULE_COLUMNS = (
+    Column("#", 4, lambda rule: rule.position, right=True),
+    Column("  WHERE", 28, lambda rule: f"  {rule.where}"[-27:]),
+    Column("NAME", 44, lambda rule: rule.name[:43]),
+    Column("WHEN -> ACTIONS", None, lambda rule: f"{'; '.join(rule.conditions) or 'every message'} -> "
+           f"{'; '.join(rule.actions)}"),
+)
+
+
+def _load_rules_or_say(directory: str, profile_names: set[str]) -> Any:
+    """The rules of a folder, checked against the profiles; None after printing each file:line: reason."""
+    from .rules.watcher import load_checked, problems_of
+
+    try:
+        return load_checked(directory, profile_names)
+    except Exception as exc:  # noqa: BLE001 - every problem is shown
+        problems = problems_of(exc) or [f"{directory}: {exc}"]
+        _print_problems(problems)
+        print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
+        return None
+
+
+def _profile_names_or_say(directory: str) -> dict[str, Any] | None:
+    from .hl7.profiles import load_profiles
+    from .rules.watcher import problems_of
+
+    try:
+        return load_profiles(directory)
+    except Exception as exc:  # noqa: BLE001
+        _print_problems(problems_of(exc) or [f"{directory}: {exc}"])
+        return None
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    import json
+
+    from .rules.describe import describe_rules
+
+    profiles = _profile_names_or_say(args.profiles)
+    ruleset = None if profiles is None else _load_rules_or_say(args.directory, set(profiles))
+    if ruleset is None:
+        return 1
+    rules = describe_rules(ruleset)
+    if args.json:
+        print(json.dumps([rule.to_json() for rule in rules], indent=2))
+        return 0
+    print_table(RULE_COLUMNS, rules, f"no rules in {args.directory}: every message is processed with the defaults")
+    return 0
+
+
+def _diff_columns(today_width: int) -> tuple[Column, ...]:
+    return (
+        Column("JOURNAL", 8, lambda diff: diff.journal_id or "-"),
+        Column("CONTROL ID", 21, lambda diff: diff.control_id[:20] or "-"),
+        Column("TYPE", 9, lambda diff: diff.message_code[:8] or "-"),
+        Column("CHANGE", 17, lambda diff: ",".join(diff.kinds)[:16]),
+        Column("TODAY", today_width, lambda diff: diff.today.summary()),
+        Column("CANDIDATE", None, lambda diff: diff.candidate.summary()),
+    )
+
+
+def cmd_rules_dry_run(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from .replay import read_messages
+    from .workflow.dry_run import JournalReplay, ReplayMessage, RulesProbe, compare, journal_time
+
+    config = resolve_config(args)
+    profiles = _profile_names_or_say(config.profiles_dir)
+    if profiles is None:
+        return 1
+    running = _load_rules_or_say(config.routes_dir, set(profiles))
+    candidate = _load_rules_or_say(args.candidate, set(profiles))
+    if running is None or candidate is None:
+        return 1
+    if args.messages and (args.since or args.until):
+        print("--messages routes the file's messages: --since/--until select journal messages", file=sys.stderr)
+        return 2
+    store = None
+    if args.messages:
+        try:
+            messages: Any = [ReplayMessage(raw) for raw in read_messages(args.messages)]
+        except OSError as exc:
+            print(f"cannot read {args.messages}: {exc}", file=sys.stderr)
+            return 2
+        total = len(messages)
+    else:
+        try:
+            since, until = journal_time(args.since or ""), journal_time(args.until or "")
+        except ValueError as exc:
+            print(f"--since/--until must be ISO dates or date-times (2026-12-07, 2026-12-07T08:00): {exc}",
+                  file=sys.stderr)
+            return 2
+        store = _open_store(args)
+        if store is None:
+            return 2
+        messages = JournalReplay(store, since, until)
+        total = messages.total
+    try:
+        if not total:
+            print("no message in that range" if not args.messages else f"no message in {args.messages}")
+            return 0
+        bar = tqdm(total=total, unit="msg", disable=args.no_progress or args.json, file=sys.stderr,
+                   desc="dry-run", delay=1)
+        try:
+            report = compare(messages, RulesProbe(config, profiles, running), RulesProbe(config, profiles, candidate),
+                             args.limit, lambda: bar.update(1))
+        finally:
+            bar.close()
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        print(json.dumps({"running": config.routes_dir, "candidate": args.candidate, "since": args.since or "",
+                          "until": args.until or "", **report.to_json()}, indent=2))
+        return 0
+    width = max((len(diff.today.summary()) for diff in report.differences), default=5) + 2
+    print_table(_diff_columns(width), report.differences,
+                f"no change: the {report.messages} message(s) are decided the same by {args.candidate}")
+    kinds = ", ".join(f"{kind} {count}" for kind, count in report.by_kind.items())
+    print(f"{report.messages} message(s) read, {report.changed} changed" + (f" ({kinds})" if kinds else "")
+          + f", {report.messages - report.changed} unchanged"
+          + (f"; {report.skipped} duplicate(s) skipped" if report.skipped else ""))
+    if report.truncated:
+        print(f"showing the first {len(report.differences)} of {report.changed} changed messages (--limit)")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .hl7.validate import validate
     from .replay import read_messages
@@ -789,7 +919,36 @@ COMMANDS = (
                 description="Validate the rules (and the profiles they name). Exit 1 on any problem.",
                 arguments=(
                     arg("directory", nargs="?", default="routes", metavar="DIR", help="default ./routes"),
-                    arg("--profiles", default="profiles", metavar="DIR", help="default ./profiles"))),)),
+                    arg("--profiles", default="profiles", metavar="DIR", help="default ./profiles"))),
+        Command("list", "the rules in evaluation order, each with its file:line", cmd_rules_list,
+                description="Every rule of the folder in the order the engine evaluates them: position, "
+                "file:line, name, conditions and actions. Exit 1 (with file:line: reason) when the rules do not "
+                "load.",
+                arguments=(
+                    arg("directory", nargs="?", default="routes", metavar="DIR", help="default ./routes"),
+                    arg("--profiles", default="profiles", metavar="DIR", help="default ./profiles"),
+                    arg("--json", action="store_true", help="a JSON list instead of the table"))),
+        Command("dry-run", "route recorded messages by a candidate rules set: what would change", cmd_rules_dry_run,
+                description="Route the journal's messages (received from --since up to --until), or the messages "
+                "of --messages FILE, by the running rules (--routes) and by the candidate rules, and list the "
+                "messages whose decision differs (reject, drop, mode, profile, station, outbound destinations, "
+                "matched rules). Nothing is applied, sent or written. A candidate that does not load is refused "
+                "with file:line: reason (exit 1).",
+                arguments=(
+                    arg("--candidate", required=True, metavar="DIR", help="the edited copy of the rules folder"),
+                    arg("--since", metavar="ISO", help="first receive time, e.g. 2026-12-07T08:00 (local time "
+                        "unless an offset is given; default: the journal's start)"),
+                    arg("--until", metavar="ISO", help="receive time to stop before (default: now)"),
+                    arg("--messages", type=Path, metavar="FILE", help="route the messages of this file instead of "
+                        "the journal (no database needed)"),
+                    arg("--limit", type=int, default=1000, metavar="N",
+                        help="changed messages listed (default 1000; all are counted)"),
+                    arg("--json", action="store_true", help="the report as JSON"),
+                    arg("--no-progress", action="store_true", help="no progress bar"),
+                    arg("--routes", metavar="DIR", help="the running rules folder (default ./routes)"),
+                    arg("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)"),
+                    *DATA_OPTIONS)),
+    )),
     Command("validate", "check messages of files against the HL7 standard (hl7apy)", cmd_validate,
             description="Strict structural validation of every message of the files with hl7apy (segments, "
             "groups, data types of the message's own HL7 version). Slow (10-40 ms a message) and never used by "

@@ -10,6 +10,7 @@ class Decision:
     """What the matching rules decided for one message."""
 
     rules: list[str] = field(default_factory=list)
+    rule_places: list[str] = field(default_factory=list)   # file:line of each rule in ``rules``
     mode: str = ""
     profile: str = ""
     schedule: dict[str, str] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..domain.decision import Decision
 from ..hl7.message import FieldPath, Message, field_path
@@ -117,6 +117,7 @@ class Rule:
     outbound: list[str] = field(default_factory=list)
     keep_going: bool = False
     lines: dict[str, int] = field(default_factory=dict)  # line of each rule key, for later checks
+    condition_texts: list[str] = field(default_factory=list)  # each condition as written, for listings
 
     def matches(self, message: Message, lookup: Callable[[str], str] | None = None,
                 modality: Callable[[], str] | None = None) -> bool:
@@ -163,6 +164,7 @@ class RuleSet:
             if not rule.matches(message, None, (lambda: modality(decision.profile)) if modality else None):
                 continue
             decision.rules.append(rule.name)
+            decision.rule_places.append(rule.where)
             for path, value in rule.set_fields.items():
                 message.set(path, value)
             for path, table in rule.map_fields.items():
@@ -240,6 +242,17 @@ def _parse_when(raw: LineDict, rule: Rule, file: str, problems: list[YamlProblem
             rule.conditions.append((key, compile_matcher(spec, file, key_line)))
         except YamlProblem as problem:
             problems.append(problem)
+            continue
+        rule.condition_texts.append(f"{key}: {condition_text(spec)}")
+
+
+def condition_text(spec: Any) -> str:
+    """A condition value as an engineer wrote it, on one line (``[MR, NMR]``, ``not null``)."""
+    if isinstance(spec, list):
+        return "[" + ", ".join(condition_text(item) for item in spec) + "]"
+    if isinstance(spec, dict):
+        return "not " + condition_text(spec.get("not"))
+    return "null" if spec is None else str(spec)
 
 
 def _parse_schedule(raw: LineDict, rule: Rule, file: str, problems: list[YamlProblem]) -> None:
@@ -402,14 +415,33 @@ def load_ruleset(directory: Path | str, profile_names: set[str] | None = None) -
     directory = Path(directory)
     if not directory.is_dir():
         raise ExceptionGroup("rules folder missing", [YamlProblem(str(directory), 0, "rules folder does not exist")])
+    return _load(str(directory), [(str(path), None) for path in rule_files(directory)], profile_names)
+
+
+def load_ruleset_texts(texts: Mapping[str, str], profile_names: set[str] | None = None,
+                       origin: str = "posted rules") -> RuleSet:
+    """A rules set posted as ``{file name: YAML text}`` (the API's check and dry-run), read as a folder holding
+    those files would be: in file-name order, the same problems with the same file:line."""
+    names = sorted(name for name in texts if Path(name).suffix in (".yaml", ".yml") and not name.startswith("."))
+    problems = [YamlProblem(name, 0, "not a rules file name (NAME.yaml or NAME.yml, not hidden)")
+                for name in sorted(texts) if name not in names]
+    if not names and not problems:
+        problems.append(YamlProblem(origin, 0, "no rules file"))
+    if problems:
+        raise ExceptionGroup(f"{len(problems)} problem(s) in {origin}", problems)
+    return _load(origin, [(name, texts[name]) for name in names], profile_names)
+
+
+def _load(origin: str, sources: list[tuple[str, str | None]], profile_names: set[str] | None) -> RuleSet:
+    """The rules of the files in order; each source is a file name and its text (None: read the file)."""
     problems: list[YamlProblem] = []
     rules: list[Rule] = []  # every parsed rule: names of destinations and profiles are checked in all of them
     destinations: dict[str, Any] = {}
     destination_lines: dict[str, tuple[str, int]] = {}
-    files = [str(p) for p in rule_files(directory)]
-    for file in files:
+    files = [file for file, _ in sources]
+    for file, text in sources:
         try:
-            data = load_yaml(file, text_scalars=True)
+            data = load_yaml(file, text, text_scalars=True)
         except YamlProblem as problem:
             problems.append(problem)
             continue
@@ -458,7 +490,7 @@ def load_ruleset(directory: Path | str, profile_names: set[str] | None = None) -
     if profile_names is not None:
         problems.extend(check_profiles(RuleSet(rules, destinations, files), profile_names))
     if problems:
-        raise ExceptionGroup(f"{len(problems)} problem(s) in {directory}", problems)
+        raise ExceptionGroup(f"{len(problems)} problem(s) in {origin}", problems)
     return RuleSet(rules, destinations, files)  # no problem at all: every rule is complete
 
 

@@ -1,4 +1,5 @@
-"""Assembles and runs the engine: store, profiles, rules (with hot reload), MLLP listener, health page."""
+"""Assembles and runs the engine: store, profiles, rules (with hot reload), MLLP and DICOM listeners, and the
+HTTP site (/health, /ready, the /api/v1 API)."""
 from __future__ import annotations
 
 import errno
@@ -22,7 +23,11 @@ from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
 from .store import queues
 from .store.database import Store
+from .web.api import build_api
 from .web.health import HealthPage, HealthSnapshot
+from .web.local_access import LocalAccess
+from .web.ready import ReadyPage
+from .web.root import SiteRoot
 from .web.site import BoundedSite
 from .workflow.ingest import Ingestor, Received
 
@@ -114,6 +119,17 @@ class Engine:
             if mllp is not None else {},
         }
 
+    def _readiness(self) -> dict[str, str | None]:
+        """The /ready checks kept in memory: each listener open, a rules set in force (None = fine)."""
+        checks: dict[str, str | None] = {
+            "mllp": None if "mllp" in self.ports else "the MLLP listener is not open",
+            "rules": None if self.rules.current is not None else "no rules loaded",
+        }
+        if self.config.dicom.port >= 0:
+            checks["dicom"] = None if self.dicom is not None and self.dicom.server is not None else \
+                "the DICOM listener is not open"
+        return checks
+
     def _reload_rules(self) -> None:
         if self.rules.reload_if_changed():
             self.outbox.configure(self.rules.current.destinations)
@@ -143,9 +159,13 @@ class Engine:
         http = self.config.http
         if http.port >= 0:
             self.health.load()
-            site = BoundedSite(HealthPage(self.health, self._live_health), http.max_body_bytes, http.idle_timeout)
+            root = SiteRoot({b"health": HealthPage(self.health, self._live_health),
+                             b"ready": ReadyPage(self.store, self._readiness),
+                             b"api": build_api(self.store, LocalAccess())})
+            site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
             self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
-            log.info("HTTP listener on %s:%d: health (GET /health)", http.host, self.ports["http"].getHost().port)
+            log.info("HTTP listener on %s:%d: GET /health, GET /ready, the API under /api/v1 "
+                     "(its OpenAPI document: GET /api/v1/openapi.json)", http.host, self.ports["http"].getHost().port)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
         self.outbox.configure(self.rules.current.destinations)

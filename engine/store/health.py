@@ -14,3 +14,8 @@ def health_counts(txn: Transaction) -> dict[str, Any]:
     without_station = txn.one("SELECT COUNT(*) AS n FROM scheduled_steps WHERE status = ? AND station_ae_title = ''",
                               (StepStatus.SCHEDULED.value,))
     return {"journal": journal, "steps_without_station": without_station["n"] if without_station else 0}
+
+
+def database_reachable(txn: Transaction) -> bool:
+    """A statement the database must answer (for /ready): raises the store's error when it cannot."""
+    return txn.row("SELECT 1") is not None

@@ -62,7 +62,7 @@ class HealthSnapshot:
 
 
 class HealthPage(resource.Resource):
-    """The site's root: ``/health`` answers JSON, every other path 404."""
+    """``/health`` answers JSON; a longer path below it 404."""
 
     isLeaf = True
 

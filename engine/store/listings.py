@@ -1,0 +1,336 @@
+"""SQL of the HTTP API's filtered, paged listings and of the detail the CLI views do not show.
+
+Every listing has one stable order (by row id) and pages with a cursor: the id of the last row of the
+previous page.  ``limit + 1`` rows are read so a page knows whether another follows without a count.
+The records are the operator views' own (store/reports.py) where one fits; the rest are defined here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..domain.status import FINAL_STATUSES, OPEN_STATUSES, StepStatus
+from .database import Transaction
+from .reports import ForwardEntry, JournalEntry, OrderOverview, OutboxEntry, order_overviews
+from .repository import loads
+
+Record = TypeVar("Record")
+
+
+@dataclass(frozen=True)
+class Page(Generic[Record]):
+    """One page of a listing and the cursor of the next (None on the last page)."""
+
+    items: tuple[Record, ...]
+    next_cursor: int | None
+
+
+def _page(rows: list[Record], limit: int) -> Page[Record]:
+    more = len(rows) > limit
+    items = tuple(rows[:limit])
+    return Page(items, getattr(items[-1], "id") if more and items else None)
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its own % and _ taken literally (ESCAPE '\\')."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# -- orders ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OrderFilter:
+    """What ``GET /api/v1/orders`` narrows by; None (or "") leaves a criterion out."""
+
+    status: str | None = None              # the derived order status: SC, IP, CM, DC, CA
+    modality: str | None = None
+    station_ae_title: str | None = None
+    scheduled_from: str | None = None      # YYYYMMDD[HHMM[SS]]: a step starting at or after it
+    scheduled_to: str | None = None        # YYYYMMDD[HHMM[SS]]: a step starting up to it (its prefix included)
+    patient_id: str | None = None
+    accession_number: str | None = None
+    placer_order_number: str | None = None
+    filler_order_number: str | None = None
+
+
+def _in(statuses: frozenset[StepStatus]) -> str:
+    return "(" + ", ".join(f"'{status.value}'" for status in sorted(statuses)) + ")"
+
+
+# The order status of domain/status.order_status as SQL over the order's steps (n: all, o: open, f: final,
+# c: completed, d: discontinued), for filtering without reading every order's steps.
+_STATUS_TALLY = (
+    "(SELECT COUNT(*) AS n,"
+    f" SUM(CASE WHEN s.status IN {_in(OPEN_STATUSES)} THEN 1 ELSE 0 END) AS o,"
+    f" SUM(CASE WHEN s.status IN {_in(FINAL_STATUSES)} THEN 1 ELSE 0 END) AS f,"
+    " SUM(CASE WHEN s.status = 'COMPLETED' THEN 1 ELSE 0 END) AS c,"
+    " SUM(CASE WHEN s.status = 'DISCONTINUED' THEN 1 ELSE 0 END) AS d"
+    " FROM scheduled_steps s JOIN requested_procedures r ON r.id = s.requested_procedure_ref"
+    " WHERE r.order_ref = o.id) t")
+_STATUS_CONDITION = {
+    "SC": "(t.n = 0 OR t.o = t.n)",
+    "CM": "(t.n > 0 AND t.f = t.n AND t.c > 0)",
+    "DC": "(t.n > 0 AND t.f = t.n AND t.c = 0 AND t.d > 0)",
+    "CA": "(t.n > 0 AND t.f = t.n AND t.c = 0 AND t.d = 0)",
+    "IP": "(t.n > 0 AND t.o < t.n AND t.f < t.n)",
+}
+ORDER_STATUSES = tuple(_STATUS_CONDITION)
+
+
+def order_page(txn: Transaction, filters: OrderFilter, limit: int, before_id: int | None) -> Page[OrderOverview]:
+    """Orders matching every given criterion, newest first (by id); the step criteria (modality, station,
+    scheduled range) must hold for one and the same step."""
+    joins, where, params = [], [], []
+    if filters.status:
+        joins.append(f"JOIN {_STATUS_TALLY} ON 1 = 1")
+        where.append(_STATUS_CONDITION[filters.status])
+    for column, value in (("p.patient_id", filters.patient_id), ("o.placer_order_number", filters.placer_order_number),
+                          ("o.filler_order_number", filters.filler_order_number)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if filters.accession_number:
+        where.append("EXISTS (SELECT 1 FROM requested_procedures r WHERE r.order_ref = o.id AND r.accession_number = ?)")
+        params.append(filters.accession_number)
+    step, step_params = [], []
+    for condition, value in (("s.modality = ?", filters.modality), ("s.station_ae_title = ?", filters.station_ae_title),
+                             ("s.start_datetime >= ?", filters.scheduled_from)):
+        if value:
+            step.append(condition)
+            step_params.append(value)
+    if filters.scheduled_to:
+        step.append("s.start_datetime <> '' AND substr(s.start_datetime, 1, ?) <= ?")
+        step_params += [len(filters.scheduled_to), filters.scheduled_to]
+    if step:
+        where.append("EXISTS (SELECT 1 FROM scheduled_steps s JOIN requested_procedures r"
+                     f" ON r.id = s.requested_procedure_ref WHERE r.order_ref = o.id AND {' AND '.join(step)})")
+        params += step_params
+    if before_id is not None:
+        where.append("o.id < ?")
+        params.append(before_id)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = txn.rows(
+        "SELECT o.id, o.placer_order_number, o.filler_order_number, o.updated_at, p.patient_id, p.attributes"
+        f" FROM orders o JOIN patients p ON p.id = o.patient_ref {' '.join(joins)}{clause}"
+        " ORDER BY o.id DESC LIMIT ?", [*params, limit + 1])
+    return _page(order_overviews(txn, rows), limit)
+
+
+@dataclass(frozen=True)
+class OrderPerformedStep:
+    """An MPPS linked to one of the order's steps."""
+
+    sop_instance_uid: str
+    status: str
+    pps_id: str
+    performed_station_ae_title: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class StoredSeries:
+    """A series of instances stored for one of the order's requested procedures."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str
+    instances: int
+    size_bytes: int
+    last_received_at: str
+
+
+@dataclass(frozen=True)
+class OrderCommitment:
+    """A storage commitment request naming instances of the order, and how many of those it committed."""
+
+    transaction_uid: str
+    calling_ae_title: str
+    requested_at: str
+    status: str
+    references: int                # instances of this order the request named
+    committed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class OrderDicomSide:
+    performed_steps: tuple[OrderPerformedStep, ...]
+    series: tuple[StoredSeries, ...]
+    commitments: tuple[OrderCommitment, ...]
+
+
+def order_dicom_side(txn: Transaction, order_ref: int) -> OrderDicomSide:
+    """The MPPS, stored series and storage commitment outcome of one order.
+
+    Commitment requests are found among those made since the order's first instance was received
+    (a request names instances, not orders: its references are matched here, in the request's JSON)."""
+    performed = tuple(OrderPerformedStep(*row) for row in txn.rows(
+        "SELECT p.sop_instance_uid, p.status, p.pps_id, p.performed_station_ae_title, p.updated_at"
+        " FROM performed_steps p WHERE p.id IN (SELECT l.performed_step_ref FROM performed_step_links l"
+        " JOIN scheduled_steps s ON s.id = l.step_ref JOIN requested_procedures r ON r.id = s.requested_procedure_ref"
+        " WHERE r.order_ref = ?) ORDER BY p.id", (order_ref,)))
+    series = tuple(StoredSeries(study, series_uid, modality, count, int(size or 0), last)
+                   for study, series_uid, modality, count, size, last in txn.rows(
+                       "SELECT i.study_instance_uid, i.series_instance_uid, MIN(i.modality), COUNT(*),"
+                       " SUM(i.size_bytes), MAX(i.received_at) FROM instances i JOIN requested_procedures r"
+                       " ON r.id = i.requested_procedure_ref WHERE r.order_ref = ?"
+                       " GROUP BY i.study_instance_uid, i.series_instance_uid ORDER BY MIN(i.id)", (order_ref,)))
+    instances = {uid for (uid,) in txn.rows(
+        "SELECT i.sop_instance_uid FROM instances i JOIN requested_procedures r ON r.id = i.requested_procedure_ref"
+        " WHERE r.order_ref = ?", (order_ref,))}
+    commitments = []
+    if instances:
+        first = min(item.last_received_at for item in series)[:10]   # the day, so clock offsets do not matter
+        for uid, calling, requested_at, status, request, result in txn.rows(
+                "SELECT transaction_uid, calling_ae_title, requested_at, status, request, result FROM commitments"
+                " WHERE requested_at >= ? ORDER BY id", (first,)):
+            named = {ref["sop_instance_uid"] for ref in loads(request).get("references", [])} & instances
+            if named:
+                outcome = loads(result)
+                commitments.append(OrderCommitment(
+                    uid, calling, requested_at, status, len(named),
+                    sum(1 for entry in outcome.get("committed", []) if entry["sop_instance_uid"] in named),
+                    sum(1 for entry in outcome.get("failed", []) if entry["sop_instance_uid"] in named)))
+    return OrderDicomSide(performed, series, tuple(commitments))
+
+
+# -- journal -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JournalFilter:
+    control_id: str | None = None
+    accession_number: str | None = None    # messages recorded in the history of an order with it
+    patient_id: str | None = None          # messages recorded in the patient's history or in one of its orders'
+    sending_application: str | None = None  # MSH-3
+    sending_facility: str | None = None    # MSH-4
+    message_code: str | None = None        # e.g. ORM^O01
+    status: str | None = None
+    received_from: str | None = None       # ISO date or date-time: received at or after it
+    received_to: str | None = None         # ISO date or date-time: received up to it (its prefix included)
+    reason: str | None = None              # text anywhere in the reason
+
+
+@dataclass(frozen=True)
+class JournalSearchEntry(JournalEntry):
+    sending_application: str
+    sending_facility: str
+
+
+_JOURNAL_COLUMNS = ("j.id, j.received_at, j.peer, j.control_id, j.message_code, j.status, j.ack_code, j.reason,"
+                    " j.sending_application, j.sending_facility")
+
+
+def journal_page(txn: Transaction, filters: JournalFilter, limit: int, before_id: int | None) -> \
+        Page[JournalSearchEntry]:
+    """Journal entries matching every given criterion, newest first (by id)."""
+    where, params = [], []
+    for column, value in (("j.control_id", filters.control_id), ("j.sending_application", filters.sending_application),
+                          ("j.sending_facility", filters.sending_facility), ("j.message_code", filters.message_code),
+                          ("j.status", filters.status), ("j.received_at >= ?", filters.received_from)):
+        if value:
+            where.append(column if "?" in column else f"{column} = ?")
+            params.append(value)
+    if filters.received_to:
+        where.append("substr(j.received_at, 1, ?) <= ?")
+        params += [len(filters.received_to), filters.received_to]
+    if filters.reason:
+        where.append("j.reason LIKE ? ESCAPE '\\'")
+        params.append(_like(filters.reason))
+    if filters.accession_number:
+        where.append("j.id IN (SELECT h.journal_ref FROM order_history h JOIN requested_procedures r"
+                     " ON r.order_ref = h.order_ref WHERE r.accession_number = ?)")
+        params.append(filters.accession_number)
+    if filters.patient_id:
+        where.append("(j.id IN (SELECT h.journal_ref FROM patient_history h JOIN patients p ON p.id = h.patient_ref"
+                     " WHERE p.patient_id = ?) OR j.id IN (SELECT h.journal_ref FROM order_history h JOIN orders o"
+                     " ON o.id = h.order_ref JOIN patients p ON p.id = o.patient_ref WHERE p.patient_id = ?))")
+        params += [filters.patient_id, filters.patient_id]
+    if before_id is not None:
+        where.append("j.id < ?")
+        params.append(before_id)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return _page([JournalSearchEntry(*row) for row in txn.rows(
+        f"SELECT {_JOURNAL_COLUMNS} FROM journal j{clause} ORDER BY j.id DESC LIMIT ?", [*params, limit + 1])], limit)
+
+
+@dataclass(frozen=True)
+class JournalRecord(JournalSearchEntry):
+    """One journal entry with the bytes received and answered and what the message named."""
+
+    hl7_version: str
+    raw: bytes
+    ack: bytes | None
+    rule: str
+
+
+def journal_record(txn: Transaction, journal_id: int) -> JournalRecord | None:
+    row = txn.row(f"SELECT {_JOURNAL_COLUMNS}, j.hl7_version, j.raw, j.ack, j.rule FROM journal j WHERE j.id = ?",
+                  (journal_id,))
+    if row is None:
+        return None
+    *head, version, raw, ack, rule = row
+    return JournalRecord(*head, version, bytes(raw), None if ack is None else bytes(ack), rule)
+
+
+# -- delivery queues ---------------------------------------------------------------------------------
+QUEUE_STATUSES = {"outbox": ("pending", "dead", "delivered", "discarded"),
+                  "forwards": ("pending", "dead", "delivered", "discarded")}
+
+
+def outbox_page(txn: Transaction, status: str | None, limit: int, after_id: int | None) -> Page[OutboxEntry]:
+    """Outbox messages with ``status`` (every one when None), oldest first (by id)."""
+    where, params = _queue_where(status, after_id)
+    return _page([OutboxEntry(*row) for row in txn.rows(
+        "SELECT id, destination, kind, control_id, accession_number, status, attempts, last_error"
+        f" FROM outbox{where} ORDER BY id LIMIT ?", [*params, limit + 1])], limit)
+
+
+def forward_page(txn: Transaction, status: str | None, limit: int, after_id: int | None) -> Page[ForwardEntry]:
+    """DICOM forwards with ``status`` (every one when None), oldest first (by id)."""
+    where, params = _queue_where(status, after_id)
+    return _page([ForwardEntry(*row) for row in txn.rows(
+        "SELECT id, destination, kind, sop_instance_uid, status, attempts, last_error"
+        f" FROM dicom_forwards{where} ORDER BY id LIMIT ?", [*params, limit + 1])], limit)
+
+
+def _queue_where(status: str | None, after_id: int | None) -> tuple[str, list[object]]:
+    where, params = [], []
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if after_id is not None:
+        where.append("id > ?")
+        params.append(after_id)
+    return (f" WHERE {' AND '.join(where)}" if where else ""), params
+
+
+@dataclass(frozen=True)
+class OutboxRecord(OutboxEntry):
+    """One outbox message with its bytes, the last answer and its timing."""
+
+    created_at: str
+    next_attempt_at: float           # epoch seconds; 0 = at once
+    delivered_at: str
+    rejections: int
+    message: bytes
+    ack: bytes | None
+
+
+def outbox_record(txn: Transaction, message_id: int) -> OutboxRecord | None:
+    row = txn.row("SELECT id, destination, kind, control_id, accession_number, status, attempts, last_error,"
+                  " created_at, next_attempt_at, delivered_at, rejections, message, ack FROM outbox WHERE id = ?",
+                  (message_id,))
+    if row is None:
+        return None
+    *head, message, ack = row
+    return OutboxRecord(*head, bytes(message), None if ack is None else bytes(ack))
+
+
+@dataclass(frozen=True)
+class ForwardRecord(ForwardEntry):
+    created_at: str
+    next_attempt_at: float
+
+
+def forward_record(txn: Transaction, forward_id: int) -> ForwardRecord | None:
+    row = txn.row("SELECT id, destination, kind, sop_instance_uid, status, attempts, last_error, created_at,"
+                  " next_attempt_at FROM dicom_forwards WHERE id = ?", (forward_id,))
+    return None if row is None else ForwardRecord(*row)

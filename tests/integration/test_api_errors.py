@@ -26,12 +26,15 @@ def test_bad_parameters_and_bodies_are_400_naming_the_field(start_engine) -> Non
         "/api/v1/journal?received_to=yesterday": ("query.received_to", None),
         "/api/v1/journal/abc": ("path.id", "path parameter 'id': 'abc' is not an integer"),
         "/api/v1/outbox?cursor=-1": ("query.cursor", None),
+        "/api/v1/outbox?cursor=9223372036854775808": ("query.cursor", None),   # past a 64-bit row id
     }
     for path, (field, message) in cases.items():
         status, body = api.get(path)
         assert status == 400 and body["field"] == field, (path, status, body)
         assert message is None or body["error"] == message, (path, body)
         api.validate("GET", path.split("?")[0].replace("/abc", "/{id}"), 400, body)
+    status, body = api.get("/api/v1/journal/9223372036854775808")
+    assert (status, body["field"]) == (400, "path.id"), body
     bodies = {
         b'{"reason": ': ("body", "body: not valid JSON: Expecting value: line 1 column 12 (char 11)"),
         b'{"reason": 5}': ("body.reason", "body.reason: 5 is not of type 'string'"),

@@ -9,11 +9,12 @@ from .declaration import Parameter
 from .schema import INTEGER, record_json
 
 MAX_LIMIT = 500
+MAX_ID = 2**63 - 1       # row ids are 64-bit signed integers (SQLite INTEGER, PostgreSQL BIGINT)
 LIMIT = Parameter("limit", "query", {**INTEGER, "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
                   f"items per page (1-{MAX_LIMIT}, default 50)")
-CURSOR = Parameter("cursor", "query", {**INTEGER, "minimum": 1},
+CURSOR = Parameter("cursor", "query", {**INTEGER, "minimum": 1, "maximum": MAX_ID},
                    "the next_cursor of the previous page; without it the first page")
-ID = Parameter("id", "path", {**INTEGER, "minimum": 1}, "the row id", required=True)
+ID = Parameter("id", "path", {**INTEGER, "minimum": 1, "maximum": MAX_ID}, "the row id", required=True)
 
 
 def text_parameter(name: str, description: str, pattern: str | None = None, enum: tuple[str, ...] = ()) -> Parameter:

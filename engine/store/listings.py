@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ..domain.matching_keys import normalise_name
 from ..domain.status import FINAL_STATUSES, OPEN_STATUSES, StepStatus
 from .database import Transaction
-from .reports import ForwardEntry, JournalEntry, OrderOverview, OutboxEntry, order_overviews
+from .reports import (ForwardEntry, JournalEntry, OrderOverview, OutboxEntry, PatientKey, PerformedStepOverview,
+                      order_overviews, performed_step_overviews)
 from .repository import loads
 
 Record = TypeVar("Record")
@@ -31,9 +33,14 @@ def _page(rows: list[Record], limit: int) -> Page[Record]:
     return Page(items, getattr(items[-1], "id") if more and items else None)
 
 
+def _literal(text: str) -> str:
+    """``text`` inside a LIKE pattern, its own %, _ and \\ taken literally (ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere, its own % and _ taken literally (ESCAPE '\\')."""
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    """A LIKE pattern matching ``text`` anywhere."""
+    return f"%{_literal(text)}%"
 
 
 # -- orders ------------------------------------------------------------------------------------------
@@ -191,6 +198,79 @@ def order_dicom_side(txn: Transaction, order_ref: int) -> OrderDicomSide:
                     sum(1 for entry in outcome.get("committed", []) if entry["sop_instance_uid"] in named),
                     sum(1 for entry in outcome.get("failed", []) if entry["sop_instance_uid"] in named)))
     return OrderDicomSide(performed, series, tuple(commitments))
+
+
+# -- patients ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PatientFilter:
+    patient_id: str | None = None          # the patient's ID, or one of its other identifiers
+    issuer: str | None = None
+    name: str | None = None                # a PN with * and ? wildcards, matched upper-cased and accent-folded
+    birth_date: str | None = None          # YYYYMMDD
+
+
+@dataclass(frozen=True)
+class PatientOverview:
+    id: int
+    patient_id: str
+    issuer: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    merged_into: PatientKey | None
+    updated_at: str
+
+
+def name_pattern(name: str) -> str:
+    """A LIKE pattern of a PN with DICOM wildcards (* any run, ? one character), normalised as stored."""
+    return _literal(normalise_name(name)).replace("*", "%").replace("?", "_")
+
+
+def patient_page(txn: Transaction, filters: PatientFilter, limit: int, before_id: int | None) -> \
+        Page[PatientOverview]:
+    """Patients matching every given criterion, newest first (by id)."""
+    where, params = [], []
+    if filters.patient_id:
+        where.append("(p.patient_id = ? OR p.id IN (SELECT patient_ref FROM patient_identifiers WHERE patient_id = ?))")
+        params += [filters.patient_id, filters.patient_id]
+    for column, value in (("p.issuer", filters.issuer), ("p.birth_date", filters.birth_date)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if filters.name:
+        where.append("p.name_norm LIKE ? ESCAPE '\\'")
+        params.append(name_pattern(filters.name))
+    if before_id is not None:
+        where.append("p.id < ?")
+        params.append(before_id)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return _page([PatientOverview(id, patient_id, issuer, loads(attributes).get("PatientName", ""), birth_date, sex,
+                                  None if merged_id is None else PatientKey(merged_id, merged_issuer), updated_at)
+                  for id, patient_id, issuer, attributes, birth_date, sex, merged_id, merged_issuer, updated_at
+                  in txn.rows("SELECT p.id, p.patient_id, p.issuer, p.attributes, p.birth_date, p.sex, m.patient_id,"
+                              " m.issuer, p.updated_at FROM patients p LEFT JOIN patients m ON m.id = p.merged_into"
+                              f"{clause} ORDER BY p.id DESC LIMIT ?", [*params, limit + 1])], limit)
+
+
+# -- performed procedure steps (MPPS) ----------------------------------------------------------------
+def mpps_page(txn: Transaction, status: str | None, station: str | None, unscheduled: bool | None, limit: int,
+              before_id: int | None) -> Page[PerformedStepOverview]:
+    """Performed steps with the given status, performed station and (un)scheduled state, newest first."""
+    where, params = [], []
+    for column, value in (("status", status), ("performed_station_ae_title", station)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if unscheduled is not None:
+        where.append("unscheduled = ?")
+        params.append(1 if unscheduled else 0)
+    if before_id is not None:
+        where.append("id < ?")
+        params.append(before_id)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return _page(performed_step_overviews(txn, txn.rows(
+        "SELECT id, sop_instance_uid, status, pps_id, performed_station_ae_title, unscheduled, updated_at"
+        f" FROM performed_steps{clause} ORDER BY id DESC LIMIT ?", [*params, limit + 1])), limit)
 
 
 # -- journal -----------------------------------------------------------------------------------------

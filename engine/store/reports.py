@@ -384,6 +384,7 @@ class PerformedStepOverview:
     unscheduled: bool
     updated_at: str
     accessions: tuple[str, ...]    # of the scheduled steps it is linked to
+    id: int                        # the performed step's row id (the API's paging cursor)
 
 
 @dataclass(frozen=True)
@@ -417,14 +418,20 @@ class PerformedStepDetail:
     summary: MppsSummary
 
 
+def performed_step_overviews(txn: Transaction, rows: list[tuple]) -> list[PerformedStepOverview]:
+    """Overviews of performed step rows (id, uid, status, PPS ID, station, unscheduled, updated_at), in order."""
+    return [PerformedStepOverview(uid, status, pps_id, station, bool(unscheduled), updated_at, tuple(sorted(
+                {step.accession_number for step in performed_steps.linked_steps(txn, performed_ref)})),
+                id=performed_ref)
+            for performed_ref, uid, status, pps_id, station, unscheduled, updated_at in rows]
+
+
 def performed_step_list(txn: Transaction, limit: int, unscheduled_only: bool = False) -> list[PerformedStepOverview]:
     """The latest performed steps, newest first, each with the accessions it is linked to."""
     where = "WHERE unscheduled = 1" if unscheduled_only else ""
-    return [PerformedStepOverview(uid, status, pps_id, station, bool(unscheduled), updated_at, tuple(sorted(
-                {step.accession_number for step in performed_steps.linked_steps(txn, performed_ref)})))
-            for performed_ref, uid, status, pps_id, station, unscheduled, updated_at in txn.rows(
-                "SELECT id, sop_instance_uid, status, pps_id, performed_station_ae_title, unscheduled, updated_at"
-                f" FROM performed_steps {where} ORDER BY id DESC LIMIT ?", (limit,))]
+    return performed_step_overviews(txn, txn.rows(
+        "SELECT id, sop_instance_uid, status, pps_id, performed_station_ae_title, unscheduled, updated_at"
+        f" FROM performed_steps {where} ORDER BY id DESC LIMIT ?", (limit,)))
 
 
 def mpps_summary(data: bytes) -> MppsSummary:

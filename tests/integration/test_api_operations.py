@@ -75,6 +75,22 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     assert [entry["kind"] for entry in order["history"]][:2] == ["order NW", "SPS SCHEDULED"]
     api.checked_call("GET", "/api/v1/orders/{accession}", "/api/v1/orders/NO-SUCH-ORDER", 404)
 
+    patients = api.checked_call("GET", "/api/v1/patients", "/api/v1/patients?name=m%C3%BCller*", 200)["items"]
+    assert [(p["patient_id"], p["issuer"], p["patient_name"]) for p in patients] == [("PAT4711", "GENHOSP", "MULLER^ANNA")]
+    assert len(api.checked_call("GET", "/api/v1/patients", "/api/v1/patients?limit=500", 200)["items"]) == 12
+    merged = api.checked_call("GET", "/api/v1/patients/{patient_id}", "/api/v1/patients/PAT20006", 200)["patients"]
+    assert [key["patient_id"] for key in merged[0]["merged_from"]] == ["PAT20060"]
+    api.checked_call("GET", "/api/v1/patients/{patient_id}", "/api/v1/patients/PAT20006?issuer=NOWHERE", 404)
+
+    [performed] = api.checked_call("GET", "/api/v1/mpps", "/api/v1/mpps?status=COMPLETED", 200)["items"]
+    assert (performed["accessions"], performed["unscheduled"]) == ([ACCESSION], False)
+    assert api.checked_call("GET", "/api/v1/mpps", "/api/v1/mpps?unscheduled=true", 200)["items"] == []
+    detail = api.checked_call("GET", "/api/v1/mpps/{uid}", f"/api/v1/mpps/{performed['sop_instance_uid']}", 200)
+    assert [v["operation"] for v in detail["versions"]] == ["N-CREATE", "N-SET"]
+    assert detail["summary"]["patient_id"] == "PAT4711" and detail["dataset"]["00400252"]["Value"] == ["COMPLETED"]
+    assert api.checked_call("GET", "/api/v1/mpps/{uid}", "/api/v1/mpps/PPS-8831", 200) == detail
+    api.checked_call("GET", "/api/v1/mpps/{uid}", "/api/v1/mpps/1.2.3.4", 404)
+
     journal = api.checked_call("GET", "/api/v1/journal", "/api/v1/journal?limit=500", 200)
     assert len(journal["items"]) == 33
     entry = api.checked_call("GET", "/api/v1/journal/{id}", f"/api/v1/journal/{journal['items'][0]['id']}", 200)

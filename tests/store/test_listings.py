@@ -104,3 +104,29 @@ def test_a_forward_is_resent_and_discarded_in_the_states_that_allow_it(store: St
     assert not store.write(lambda txn: queues.resend_forward(txn, 2))
     page = store.read(lambda txn: listings.forward_page(txn, "pending", 1, None))
     assert ([f.id for f in page.items], page.next_cursor) == ([1], None)
+
+
+def test_patient_search_by_name_with_wildcards_identifier_and_birth_date(store: Store) -> None:
+    def fill(txn: Transaction) -> None:
+        for n, (name, birth) in enumerate((("MÜLLER^ANNA", "19780214"), ("MULLER^ANNE", "19800101"),
+                                           ("100%^X", "19900101"), ("MILLER^A", "19780214"))):
+            ref = txn.insert("INSERT INTO patients (patient_id, issuer, name_norm, birth_date, attributes, created_at,"
+                             " updated_at) VALUES (?, 'H', ?, ?, ?, ?, ?)",
+                             (f"P{n}", listings.normalise_name(name), birth, f'{{"PatientName": "{name}"}}', NOW, NOW))
+            txn.execute("INSERT INTO patient_identifiers (patient_ref, patient_id, issuer) VALUES (?, ?, 'OTHER')",
+                        (ref, f"OLD{n}"))
+    store.write(fill)
+
+    def ids(**criteria: str) -> list[str]:
+        page = store.read(lambda txn: listings.patient_page(txn, listings.PatientFilter(**criteria), 50, None))
+        return [patient.patient_id for patient in page.items]
+    assert ids(name="muller*") == ["P1", "P0"]
+    assert ids(name="M?LLER^A*") == ["P3", "P1", "P0"]
+    assert ids(name="MULLER^ANNA") == ["P0"]
+    assert ids(name="1%*") == []
+    assert ids(name="100%*") == ["P2"]
+    assert ids(patient_id="OLD3") == ids(patient_id="P3") == ["P3"]
+    assert ids(birth_date="19780214", issuer="H") == ["P3", "P0"]
+    first = store.read(lambda txn: listings.patient_page(txn, listings.PatientFilter(), 3, None))
+    rest = store.read(lambda txn: listings.patient_page(txn, listings.PatientFilter(), 3, first.next_cursor))
+    assert [p.patient_id for p in first.items + rest.items] == ["P3", "P2", "P1", "P0"] and rest.next_cursor is None

@@ -6,7 +6,7 @@ from importlib import metadata
 from typing import Any
 
 from ...store.database import Store
-from . import journal, orders, queues
+from . import journal, mpps, orders, patients, queues
 from .declaration import Call, Operation, Router
 from .openapi import document
 from .resource import ApiResource, Authorizer
@@ -21,7 +21,7 @@ def _version() -> str:
 
 def operations() -> list[Operation]:
     """Every API operation, the OpenAPI document's own included."""
-    declared = [*orders.OPERATIONS, *journal.OPERATIONS, *queues.OPERATIONS]
+    declared = [*orders.OPERATIONS, *patients.OPERATIONS, *journal.OPERATIONS, *mpps.OPERATIONS, *queues.OPERATIONS]
     spec: dict[str, Any] = {}
 
     def openapi(_txn: None, _call: Call) -> dict[str, Any]:

@@ -67,12 +67,13 @@ def _hint_schema(hint: Any) -> dict[str, Any]:
 
 
 def record_schema(record: type, omit: tuple[str, ...] = (), extra: dict[str, dict[str, Any]] | None = None,
-                  name: str | None = None) -> dict[str, Any]:
+                  names: dict[str, Any] | None = None) -> dict[str, Any]:
     """A reference to the component schema of a frozen record: its fields less ``omit`` (bytes fields
-    must be omitted, or replaced by ``extra``), plus ``extra``."""
-    name = name or record.__name__
+    must be omitted, or replaced by ``extra``), plus ``extra``.  ``names``: what the record's hints name
+    that its module imports for type checking only (e.g. pydicom's Dataset)."""
+    name = record.__name__
     if name not in COMPONENTS:
-        hints = typing.get_type_hints(record)
+        hints = typing.get_type_hints(record, localns=names)
         properties = {field.name: _hint_schema(hints[field.name])
                       for field in dataclasses.fields(record) if field.name not in omit}
         COMPONENTS[name] = obj({**properties, **(extra or {})})

@@ -37,6 +37,8 @@ def test_roles_and_csrf(tmp_path: Path) -> None:
         assert (status, body) == (403, {"error": "CSRF token missing or wrong"})
         status, body, _ = operator.call("POST", "/api/v1/outbox/1/resend", headers={"Authorization": "Bearer t"})
         assert (status, body) == (404, {"error": "no outbox message 1"})   # a bearer token needs no CSRF token
+        status, body, _ = operator.call("POST", "/api/v1/outbox/1/resend", headers={"Authorization": "Basic dDp0"})
+        assert (status, body) == (403, {"error": "CSRF token missing or wrong"})   # any other header does
         assert operator.get("/api/v1/audit")[0] == 200
     finally:
         for process, _ in servers.values():

@@ -118,6 +118,7 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     answer = api.checked_call("POST", "/api/v1/outbox/{id}/discard", f"/api/v1/outbox/{outbox_id}/discard", 200,
                               b'{"reason": "archive rebuilt"}')
     assert answer == {"id": outbox_id, "status": "discarded", "previous_status": "dead"}
+    assert f"outbox message {outbox_id} discarded (was dead) by local from 127.0.0.1" in engine.log()
     refused = api.checked_call("POST", "/api/v1/outbox/{id}/discard", f"/api/v1/outbox/{outbox_id}/discard", 409)
     assert refused["error"] == f"outbox message {outbox_id} is discarded: only pending, dead ones can be discarded"
     api.checked_call("POST", "/api/v1/outbox/{id}/resend", f"/api/v1/outbox/{outbox_id}/resend", 200)

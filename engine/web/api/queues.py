@@ -3,6 +3,7 @@
 Resend and discard are operator actions: the change and its audit row are written in one transaction."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from ...store import audit, listings, queues, reports
@@ -10,6 +11,8 @@ from ...store.database import Transaction
 from .common import CURSOR, ID, LIMIT, hl7_text, page_json, text_parameter
 from .declaration import Call, Conflict, NotFound, Operation
 from .schema import STRING, nullable, obj, page, record_json, record_schema
+
+log = logging.getLogger(__name__)
 
 STATUS = text_parameter("status", "pending (default), dead, delivered, discarded, or all",
                         enum=("pending", "dead", "delivered", "discarded", "all"))
@@ -64,6 +67,7 @@ def _action(queue: str, what: str, action: str, read: Callable[[Transaction, int
                             subject=str(row_id), before={"status": found.status},
                             after={"status": result, **({"reason": call.body["reason"]}
                                                         if call.body.get("reason") else {})})
+        log.info("%s %s %s (was %s) by %s from %s", what, row_id, done, found.status, call.principal.name, call.client)
         return {"id": row_id, "status": result, "previous_status": found.status}
     return act
 

@@ -72,7 +72,8 @@ class ApiResource(resource.Resource):
         if not principal.may(operation.role):
             raise Forbidden(f"{operation.operation_id} needs the role {operation.role} (yours: {principal.role})",
                             needed_role=operation.role)
-        if operation.writes and not request.getHeader(b"authorization") and not self.authorizer.check_csrf(request):
+        bearer = (request.getHeader(b"authorization") or b"").lower().startswith(b"bearer ")
+        if operation.writes and not bearer and not self.authorizer.check_csrf(request):
             raise Forbidden("CSRF token missing or wrong")
         return principal
 

@@ -6,6 +6,8 @@ keep-alive HTTP/1.1 connection sending GET /api/v1/orders/A123 in a loop for a f
 alternate over the rounds; the median requests per second of each is printed.
 
     .venv/bin/python bench/api_framework.py [--seconds 5] [--rounds 3] [--clients 4]
+
+Klein is not a dependency of the engine (twisted.web was chosen): `.venv/bin/pip install klein` first.
 """
 from __future__ import annotations
 

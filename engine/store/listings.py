@@ -33,6 +33,13 @@ def _page(rows: list[Record], limit: int) -> Page[Record]:
     return Page(items, getattr(items[-1], "id") if more and items else None)
 
 
+def up_to(prefix: str) -> str:
+    """The bound B of ``column < B`` that holds for every ASCII value up to ``prefix``, those beginning with
+    it included (2026-06-02 takes in that whole day), as the text order of stamps and dates is their time
+    order.  A plain comparison, unlike substr(), lets the column's index bound the range."""
+    return prefix + "\uffff"
+
+
 def _literal(text: str) -> str:
     """``text`` inside a LIKE pattern, its own %, _ and \\ taken literally (ESCAPE '\\')."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -68,20 +75,30 @@ def _a_step(condition: str) -> str:
             f" WHERE r.order_ref = o.id AND {condition})")
 
 
+def _orders_with_a_step(condition: str) -> str:
+    """The orders having a step that meets ``condition``, read from the steps' indexes: a rare value then
+    costs its few rows, not a look at every order."""
+    return ("o.id IN (SELECT r.order_ref FROM scheduled_steps s JOIN requested_procedures r"
+            f" ON r.id = s.requested_procedure_ref WHERE {condition})")
+
+
 # The order status of domain/status.order_status as conditions on the order's steps (each an indexed
 # lookup per order, so a filtered page costs what it reads, not a pass over every order's steps).
 _NOT_OPEN, _NOT_FINAL = f"s.status NOT IN {_in(OPEN_STATUSES)}", f"s.status NOT IN {_in(FINAL_STATUSES)}"
 _ALL_FINAL = f"{_a_step('1 = 1')} AND NOT {_a_step(_NOT_FINAL)}"
 _COMPLETED = f"s.status IN {_in(frozenset({StepStatus.COMPLETED}))}"
 _DISCONTINUED = f"s.status IN {_in(frozenset({StepStatus.DISCONTINUED}))}"
+_CANCELED = f"s.status IN {_in(frozenset({StepStatus.CANCELED}))}"
 _STATUS_CONDITION = {
     "SC": f"NOT {_a_step(_NOT_OPEN)}",
-    "CM": f"{_ALL_FINAL} AND {_a_step(_COMPLETED)}",
-    "DC": f"{_ALL_FINAL} AND NOT {_a_step(_COMPLETED)} AND {_a_step(_DISCONTINUED)}",
-    "CA": f"{_ALL_FINAL} AND NOT {_a_step(_COMPLETED)} AND NOT {_a_step(_DISCONTINUED)}",
+    "CM": f"{_orders_with_a_step(_COMPLETED)} AND {_ALL_FINAL}",
+    "DC": f"{_orders_with_a_step(_DISCONTINUED)} AND {_ALL_FINAL} AND NOT {_a_step(_COMPLETED)}",
+    "CA": f"{_orders_with_a_step(_CANCELED)} AND {_ALL_FINAL} AND NOT {_a_step(_COMPLETED)}"
+          f" AND NOT {_a_step(_DISCONTINUED)}",
     "IP": f"{_a_step(_NOT_OPEN)} AND {_a_step(_NOT_FINAL)}",
 }
 ORDER_STATUSES = tuple(_STATUS_CONDITION)
+_RARE = 2000   # steps: fewer match a step filter, and the orders are read from the steps' index
 
 
 def order_page(txn: Transaction, filters: OrderFilter, limit: int, before_id: int | None) -> Page[OrderOverview]:
@@ -96,7 +113,7 @@ def order_page(txn: Transaction, filters: OrderFilter, limit: int, before_id: in
             where.append(f"{column} = ?")
             params.append(value)
     if filters.accession_number:
-        where.append("EXISTS (SELECT 1 FROM requested_procedures r WHERE r.order_ref = o.id AND r.accession_number = ?)")
+        where.append("o.id IN (SELECT r.order_ref FROM requested_procedures r WHERE r.accession_number = ?)")
         params.append(filters.accession_number)
     step, step_params = [], []
     for condition, value in (("s.modality = ?", filters.modality), ("s.station_ae_title = ?", filters.station_ae_title),
@@ -105,11 +122,15 @@ def order_page(txn: Transaction, filters: OrderFilter, limit: int, before_id: in
             step.append(condition)
             step_params.append(value)
     if filters.scheduled_to:
-        step.append("s.start_datetime <> '' AND substr(s.start_datetime, 1, ?) <= ?")
-        step_params += [len(filters.scheduled_to), filters.scheduled_to]
+        step.append("s.start_datetime <> '' AND s.start_datetime < ?")
+        step_params.append(up_to(filters.scheduled_to))
     if step:
-        where.append("EXISTS (SELECT 1 FROM scheduled_steps s JOIN requested_procedures r"
-                     f" ON r.id = s.requested_procedure_ref WHERE r.order_ref = o.id AND {' AND '.join(step)})")
+        # A common value (CT) is found soonest walking the orders newest first; a rare one (NM) from the
+        # steps' index.  Which it is, a count of at most _RARE steps says.
+        condition = " AND ".join(step)
+        common = txn.row(f"SELECT COUNT(*) FROM (SELECT 1 FROM scheduled_steps s WHERE {condition} LIMIT ?) c",
+                         [*step_params, _RARE])[0] >= _RARE
+        where.append(_a_step(condition) if common else _orders_with_a_step(condition))
         params += step_params
     if before_id is not None:
         where.append("o.id < ?")
@@ -309,8 +330,8 @@ def journal_page(txn: Transaction, filters: JournalFilter, limit: int, before_id
             where.append(column if "?" in column else f"{column} = ?")
             params.append(value)
     if filters.received_to:
-        where.append("substr(j.received_at, 1, ?) <= ?")
-        params += [len(filters.received_to), filters.received_to]
+        where.append("j.received_at < ?")
+        params.append(up_to(filters.received_to))
     if filters.reason:
         where.append("j.reason LIKE ? ESCAPE '\\'")
         params.append(_like(filters.reason))

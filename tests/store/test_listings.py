@@ -130,3 +130,16 @@ def test_patient_search_by_name_with_wildcards_identifier_and_birth_date(store: 
     first = store.read(lambda txn: listings.patient_page(txn, listings.PatientFilter(), 3, None))
     rest = store.read(lambda txn: listings.patient_page(txn, listings.PatientFilter(), 3, first.next_cursor))
     assert [p.patient_id for p in first.items + rest.items] == ["P3", "P2", "P1", "P0"] and rest.next_cursor is None
+
+
+def test_a_common_and_a_rare_step_value_give_the_same_answer_as_each_other_way(store: Store) -> None:
+    """Past listings._RARE matching steps the orders are walked newest first, below it read from the steps:
+    both ways must list the same orders."""
+    refs = store.write(lambda txn: [add_order(txn, n, [("SCHEDULED", "MR" if n % 500 == 7 else "CT", "A1", "")])
+                                    for n in range(listings._RARE + 10)])
+
+    def ids(modality: str, limit: int) -> list[int]:
+        page = store.read(lambda txn: listings.order_page(txn, listings.OrderFilter(modality=modality), limit, None))
+        return [o.id for o in page.items]
+    assert ids("CT", 60) == [r for n, r in enumerate(refs) if n % 500 != 7][::-1][:60]
+    assert ids("MR", 60) == [r for n, r in enumerate(refs) if n % 500 == 7][::-1]

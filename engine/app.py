@@ -1,4 +1,5 @@
-"""Assembles and runs the engine: store, profiles, rules (with hot reload), the MLLP, DICOM and HTTP listeners."""
+"""Assembles and runs the engine: store, profiles, rules (with hot reload), the MLLP and DICOM listeners, and
+the HTTP site (/health, /ready, /metrics, /auth, the /api/v1 API)."""
 from __future__ import annotations
 
 import errno
@@ -24,10 +25,12 @@ from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
 from .store import queues
 from .store.database import Store, refresh_planner_statistics
+from .web.api import build_api
 from .web.auth import Authorizer, refuse_open_listener
 from .web.health import HealthPage, HealthSnapshot
 from .web.login import AuthPages
 from .web.metrics import MetricsPage
+from .web.ready import ReadyPage
 from .web.root import Root
 from .web.site import BoundedSite
 from .workflow.ingest import IngestResult, Ingestor, Received
@@ -145,6 +148,17 @@ class Engine:
             figures["swf_dicom_associations_open"] = ("gauge", "Open DICOM associations", dicom.open_associations())
         return figures
 
+    def _readiness(self) -> dict[str, str | None]:
+        """The /ready checks kept in memory: each listener open, a rules set in force (None = fine)."""
+        checks: dict[str, str | None] = {
+            "mllp": None if "mllp" in self.ports else "the MLLP listener is not open",
+            "rules": None if self.rules.current is not None else "no rules loaded",
+        }
+        if self.config.dicom.port >= 0:
+            checks["dicom"] = None if self.dicom is not None and self.dicom.server is not None else \
+                "the DICOM listener is not open"
+        return checks
+
     def _reload_rules(self) -> None:
         if self.rules.reload_if_changed():
             self.outbox.configure(self.rules.current.destinations)
@@ -179,15 +193,18 @@ class Engine:
             self.health.load()
             root = Root()
             root.putChild(b"health", HealthPage(self.health, self._live_health))
+            root.putChild(b"ready", ReadyPage(self.store, self._readiness))
             root.putChild(b"metrics", MetricsPage(self.metrics))
             root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours, http.secure_cookies))
-            site = BoundedSite(root, http.max_body_bytes, http.idle_timeout)
+            root.putChild(b"api", build_api(self.store, self.authorizer))
+            site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
             self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
             self.authorizer.start()
             access = (f"{len(self.authorizer.view.users)} user(s): sessions and API tokens" if self.authorizer.has_users
                       else "no users: every request is the local admin (loopback only; swf users add NAME --role R)")
-            log.info("HTTP listener on %s:%d: health (GET /health), metrics (GET /metrics), login (POST /auth/login);"
-                     " %s", http.host, self.ports["http"].getHost().port, access)
+            log.info("HTTP listener on %s:%d: GET /health, /ready, /metrics; login POST /auth/login; the API under"
+                     " /api/v1 (its OpenAPI document: GET /api/v1/openapi.json); %s", http.host,
+                     self.ports["http"].getHost().port, access)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
         self.outbox.configure(self.rules.current.destinations)

@@ -886,7 +886,9 @@ def _data_command(name: str, help: str, run: Callable[[argparse.Namespace], int]
 
 COMMANDS = (
     Command("serve", "run the engine", cmd_serve, epilog=EPILOG,
-            description="Run the engine: MLLP listener for ADT and orders, health page. "
+            description="Run the engine: MLLP listener for ADT and orders, DICOM services, and on the HTTP port "
+            "GET /health, GET /ready and the JSON API under /api/v1 (its OpenAPI document: "
+            "http://127.0.0.1:8080/api/v1/openapi.json on the defaults; README 'HTTP API'). "
             "Listens on 127.0.0.1 unless --host says otherwise.",
             arguments=(
                 *DATA_OPTIONS,
@@ -895,7 +897,8 @@ COMMANDS = (
                 arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)"),
                 arg("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)"),
                 arg("--http-port", type=int, metavar="N",
-                    help="HTTP port: /health, login at /auth/login (default 8080; -1 = off)"),
+                    help="HTTP port: /health, /ready, /metrics, login at /auth/login, the API under /api/v1 "
+                         "(default 8080; -1 = off)"),
                 arg("--ae-title", metavar="TITLE", help="the engine's DICOM AE title (default SWF_ENGINE)"),
                 arg("--allow-any-ae", action="store_true", default=None,
                     help="admit any calling AE title (default: only the AEs listed under dicom.aes)"),

@@ -57,6 +57,7 @@ class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 65536              # a request body over this is answered 413 from its headers
+    api_max_body_bytes: int = 1024 * 1024    # the same for the JSON bodies of /api/v1 requests
     idle_timeout: float = 60.0               # an HTTP connection silent this long is closed
     health_max_age: float = 5.0              # /health database figures older than this are re-read in the background (s)
     session_hours: float = 12.0              # a console session (login cookie) ends this long after the login

@@ -48,3 +48,8 @@ def health_figures(txn: Transaction) -> HealthFigures:
                 list(statuses)):
             queues.append(QueueFigure(queue, name, statuses[status], count, oldest))
     return HealthFigures(journal, without_station[0] if without_station else 0, tuple(queues))
+
+
+def database_reachable(txn: Transaction) -> bool:
+    """A read the database must answer, of a table (for /ready): raises the store's error when it cannot."""
+    return txn.row("SELECT MAX(version) FROM schema_version") is not None

@@ -222,3 +222,16 @@ def forward_failed(txn: Transaction, task: ForwardTask, *, attempts: int, dead: 
     """Not delivered: pending again from ``next_attempt_at``, or parked as dead."""
     txn.execute("UPDATE dicom_forwards SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
                 ("dead" if dead else "pending", attempts, next_attempt_at, reason, task.id))
+
+
+def resend_forward(txn: Transaction, forward_id: int) -> bool:
+    """Queue a dead, discarded or pending forward again from scratch; False when there is no such forward."""
+    return txn.execute("UPDATE dicom_forwards SET status = 'pending', attempts = 0, next_attempt_at = 0,"
+                       " last_error = '' WHERE id = ? AND status IN ('dead', 'discarded', 'pending')",
+                       (forward_id,)).rowcount > 0
+
+
+def discard_forward(txn: Transaction, forward_id: int) -> bool:
+    """Give up a pending or dead forward; False when there is no such forward."""
+    return txn.execute("UPDATE dicom_forwards SET status = 'discarded' WHERE id = ? AND status IN ('pending', 'dead')",
+                       (forward_id,)).rowcount > 0

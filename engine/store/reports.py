@@ -48,6 +48,7 @@ class OrderOverview:
     modalities: tuple[str, ...]
     stations: tuple[str, ...]
     steps_without_station: int
+    id: int                        # the order's row id (the API's paging cursor)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class OrderDetail:
     steps: tuple[OrderStep, ...]
     history: tuple[OrderHistoryEntry, ...]
     outbox: dict[str, dict[str, int]]   # {destination: {status: count}} of the messages made for it
+    id: int                             # the order's row id
 
 
 def _order_steps(txn: Transaction, order_ref: int) -> tuple[OrderStep, ...]:
@@ -104,20 +106,25 @@ def _status_of(steps: tuple[OrderStep, ...]) -> str:
     return order_status([StepStatus(step.status) for step in steps])
 
 
-def order_list(txn: Transaction, limit: int) -> list[OrderOverview]:
-    """The latest orders, newest first."""
+def order_overviews(txn: Transaction, rows: list[tuple]) -> list[OrderOverview]:
+    """Overviews of order rows (id, placer, filler, updated_at, patient_id, patient attributes), in their order."""
     listed = []
-    for order_ref, placer, filler, updated_at, patient_id, attributes in txn.rows(
-            "SELECT o.id, o.placer_order_number, o.filler_order_number, o.updated_at, p.patient_id, p.attributes"
-            " FROM orders o JOIN patients p ON p.id = o.patient_ref ORDER BY o.id DESC LIMIT ?", (limit,)):
+    for order_ref, placer, filler, updated_at, patient_id, attributes in rows:
         steps = _order_steps(txn, order_ref)
         listed.append(OrderOverview(
             placer, filler, updated_at, patient_id, loads(attributes).get("PatientName", ""), _status_of(steps),
             accessions=tuple(sorted({step.accession_number for step in steps})),
             modalities=tuple(sorted({step.modality for step in steps if step.modality})),
             stations=tuple(sorted({step.station_ae_title for step in steps if step.station_ae_title})),
-            steps_without_station=sum(1 for step in steps if not step.station_ae_title)))
+            steps_without_station=sum(1 for step in steps if not step.station_ae_title), id=order_ref))
     return listed
+
+
+def order_list(txn: Transaction, limit: int) -> list[OrderOverview]:
+    """The latest orders, newest first."""
+    return order_overviews(txn, txn.rows(
+        "SELECT o.id, o.placer_order_number, o.filler_order_number, o.updated_at, p.patient_id, p.attributes"
+        " FROM orders o JOIN patients p ON p.id = o.patient_ref ORDER BY o.id DESC LIMIT ?", (limit,)))
 
 
 def _order_ref(txn: Transaction, accession_or_number: str) -> int | None:
@@ -169,7 +176,7 @@ def order_detail(txn: Transaction, accession_or_number: str) -> OrderDetail | No
             " WHERE order_ref = ? ORDER BY id", (order_ref,))),
         steps=steps,
         history=_order_history(txn, order_ref),
-        outbox=_outbox_counts(txn, order_ref))
+        outbox=_outbox_counts(txn, order_ref), id=order_ref)
 
 
 # -- patients ----------------------------------------------------------------------------------------
@@ -377,6 +384,7 @@ class PerformedStepOverview:
     unscheduled: bool
     updated_at: str
     accessions: tuple[str, ...]    # of the scheduled steps it is linked to
+    id: int                        # the performed step's row id (the API's paging cursor)
 
 
 @dataclass(frozen=True)
@@ -410,14 +418,20 @@ class PerformedStepDetail:
     summary: MppsSummary
 
 
+def performed_step_overviews(txn: Transaction, rows: list[tuple]) -> list[PerformedStepOverview]:
+    """Overviews of performed step rows (id, uid, status, PPS ID, station, unscheduled, updated_at), in order."""
+    return [PerformedStepOverview(uid, status, pps_id, station, bool(unscheduled), updated_at, tuple(sorted(
+                {step.accession_number for step in performed_steps.linked_steps(txn, performed_ref)})),
+                id=performed_ref)
+            for performed_ref, uid, status, pps_id, station, unscheduled, updated_at in rows]
+
+
 def performed_step_list(txn: Transaction, limit: int, unscheduled_only: bool = False) -> list[PerformedStepOverview]:
     """The latest performed steps, newest first, each with the accessions it is linked to."""
     where = "WHERE unscheduled = 1" if unscheduled_only else ""
-    return [PerformedStepOverview(uid, status, pps_id, station, bool(unscheduled), updated_at, tuple(sorted(
-                {step.accession_number for step in performed_steps.linked_steps(txn, performed_ref)})))
-            for performed_ref, uid, status, pps_id, station, unscheduled, updated_at in txn.rows(
-                "SELECT id, sop_instance_uid, status, pps_id, performed_station_ae_title, unscheduled, updated_at"
-                f" FROM performed_steps {where} ORDER BY id DESC LIMIT ?", (limit,))]
+    return performed_step_overviews(txn, txn.rows(
+        "SELECT id, sop_instance_uid, status, pps_id, performed_station_ae_title, unscheduled, updated_at"
+        f" FROM performed_steps {where} ORDER BY id DESC LIMIT ?", (limit,)))
 
 
 def mpps_summary(data: bytes) -> MppsSummary:

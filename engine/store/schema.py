@@ -334,4 +334,11 @@ MIGRATIONS.append([
     )""",
 ])
 
+MIGRATIONS.append([
+    # 6: the API's journal filters by status and message type, newest first (issue 13), without reading
+    #    every row when few or none match
+    "CREATE INDEX journal_status ON journal (status, id)",
+    "CREATE INDEX journal_message_code ON journal (message_code, id)",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -1,5 +1,5 @@
 """Who made an HTTP request: an API token (``Authorization: Bearer``), a console session cookie, or, on
-an engine without users listening on loopback only, everybody (as ``LocalAccess``: the local admin).
+an engine without users listening on loopback only, everybody (the local admin).
 
 ``principal`` and ``check_csrf`` run on the reactor thread for every request, so they read an in-memory
 view of users, token hashes and session hashes, never the database.  The view is read at start and

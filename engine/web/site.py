@@ -1,9 +1,10 @@
 """A twisted.web Site whose requests cannot make the engine hold large bodies.
 
 twisted.web spools any request body over 100 kB to a temporary file and waits for all of it, however
-large its Content-Length; the engine's pages take no bodies worth keeping.  A declared length over
-``http.max_body_bytes`` is answered 413 from the headers, before any body byte is read; a chunked
-body is counted as it arrives and refused the same way once it passes the limit.
+large its Content-Length.  The engine's pages take no bodies worth keeping (``http.max_body_bytes``),
+the API's JSON bodies up to ``http.api_max_body_bytes``.  A declared length over the path's limit is
+answered 413 from the headers, before any body byte is read; a chunked body is counted as it arrives
+and refused the same way once it passes the limit.
 """
 from __future__ import annotations
 
@@ -14,23 +15,30 @@ from twisted.web import resource, server
 
 log = logging.getLogger(__name__)
 
+API_PATH = b"/api"
+
 
 class BoundedRequest(server.Request):
     """A request whose body is kept in memory up to the site's ``max_body_bytes``, and refused past it."""
 
     _body_bytes = 0
     _body_refused = False
+    _body_limit = 0
+    _limit_key = ""
 
     def gotLength(self, length: int | None) -> None:
         self.content = io.BytesIO()
-        if length is not None and length > self.channel.site.max_body_bytes:
+        # The request line's target: twisted.web keeps it on the channel until the body has arrived (the
+        # request's own uri is set only then); tests/integration/test_api_errors.py guards this.
+        self._limit_key, self._body_limit = self.channel.site.body_limit(getattr(self.channel, "_path", b""))
+        if length is not None and length > self._body_limit:
             self._refuse_body(f"declares a body of {length} bytes")
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._body_refused:
             return
         self._body_bytes += len(data)
-        if self._body_bytes > self.channel.site.max_body_bytes:
+        if self._body_bytes > self._body_limit:
             self._refuse_body(f"sent over {self._body_bytes} body bytes")
             return
         self.content.write(data)
@@ -38,10 +46,10 @@ class BoundedRequest(server.Request):
     def _refuse_body(self, what: str) -> None:
         """413 written straight to the socket (the request line is not processed yet), then close."""
         self._body_refused = True
-        limit = self.channel.site.max_body_bytes
+        limit = self._body_limit
         peer = self.channel.transport.getPeer()
-        log.warning("HTTP request from %s:%s %s, over http.max_body_bytes (%d): answered 413, connection closed",
-                    getattr(peer, "host", "?"), getattr(peer, "port", "?"), what, limit)
+        log.warning("HTTP request from %s:%s %s, over http.%s (%d): answered 413, connection closed",
+                    getattr(peer, "host", "?"), getattr(peer, "port", "?"), what, self._limit_key, limit)
         self.requestHeaders.removeHeader(b"expect")   # no "100 Continue" after the refusal
         body = f"request body over {limit} bytes refused\n".encode()
         self.channel.transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
@@ -54,6 +62,14 @@ class BoundedSite(server.Site):
 
     requestFactory = BoundedRequest
 
-    def __init__(self, root: resource.Resource, max_body_bytes: int, idle_timeout: float):
+    def __init__(self, root: resource.Resource, max_body_bytes: int, idle_timeout: float,
+                 api_max_body_bytes: int | None = None):
         super().__init__(root, timeout=idle_timeout)
         self.max_body_bytes = max_body_bytes
+        self.api_max_body_bytes = max_body_bytes if api_max_body_bytes is None else api_max_body_bytes
+
+    def body_limit(self, target: bytes) -> tuple[str, int]:
+        """The config key and limit for a request to ``target`` (the request line's path and query)."""
+        if target == API_PATH or target.startswith(API_PATH + b"/") or target.startswith(API_PATH + b"?"):
+            return "api_max_body_bytes", self.api_max_body_bytes
+        return "max_body_bytes", self.max_body_bytes

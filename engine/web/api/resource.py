@@ -1,0 +1,122 @@
+"""``/api/v1`` on the engine's twisted.web site: route, authorize, check, run off the reactor, answer JSON.
+
+Every operation's store work runs on the thread pool (reads) or the writer thread (writes); the reactor
+only routes, checks the parameters and encodes the answer.  Every failure is a JSON ``{"error": ...}``
+with its status; an unexpected exception is logged with the request's method and path and answered 500
+without any detail (never a stack trace to a client).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+from ... import reactor_bridge
+from ...domain.principal import Principal
+from ...store.database import Store, StoreUnavailable
+from .declaration import ApiError, Call, Forbidden, MethodNotAllowed, Operation, Router, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+
+class Authorizer(Protocol):
+    """Who makes a request (engine/web/auth.py); on the reactor thread, so neither method may block."""
+
+    def principal(self, request: server.Request) -> Principal | None: ...
+
+    def check_csrf(self, request: server.Request) -> bool: ...
+
+
+class ApiResource(resource.Resource):
+    """The ``/api`` child of the site's root; every path below it is answered here."""
+
+    isLeaf = True
+
+    def __init__(self, router: Router, store: Store, authorizer: Authorizer):
+        super().__init__()
+        self.router = router
+        self.store = store
+        self.authorizer = authorizer
+
+    def render(self, request: server.Request) -> Any:
+        method = request.method.decode("ascii", "replace")
+        path = request.path.decode("utf-8", "replace")
+        try:
+            operation, path_values = self.router.route(method, path)
+            principal = self._authorize(request, operation)
+            params = operation.parse_parameters(path_values, request.args)
+            request.content.seek(0)
+            body = operation.parse_body(request.content.read())
+        except ApiError as error:
+            return self._error(request, error)
+        call = Call(params, body, principal, _client(request))
+        if operation.in_memory:
+            return self._ok(request, operation.handler(None, call))   # type: ignore[arg-type]
+        work = (reactor_bridge.write if operation.writes else reactor_bridge.read)(
+            self.store, lambda txn: operation.handler(txn, call))
+        finished = request.notifyFinish()
+        gone: list[Failure] = []
+        finished.addErrback(gone.append)   # the client left: nothing is written to it
+        work.addCallbacks(lambda answer: self._answer(request, gone, self._ok, answer),
+                          lambda failure: self._answer(request, gone, self._failed, failure, method, path))
+        return server.NOT_DONE_YET
+
+    def _authorize(self, request: server.Request, operation: Operation) -> Principal:
+        principal = self.authorizer.principal(request)
+        if principal is None:
+            raise Unauthenticated("authentication required")
+        if not principal.may(operation.role):
+            raise Forbidden(f"{operation.operation_id} needs the role {operation.role} (yours: {principal.role})",
+                            needed_role=operation.role)
+        bearer = (request.getHeader(b"authorization") or b"").lower().startswith(b"bearer ")
+        if operation.writes and not bearer and not self.authorizer.check_csrf(request):
+            raise Forbidden("CSRF token missing or wrong")
+        return principal
+
+    @staticmethod
+    def _answer(request: server.Request, gone: list[Failure], respond: Any, *args: Any) -> None:
+        if gone:
+            return
+        body = respond(request, *args)
+        request.write(body)
+        request.finish()
+
+    def _failed(self, request: server.Request, failure: Failure, method: str, path: str) -> bytes:
+        error = failure.value
+        if isinstance(error, ApiError):
+            return self._error(request, error)
+        if isinstance(error, StoreUnavailable):
+            log.warning("API %s %s: database unavailable: %s", method, path, error)
+            request.setResponseCode(503)
+            return _json(request, {"error": "database unavailable; try again later"})
+        log.error("API %s %s failed", method, path, exc_info=(failure.type, failure.value, failure.getTracebackObject()))
+        request.setResponseCode(500)
+        return _json(request, {"error": "internal error; the engine's log names it with this request's path"})
+
+    @staticmethod
+    def _ok(request: server.Request, answer: Any) -> bytes:
+        return _json(request, answer)
+
+    @staticmethod
+    def _error(request: server.Request, error: ApiError) -> bytes:
+        request.setResponseCode(error.status)
+        if isinstance(error, MethodNotAllowed):
+            request.setHeader(b"allow", ", ".join(error.detail["allowed"]).encode())
+        if isinstance(error, Unauthenticated):
+            request.setHeader(b"www-authenticate", b'Bearer realm="swf-engine"')
+        return _json(request, {"error": error.message, **error.detail})
+
+
+def _json(request: server.Request, value: Any) -> bytes:
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def _client(request: server.Request) -> str:
+    peer = request.getClientAddress()
+    return getattr(peer, "host", str(peer))
+

@@ -3,6 +3,7 @@ answer is validated against the OpenAPI document the engine serves, every docume
 exercised, and resend / discard are recorded in the audit trail."""
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydicom.uid import generate_uid
 
 from tests.api_client import Api
 from tests.conftest import ROOT, free_port, run_swf
+from tests.integration.test_api_order_actions import NEW_ORDER
 from tests.integration.test_forwarding import DCMTK
 from tests.integration.test_outbound import _fast_retry_routes
 from tests.integration.test_swf_day import ACCESSION, STUDY, commit, mpps, write_images
@@ -143,6 +145,18 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     only = api.checked_call("GET", "/api/v1/audit", "/api/v1/audit?action=outbox.discard", 200)["items"]
     assert [a["subject"] for a in only] == [str(outbox_id)]
     api.checked_call("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", 200)
+
+    # order changes: an entered order edited, rescheduled, cancelled; the completed order cannot be cancelled
+    entered = api.checked_call("POST", "/api/v1/orders", "/api/v1/orders", 200, json.dumps(NEW_ORDER).encode())
+    assert entered["accession_numbers"] == ["ACC-API-1"]
+    api.checked_call("PATCH", "/api/v1/orders/{accession}", "/api/v1/orders/ACC-API-1", 200,
+                     b'{"procedure": {"code": "CTABD", "description": "CT abdomen"}}')
+    api.checked_call("POST", "/api/v1/orders/{accession}/reschedule", "/api/v1/orders/ACC-API-1/reschedule", 200,
+                     b'{"station_ae_title": "CT2_AE"}')
+    api.checked_call("POST", "/api/v1/orders/{accession}/cancel", "/api/v1/orders/ACC-API-1/cancel", 200)
+    refused = api.checked_call("POST", "/api/v1/orders/{accession}/cancel", f"/api/v1/orders/{ACCESSION}/cancel", 409)
+    assert refused["error"].startswith(f"order {ACCESSION} not cancelled: SPS ") and "COMPLETED" in refused["error"]
+    api.checked_call("PATCH", "/api/v1/orders/{accession}", "/api/v1/orders/NO-SUCH-ORDER", 404, b'{"modality": "CT"}')
 
     answered = {(method, template) for method, template, status in api.checked if status == 200}
     assert answered == api.operations(), api.operations() - answered

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 from ...domain.principal import Principal
 from ...store.database import Transaction
+from .context import EngineContext
 
 API_PREFIX = "/api/v1"
 
@@ -54,6 +55,9 @@ class Conflict(ApiError):
     status = 409
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX = 200
+
 ERROR_STATUSES = {400: "bad parameter or body (the field is named)", 401: "authentication required",
                   403: "role too low, or CSRF token missing", 404: "no such object",
                   409: "the object's state does not allow it", 413: "request body too large",
@@ -77,6 +81,7 @@ class Call:
     body: Any
     principal: Principal
     client: str                            # the HTTP peer address
+    engine: EngineContext | None = None    # the running engine (None in a bare API without one)
 
 
 @dataclass(frozen=True)

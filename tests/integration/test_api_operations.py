@@ -158,6 +158,34 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     assert refused["error"].startswith(f"order {ACCESSION} not cancelled: SPS ") and "COMPLETED" in refused["error"]
     api.checked_call("PATCH", "/api/v1/orders/{accession}", "/api/v1/orders/NO-SUCH-ORDER", 404, b'{"modality": "CT"}')
 
+    # rules: the running set with file:line, a posted check, a dry-run of a candidate; explain of a step
+    rules = api.checked_call("GET", "/api/v1/rules", "/api/v1/rules", 200)
+    assert rules[0]["position"] == 1 and all(".yaml:" in rule["where"] for rule in rules)
+    texts = {path.name: path.read_text() for path in (ROOT / "routes").glob("*.yaml")}
+    checked = api.checked_call("POST", "/api/v1/rules/check", "/api/v1/rules/check", 200, json.dumps(texts).encode())
+    assert checked["ok"] and checked["files"] == len(texts) and checked["problems"] == []
+    broken = api.checked_call("POST", "/api/v1/rules/check", "/api/v1/rules/check", 200,
+                              json.dumps({"90-x.yaml": "rules:\n  - name: broken\n    mode: sideways\n"}).encode())
+    assert not broken["ok"] and [(p["file"], p["line"]) for p in broken["problems"]][:1] == [("90-x.yaml", 3)], broken
+    moved = {**texts, "20-rooms.yaml": texts["20-rooms.yaml"].replace("station_ae: CT1_AE", "station_ae: CT9_AE")}
+    report = api.checked_call("POST", "/api/v1/rules/dry-run", "/api/v1/rules/dry-run", 200,
+                              json.dumps({"candidate": moved}).encode())
+    assert report["messages"] >= 30 and report["by_kind"].get("station", 0) >= 1, report["by_kind"]
+    assert {step["station_ae"] for diff in report["differences"] if "station" in diff["kinds"]
+            for step in diff["candidate"]["steps"]} == {"CT9_AE"}
+    posted = api.checked_call("POST", "/api/v1/rules/dry-run", "/api/v1/rules/dry-run", 200,
+                              json.dumps({"candidate": moved, "messages": ORDER}).encode())
+    assert (posted["messages"], posted["by_kind"].get("station")) == (1, 1), posted
+    refused = api.checked_call("POST", "/api/v1/rules/dry-run", "/api/v1/rules/dry-run", 400,
+                               json.dumps({"candidate": {"90-x.yaml": "rules: 3\n"}}).encode())
+    assert refused["field"] == "body.candidate" and "90-x.yaml:" in refused["error"]
+    explained = api.checked_call("GET", "/api/v1/orders/{accession}/explain", f"/api/v1/orders/{ACCESSION}/explain",
+                                 200)
+    assert explained["accession_number"] == ACCESSION and explained["sps_id"] == "SPS-0417-1"
+    origins = {a["keyword"]: a["from"]["kind"] for a in explained["attributes"]}
+    assert origins["AccessionNumber"] == "hl7" and "rule" in origins.values(), origins
+    api.checked_call("GET", "/api/v1/orders/{accession}/explain", f"/api/v1/orders/{ACCESSION}/explain?sps_id=NO", 404)
+
     answered = {(method, template) for method, template, status in api.checked if status == 200}
     assert answered == api.operations(), api.operations() - answered
     archive.close()

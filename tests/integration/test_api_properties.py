@@ -22,6 +22,9 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     0.23 fails on object schemas with current hypothesis releases, hence this.)"""
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
+    if "examples" in schema:   # the document's examples, besides values drawn from the schema
+        return st.one_of(st.sampled_from(schema["examples"]), from_schema({k: v for k, v in schema.items()
+                                                                           if k != "examples"}))
     kind = schema.get("type")
     if kind == "integer":
         return st.integers(schema.get("minimum"), schema.get("maximum"))
@@ -29,6 +32,9 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         if "pattern" in schema:
             return st.from_regex(schema["pattern"], fullmatch=True)
         return st.text(min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 50), 50))
+    if kind == "object" and "properties" not in schema:   # a map, e.g. posted rules files {name: text}
+        return st.dictionaries(from_schema(schema.get("propertyNames", {"type": "string"})),
+                               from_schema(schema.get("additionalProperties", {"type": "string"})), max_size=3)
     if kind == "object":
         properties = {name: from_schema(value) for name, value in schema["properties"].items()}
         required = set(schema.get("required", ()))

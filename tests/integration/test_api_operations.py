@@ -186,6 +186,23 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     assert origins["AccessionNumber"] == "hl7" and "rule" in origins.values(), origins
     api.checked_call("GET", "/api/v1/orders/{accession}/explain", f"/api/v1/orders/{ACCESSION}/explain?sps_id=NO", 404)
 
+    # stored studies and storage commitments
+    [study] = api.checked_call("GET", "/api/v1/studies", "/api/v1/studies", 200)["items"]
+    assert (study["study_instance_uid"], study["series"], study["instances"], study["linked_accession"],
+            study["modalities"]) == (STUDY, 1, 2, ACCESSION, ["CT"])
+    assert api.checked_call("GET", "/api/v1/studies", "/api/v1/studies?patient_id=NOBODY", 200)["items"] == []
+    one = api.checked_call("GET", "/api/v1/studies/{study_uid}", f"/api/v1/studies/{STUDY}", 200)
+    assert [(s["series_instance_uid"], s["instances"]) for s in one["series"]] == [(STUDY + ".1", 2)]
+    api.checked_call("GET", "/api/v1/studies/{study_uid}", "/api/v1/studies/1.2.3", 404)
+    [request] = api.checked_call("GET", "/api/v1/commitments", "/api/v1/commitments?status=delivered", 200)["items"]
+    assert (request["references"], request["failed"]) == (2, 0)
+    detail = api.checked_call("GET", "/api/v1/commitments/{transaction_uid}",
+                              f"/api/v1/commitments/{request['transaction_uid']}", 200)["requests"]
+    assert [reference["outcome"] for reference in detail[0]["references"]] == [0, 0]
+    assert {reference["accession_number"] for reference in detail[0]["references"]} == {ACCESSION}
+    api.checked_call("GET", "/api/v1/commitments/{transaction_uid}", "/api/v1/commitments/1.2.3", 404)
+    assert api.checked_call("GET", "/api/v1/commitments", "/api/v1/commitments?status=dead", 200)["items"] == []
+
     answered = {(method, template) for method, template, status in api.checked if status == 200}
     assert answered == api.operations(), api.operations() - answered
     archive.close()

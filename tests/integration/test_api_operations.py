@@ -203,6 +203,16 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     api.checked_call("GET", "/api/v1/commitments/{transaction_uid}", "/api/v1/commitments/1.2.3", 404)
     assert api.checked_call("GET", "/api/v1/commitments", "/api/v1/commitments?status=dead", 200)["items"] == []
 
+    # users: an admin and its token (from here on every call carries it), a viewer added and removed
+    api.checked_call("POST", "/api/v1/users", "/api/v1/users", 200,
+                     json.dumps({"name": "ops", "role": "admin", "password": "long enough"}).encode())
+    token = api.checked_call("POST", "/api/v1/users/{name}/tokens", "/api/v1/users/ops/tokens", 200)["token"]
+    api.headers["Authorization"] = f"Bearer {token}"
+    api.checked_call("POST", "/api/v1/users", "/api/v1/users", 200,
+                     json.dumps({"name": "watcher", "role": "viewer", "password": "long enough"}).encode())
+    assert [user["name"] for user in api.checked_call("GET", "/api/v1/users", "/api/v1/users", 200)] == ["ops", "watcher"]
+    api.checked_call("DELETE", "/api/v1/users/{name}", "/api/v1/users/watcher", 200)
+
     answered = {(method, template) for method, template, status in api.checked if status == 200}
     assert answered == api.operations(), api.operations() - answered
     archive.close()

@@ -6,7 +6,7 @@ from importlib import metadata
 from typing import Any
 
 from ...store.database import Store
-from . import journal, mpps, order_actions, orders, patients, queues, rules, storage
+from . import journal, mpps, order_actions, orders, patients, queues, rules, storage, users
 from .context import EngineContext
 from .declaration import Call, Operation, Router
 from .openapi import document
@@ -23,7 +23,8 @@ def _version() -> str:
 def operations() -> list[Operation]:
     """Every API operation, the OpenAPI document's own included."""
     declared = [*orders.OPERATIONS, *order_actions.OPERATIONS, *patients.OPERATIONS, *journal.OPERATIONS, *mpps.OPERATIONS, *queues.OPERATIONS,
-                *rules.OPERATIONS, *storage.OPERATIONS]
+                *rules.OPERATIONS, *storage.OPERATIONS,
+                *users.OPERATIONS]
     spec: dict[str, Any] = {}
 
     def openapi(_txn: None, _call: Call) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class Operation:
     writes: bool = False                   # runs in a write transaction (else a read transaction)
     errors: tuple[int, ...] = ()           # answers besides 200 and the common ones (400, 401, 403, 503)
     in_memory: bool = False                # answered on the reactor from memory: no transaction (txn is None)
+    keeps_answer: bool = True              # a write's answer may be kept for its Idempotency-Key (not a secret)
     _validators: dict[str, Draft202012Validator] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +106,11 @@ class Operation:
             self._validators[parameter.name] = Draft202012Validator(parameter.schema)
         if self.body is not None:
             self._validators[""] = Draft202012Validator(self.body)
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether an ``Idempotency-Key`` header is taken: writes whose answer holds no secret."""
+        return self.writes and self.keeps_answer
 
     @property
     def segments(self) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
         "parameters": [{"name": parameter.name, "in": parameter.location, "required": parameter.required
                         or parameter.location == "path", "description": parameter.description,
                         "schema": parameter.schema} for parameter in operation.parameters]
-        + ([IDEMPOTENCY_PARAMETER] if operation.writes else []),
+        + ([IDEMPOTENCY_PARAMETER] if operation.idempotent else []),
         "responses": answers,
     }
     if operation.body is not None:

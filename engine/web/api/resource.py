@@ -130,6 +130,9 @@ def _idempotency_key(request: server.Request, operation: Operation) -> str | Non
     if raw is None or not operation.writes:
         return None
     where = f"header.{IDEMPOTENCY_HEADER}"
+    if not operation.keeps_answer:
+        raise BadRequest(f"{operation.operation_id} takes no {IDEMPOTENCY_HEADER}: its answer holds a secret that "
+                         "is not kept", field=where)
     try:
         key = raw.decode("ascii")
     except UnicodeDecodeError:

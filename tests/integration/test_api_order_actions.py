@@ -4,9 +4,11 @@ over MLLP, a retried POST with the same Idempotency-Key creates nothing, impossi
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from tests.api_client import Api
+from tests.conftest import ROOT
 from tests.integration.test_worklist import SPS, findscu_files
 from tests.mllp_receiver import Receiver
 
@@ -15,6 +17,16 @@ NEW_ORDER = {"patient": {"patient_id": "PAT-API-1", "issuer": "GENHOSP", "name":
              "placer_order_number": "PLC-API-1", "accession_number": "ACC-API-1",
              "procedure": {"code": "CTCHESTC", "description": "CT chest", "coding_scheme": "99RAD"},
              "modality": "CT", "start": "202503041000"}
+
+
+def api_orders_routes(tmp_path: Path) -> Path:
+    """The shipped rules with MSH-3 SWF_API (entered orders) among the RIS senders, as README 'HTTP API' says
+    a site does so that entered orders report to its RIS."""
+    folder = tmp_path / "routes"
+    shutil.copytree(ROOT / "routes", folder)
+    senders = folder / "10-senders.yaml"
+    senders.write_text(senders.read_text().replace("MSH-3: [RIS, RIS_*]", "MSH-3: [RIS, RIS_*, SWF_API]"))
+    return folder
 
 
 def post(api: Api, path: str, body: dict, key: str | None = None) -> tuple[int, dict]:
@@ -26,7 +38,7 @@ def post(api: Api, path: str, body: dict, key: str | None = None) -> tuple[int, 
 def test_an_order_created_over_the_api_is_on_the_worklist_once_and_its_cancel_reaches_the_ris(
         start_engine, tmp_path: Path) -> None:
     ris = Receiver()
-    engine = start_engine(env={"SWF_RIS_ADDRESS": ris.address})
+    engine = start_engine(env={"SWF_RIS_ADDRESS": ris.address}, routes=api_orders_routes(tmp_path))
     api = Api(engine.http_port)
     status, created = post(api, "/api/v1/orders", NEW_ORDER, key="create-PLC-API-1")
     assert status == 200, created
@@ -68,7 +80,7 @@ def test_an_order_created_over_the_api_is_on_the_worklist_once_and_its_cancel_re
 
 def test_reschedule_and_edit_over_the_api_reach_the_ris_as_changes(start_engine, tmp_path: Path) -> None:
     ris = Receiver()
-    engine = start_engine(env={"SWF_RIS_ADDRESS": ris.address})
+    engine = start_engine(env={"SWF_RIS_ADDRESS": ris.address}, routes=api_orders_routes(tmp_path))
     api = Api(engine.http_port)
     assert post(api, "/api/v1/orders", NEW_ORDER)[0] == 200
     status, moved = post(api, "/api/v1/orders/ACC-API-1/reschedule", {"start": "202503051130", "reason": "room"})

@@ -26,6 +26,7 @@ from .rules.watcher import RulesHolder
 from .store import queues
 from .store.database import Store, refresh_planner_statistics
 from .web.api import build_api
+from .web.api.context import EngineContext
 from .web.auth import Authorizer, refuse_open_listener
 from .web.health import HealthPage, HealthSnapshot
 from .web.login import AuthPages
@@ -196,7 +197,8 @@ class Engine:
             root.putChild(b"ready", ReadyPage(self.store, self._readiness))
             root.putChild(b"metrics", MetricsPage(self.metrics))
             root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours, http.secure_cookies))
-            root.putChild(b"api", build_api(self.store, self.authorizer))
+            root.putChild(b"api", build_api(self.store, self.authorizer, EngineContext(
+                self.config, self.ingestor, self.rules, self.profiles)))
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
             self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
             self.authorizer.start()

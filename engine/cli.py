@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .commandline import Argument, Column, Command, add_commands, arg, print_table
 from .config import Config, load_config
+from .domain.credentials import USER_NAME_PATTERN
 from .domain.principal import ROLES
 from .yamlfile import YamlProblem
 
@@ -729,7 +730,7 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
 
 
 # -- users (issue 13): who may use the HTTP API and console -------------------------------------------
-USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+USER_NAME = re.compile(USER_NAME_PATTERN)
 
 USER_COLUMNS = (
     Column("NAME", 22, lambda user: user.name[:21]),

@@ -10,8 +10,9 @@ from openapi_schema_validator import OAS31Validator
 
 
 class Api:
-    def __init__(self, port: int, document: dict[str, Any] | None = None):
+    def __init__(self, port: int, document: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
         self.port = port
+        self.headers = headers or {}                       # sent with every call (e.g. Authorization)
         self.checked: set[tuple[str, str, int]] = set()   # (method, path template, status) validated
         self.document = document if document is not None else self.get("/api/v1/openapi.json")[1]
 
@@ -19,7 +20,7 @@ class Api:
              headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            connection.request(method, path, body=body, headers=headers or {})
+            connection.request(method, path, body=body, headers={**self.headers, **(headers or {})})
             response = connection.getresponse()
             raw = response.read()
             answer_headers = {name.lower(): value for name, value in response.getheaders()}
@@ -32,9 +33,10 @@ class Api:
         status, body, _ = self.call("GET", path)
         return status, body
 
-    def checked_call(self, method: str, template: str, path: str, expect: int, body: bytes | None = None) -> Any:
+    def checked_call(self, method: str, template: str, path: str, expect: int, body: bytes | None = None,
+                     headers: dict[str, str] | None = None) -> Any:
         """Call, assert the status, and validate the answer against the document's schema for it."""
-        status, answer, _ = self.call(method, path, body)
+        status, answer, _ = self.call(method, path, body, headers)
         assert status == expect, (method, path, status, answer)
         self.validate(method, template, status, answer)
         return answer

@@ -21,6 +21,7 @@ _MAX_MEMORY = 128 * 1024 * 1024   # allows stored N up to 2^16 at r=8 (128 * N *
 _SCHEME = "scrypt"
 
 MIN_PASSWORD_LENGTH = 8
+USER_NAME_PATTERN = r"[A-Za-z0-9._@-]{1,64}"   # swf users and the API's users take the same names
 
 
 def hash_password(password: str) -> str:

@@ -330,9 +330,15 @@ class CommitmentDetail:
     references: tuple[ReferenceOutcome, ...]
 
 
-def commitment_list(txn: Transaction, status: str | None, limit: int) -> list[CommitmentOverview]:
-    """The latest storage commitment requests, newest first; only those with ``status`` when given."""
-    where, params = ("WHERE status = ?", [status]) if status else ("", [])
+def commitment_list(txn: Transaction, status: str | None, limit: int,
+                    before_id: int | None = None) -> list[CommitmentOverview]:
+    """The latest storage commitment requests, newest first; only those with ``status`` when given
+    (``before_id``: the page after the one that ended there)."""
+    conditions, params = ([["status = ?"], [status]] if status else [[], []])
+    if before_id is not None:
+        conditions.append("id < ?")
+        params.append(before_id)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     listed = []
     for *head, request, result in txn.rows(
             "SELECT id, transaction_uid, calling_ae_title, requested_at, status, attempts, last_error, request, result"

@@ -3,6 +3,7 @@ answer is validated against the OpenAPI document the engine serves, every docume
 exercised, and resend / discard are recorded in the audit trail."""
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydicom.uid import generate_uid
 
 from tests.api_client import Api
 from tests.conftest import ROOT, free_port, run_swf
+from tests.integration.test_api_order_actions import NEW_ORDER
 from tests.integration.test_forwarding import DCMTK
 from tests.integration.test_outbound import _fast_retry_routes
 from tests.integration.test_swf_day import ACCESSION, STUDY, commit, mpps, write_images
@@ -143,6 +145,73 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     only = api.checked_call("GET", "/api/v1/audit", "/api/v1/audit?action=outbox.discard", 200)["items"]
     assert [a["subject"] for a in only] == [str(outbox_id)]
     api.checked_call("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", 200)
+
+    # order changes: an entered order edited, rescheduled, cancelled; the completed order cannot be cancelled
+    entered = api.checked_call("POST", "/api/v1/orders", "/api/v1/orders", 200, json.dumps(NEW_ORDER).encode())
+    assert entered["accession_numbers"] == ["ACC-API-1"]
+    api.checked_call("PATCH", "/api/v1/orders/{accession}", "/api/v1/orders/ACC-API-1", 200,
+                     b'{"procedure": {"code": "CTABD", "description": "CT abdomen"}}')
+    api.checked_call("POST", "/api/v1/orders/{accession}/reschedule", "/api/v1/orders/ACC-API-1/reschedule", 200,
+                     b'{"station_ae_title": "CT2_AE"}')
+    api.checked_call("POST", "/api/v1/orders/{accession}/cancel", "/api/v1/orders/ACC-API-1/cancel", 200)
+    refused = api.checked_call("POST", "/api/v1/orders/{accession}/cancel", f"/api/v1/orders/{ACCESSION}/cancel", 409)
+    assert refused["error"].startswith(f"order {ACCESSION} not cancelled: SPS ") and "COMPLETED" in refused["error"]
+    api.checked_call("PATCH", "/api/v1/orders/{accession}", "/api/v1/orders/NO-SUCH-ORDER", 404, b'{"modality": "CT"}')
+
+    # rules: the running set with file:line, a posted check, a dry-run of a candidate; explain of a step
+    rules = api.checked_call("GET", "/api/v1/rules", "/api/v1/rules", 200)
+    assert rules[0]["position"] == 1 and all(".yaml:" in rule["where"] for rule in rules)
+    texts = {path.name: path.read_text() for path in (ROOT / "routes").glob("*.yaml")}
+    checked = api.checked_call("POST", "/api/v1/rules/check", "/api/v1/rules/check", 200, json.dumps(texts).encode())
+    assert checked["ok"] and checked["files"] == len(texts) and checked["problems"] == []
+    broken = api.checked_call("POST", "/api/v1/rules/check", "/api/v1/rules/check", 200,
+                              json.dumps({"90-x.yaml": "rules:\n  - name: broken\n    mode: sideways\n"}).encode())
+    assert not broken["ok"] and [(p["file"], p["line"]) for p in broken["problems"]][:1] == [("90-x.yaml", 3)], broken
+    moved = {**texts, "20-rooms.yaml": texts["20-rooms.yaml"].replace("station_ae: CT1_AE", "station_ae: CT9_AE")}
+    report = api.checked_call("POST", "/api/v1/rules/dry-run", "/api/v1/rules/dry-run", 200,
+                              json.dumps({"candidate": moved}).encode())
+    assert report["messages"] >= 30 and report["by_kind"].get("station", 0) >= 1, report["by_kind"]
+    assert {step["station_ae"] for diff in report["differences"] if "station" in diff["kinds"]
+            for step in diff["candidate"]["steps"]} == {"CT9_AE"}
+    posted = api.checked_call("POST", "/api/v1/rules/dry-run", "/api/v1/rules/dry-run", 200,
+                              json.dumps({"candidate": moved, "messages": ORDER}).encode())
+    assert (posted["messages"], posted["by_kind"].get("station")) == (1, 1), posted
+    refused = api.checked_call("POST", "/api/v1/rules/dry-run", "/api/v1/rules/dry-run", 400,
+                               json.dumps({"candidate": {"90-x.yaml": "rules: 3\n"}}).encode())
+    assert refused["field"] == "body.candidate" and "90-x.yaml:" in refused["error"]
+    explained = api.checked_call("GET", "/api/v1/orders/{accession}/explain", f"/api/v1/orders/{ACCESSION}/explain",
+                                 200)
+    assert explained["accession_number"] == ACCESSION and explained["sps_id"] == "SPS-0417-1"
+    origins = {a["keyword"]: a["from"]["kind"] for a in explained["attributes"]}
+    assert origins["AccessionNumber"] == "hl7" and "rule" in origins.values(), origins
+    api.checked_call("GET", "/api/v1/orders/{accession}/explain", f"/api/v1/orders/{ACCESSION}/explain?sps_id=NO", 404)
+
+    # stored studies and storage commitments
+    [study] = api.checked_call("GET", "/api/v1/studies", "/api/v1/studies", 200)["items"]
+    assert (study["study_instance_uid"], study["series"], study["instances"], study["linked_accession"],
+            study["modalities"]) == (STUDY, 1, 2, ACCESSION, ["CT"])
+    assert api.checked_call("GET", "/api/v1/studies", "/api/v1/studies?patient_id=NOBODY", 200)["items"] == []
+    one = api.checked_call("GET", "/api/v1/studies/{study_uid}", f"/api/v1/studies/{STUDY}", 200)
+    assert [(s["series_instance_uid"], s["instances"]) for s in one["series"]] == [(STUDY + ".1", 2)]
+    api.checked_call("GET", "/api/v1/studies/{study_uid}", "/api/v1/studies/1.2.3", 404)
+    [request] = api.checked_call("GET", "/api/v1/commitments", "/api/v1/commitments?status=delivered", 200)["items"]
+    assert (request["references"], request["failed"]) == (2, 0)
+    detail = api.checked_call("GET", "/api/v1/commitments/{transaction_uid}",
+                              f"/api/v1/commitments/{request['transaction_uid']}", 200)["requests"]
+    assert [reference["outcome"] for reference in detail[0]["references"]] == [0, 0]
+    assert {reference["accession_number"] for reference in detail[0]["references"]} == {ACCESSION}
+    api.checked_call("GET", "/api/v1/commitments/{transaction_uid}", "/api/v1/commitments/1.2.3", 404)
+    assert api.checked_call("GET", "/api/v1/commitments", "/api/v1/commitments?status=dead", 200)["items"] == []
+
+    # users: an admin and its token (from here on every call carries it), a viewer added and removed
+    api.checked_call("POST", "/api/v1/users", "/api/v1/users", 200,
+                     json.dumps({"name": "ops", "role": "admin", "password": "long enough"}).encode())
+    token = api.checked_call("POST", "/api/v1/users/{name}/tokens", "/api/v1/users/ops/tokens", 200)["token"]
+    api.headers["Authorization"] = f"Bearer {token}"
+    api.checked_call("POST", "/api/v1/users", "/api/v1/users", 200,
+                     json.dumps({"name": "watcher", "role": "viewer", "password": "long enough"}).encode())
+    assert [user["name"] for user in api.checked_call("GET", "/api/v1/users", "/api/v1/users", 200)] == ["ops", "watcher"]
+    api.checked_call("DELETE", "/api/v1/users/{name}", "/api/v1/users/watcher", 200)
 
     answered = {(method, template) for method, template, status in api.checked if status == 200}
     assert answered == api.operations(), api.operations() - answered

@@ -5,6 +5,8 @@ per operation, well under a minute."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -22,6 +24,9 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     0.23 fails on object schemas with current hypothesis releases, hence this.)"""
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
+    if "examples" in schema:   # the document's examples, besides values drawn from the schema
+        return st.one_of(st.sampled_from(schema["examples"]), from_schema({k: v for k, v in schema.items()
+                                                                           if k != "examples"}))
     kind = schema.get("type")
     if kind == "integer":
         return st.integers(schema.get("minimum"), schema.get("maximum"))
@@ -29,6 +34,9 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         if "pattern" in schema:
             return st.from_regex(schema["pattern"], fullmatch=True)
         return st.text(min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 50), 50))
+    if kind == "object" and "properties" not in schema:   # a map, e.g. posted rules files {name: text}
+        return st.dictionaries(from_schema(schema.get("propertyNames", {"type": "string"})),
+                               from_schema(schema.get("additionalProperties", {"type": "string"})), max_size=3)
     if kind == "object":
         properties = {name: from_schema(value) for name, value in schema["properties"].items()}
         required = set(schema.get("required", ()))
@@ -73,7 +81,13 @@ def test_no_request_drawn_from_the_document_gets_a_5xx(start_engine) -> None:
     engine = start_engine()
     for sample in ("day-v231.hl7", "malformed.hl7"):
         run_swf("replay", str(ROOT / "samples" / sample), "--to", engine.address, "--no-progress")
-    api = Api(engine.http_port)
+    # an admin's token on every request: users the run adds must not lock it out of the API
+    added = subprocess.run([sys.executable, "-m", "engine.cli", "users", "add", "property-run", "--role", "admin",
+                            "--password-stdin", "--data-dir", str(engine.data_dir)], input="a long password\n",
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    token = run_swf("users", "token", "property-run", "--data-dir", str(engine.data_dir)).stdout.strip()
+    api = Api(engine.http_port, headers={"Authorization": f"Bearer {token}"})
     statuses: dict[str, set[int]] = {}
     for template, methods in api.document["paths"].items():
         for method, operation in methods.items():

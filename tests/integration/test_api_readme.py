@@ -39,6 +39,13 @@ def test_readme_api_examples_run_as_written(start_engine, tmp_path) -> None:
     assert answers["/api/v1/journal?status=rejected"]["items"]
     assert answers["/api/v1/outbox?status=all"]["items"][0]["id"] == 1
     assert answers["/api/v1/outbox/1/resend"]["status"] == "pending"
+    assert answers["/api/v1/orders"]["accession_numbers"] == ["DT0001"]
+    assert answers["/api/v1/orders"]["order"]["steps"][0]["station_ae_title"] == "CT1_AE"
+    assert (answers["/api/v1/orders/DT0001/cancel"]["previous_status"], answers["/api/v1/orders/DT0001/cancel"][
+        "status"]) == ("SC", "CA")
+    assert answers["/api/v1/orders/R2503050003/explain"]["accession_number"] == "R2503050003"
+    assert "10-senders.yaml:" in answers["/api/v1/rules"][0]["where"], answers["/api/v1/rules"][0]
+    assert answers["/api/v1/rules/check"]["ok"] is True
     [resent] = answers["/api/v1/audit"]["items"]
     assert (resent["action"], resent["actor"], resent["client"], resent["after"]["reason"]) == (
         "outbox.resend", "local", "127.0.0.1", "RIS back")

@@ -6,7 +6,8 @@ from importlib import metadata
 from typing import Any
 
 from ...store.database import Store
-from . import journal, mpps, orders, patients, queues
+from . import journal, mpps, order_actions, orders, patients, queues, rules, storage, users
+from .context import EngineContext
 from .declaration import Call, Operation, Router
 from .openapi import document
 from .resource import ApiResource, Authorizer
@@ -21,7 +22,9 @@ def _version() -> str:
 
 def operations() -> list[Operation]:
     """Every API operation, the OpenAPI document's own included."""
-    declared = [*orders.OPERATIONS, *patients.OPERATIONS, *journal.OPERATIONS, *mpps.OPERATIONS, *queues.OPERATIONS]
+    declared = [*orders.OPERATIONS, *order_actions.OPERATIONS, *patients.OPERATIONS, *journal.OPERATIONS, *mpps.OPERATIONS, *queues.OPERATIONS,
+                *rules.OPERATIONS, *storage.OPERATIONS,
+                *users.OPERATIONS]
     spec: dict[str, Any] = {}
 
     def openapi(_txn: None, _call: Call) -> dict[str, Any]:
@@ -33,5 +36,5 @@ def operations() -> list[Operation]:
     return declared
 
 
-def build_api(store: Store, authorizer: Authorizer) -> ApiResource:
-    return ApiResource(Router(operations()), store, authorizer)
+def build_api(store: Store, authorizer: Authorizer, engine: EngineContext | None = None) -> ApiResource:
+    return ApiResource(Router(operations()), store, authorizer, engine)

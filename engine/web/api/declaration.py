@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 from ...domain.principal import Principal
 from ...store.database import Transaction
+from .context import EngineContext
 
 API_PREFIX = "/api/v1"
 
@@ -54,6 +55,9 @@ class Conflict(ApiError):
     status = 409
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX = 200
+
 ERROR_STATUSES = {400: "bad parameter or body (the field is named)", 401: "authentication required",
                   403: "role too low, or CSRF token missing", 404: "no such object",
                   409: "the object's state does not allow it", 413: "request body too large",
@@ -77,6 +81,7 @@ class Call:
     body: Any
     principal: Principal
     client: str                            # the HTTP peer address
+    engine: EngineContext | None = None    # the running engine (None in a bare API without one)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class Operation:
     writes: bool = False                   # runs in a write transaction (else a read transaction)
     errors: tuple[int, ...] = ()           # answers besides 200 and the common ones (400, 401, 403, 503)
     in_memory: bool = False                # answered on the reactor from memory: no transaction (txn is None)
+    keeps_answer: bool = True              # a write's answer may be kept for its Idempotency-Key (not a secret)
     _validators: dict[str, Draft202012Validator] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +106,11 @@ class Operation:
             self._validators[parameter.name] = Draft202012Validator(parameter.schema)
         if self.body is not None:
             self._validators[""] = Draft202012Validator(self.body)
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether an ``Idempotency-Key`` header is taken: writes whose answer holds no secret."""
+        return self.writes and self.keeps_answer
 
     @property
     def segments(self) -> tuple[str, ...]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .declaration import API_PREFIX, ERROR_STATUSES, Operation
+from .declaration import API_PREFIX, ERROR_STATUSES, IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_MAX, Operation
 from .schema import COMPONENTS, STRING, array, obj
 
 ERROR_SCHEMA = obj({"error": STRING, "field": STRING, "needed_role": STRING, "allowed": array(STRING), "status": STRING},
                    optional=("field", "needed_role", "allowed", "status"))
 _COMMON_ERRORS = (400, 401, 403, 503)
+IDEMPOTENCY_PARAMETER = {
+    "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+    "description": "a retried request with the same key gets the first answer and changes nothing again",
+    "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}}
 
 
 def document(operations: list[Operation], version: str) -> dict[str, Any]:
@@ -31,7 +35,7 @@ def document(operations: list[Operation], version: str) -> dict[str, Any]:
 def _operation(operation: Operation) -> dict[str, Any]:
     answers: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {
         "schema": operation.response}}}}
-    for status in sorted({*_COMMON_ERRORS, *operation.errors, *((413,) if operation.body is not None else ())}):
+    for status in sorted({*_COMMON_ERRORS, *operation.errors, *((409,) if operation.writes else ()), *((413,) if operation.body is not None else ())}):
         answers[str(status)] = {"description": ERROR_STATUSES[status], "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Error"}}}}
     described: dict[str, Any] = {
@@ -40,7 +44,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
         "x-required-role": operation.role,
         "parameters": [{"name": parameter.name, "in": parameter.location, "required": parameter.required
                         or parameter.location == "path", "description": parameter.description,
-                        "schema": parameter.schema} for parameter in operation.parameters],
+                        "schema": parameter.schema} for parameter in operation.parameters]
+        + ([IDEMPOTENCY_PARAMETER] if operation.idempotent else []),
         "responses": answers,
     }
     if operation.body is not None:

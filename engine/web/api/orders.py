@@ -28,11 +28,22 @@ def list_orders(txn: Transaction, call: Call) -> dict[str, Any]:
     return page_json(listings.order_page(txn, filters, params["limit"], params["cursor"]))
 
 
+ORDER = record_schema(reports.OrderDetail, extra={
+    "performed_steps": array(record_schema(listings.OrderPerformedStep)),
+    "series": array(record_schema(listings.StoredSeries)),
+    "commitments": array(record_schema(listings.OrderCommitment))})
+
+
 def show_order(txn: Transaction, call: Call) -> dict[str, Any]:
     accession = call.params["accession"]
     detail = reports.order_detail(txn, accession)
     if detail is None:
         raise NotFound(f"no order with accession or order number {accession!r}")
+    return order_json(txn, detail)
+
+
+def order_json(txn: Transaction, detail: reports.OrderDetail) -> dict[str, Any]:
+    """One order as ``ORDER`` describes it: the detail and its DICOM side (MPPS, series, commitments)."""
     dicom_side = listings.order_dicom_side(txn, detail.id)
     return {**record_json(detail), "performed_steps": [record_json(step) for step in dicom_side.performed_steps],
             "series": [record_json(series) for series in dicom_side.series],
@@ -55,11 +66,7 @@ OPERATIONS = [
         "GET", "/orders/{accession}", "getOrder", "One order (by accession number, else filler, else placer order "
         "number) with its requested procedures, steps, MPPS, stored series, storage commitment outcome and full "
         "history: what `swf orders ACCESSION` shows.", "viewer",
-        record_schema(reports.OrderDetail, extra={
-            "performed_steps": array(record_schema(listings.OrderPerformedStep)),
-            "series": array(record_schema(listings.StoredSeries)),
-            "commitments": array(record_schema(listings.OrderCommitment))}),
-        show_order,
+        ORDER, show_order,
         parameters=(Parameter("accession", "path", {**STRING, "minLength": 1},
                               "accession number, or filler / placer order number", required=True),),
         errors=(404,)),

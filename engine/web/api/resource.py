@@ -16,8 +16,11 @@ from twisted.web import resource, server
 
 from ... import reactor_bridge
 from ...domain.principal import Principal
-from ...store.database import Store, StoreUnavailable
-from .declaration import ApiError, Call, Forbidden, MethodNotAllowed, Operation, Router, Unauthenticated
+from ...store import idempotency
+from ...store.database import Store, StoreUnavailable, Transaction
+from .context import EngineContext
+from .declaration import (IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_MAX, ApiError, BadRequest, Call, Conflict, Forbidden,
+                          MethodNotAllowed, Operation, Router, Unauthenticated)
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,12 @@ class ApiResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, router: Router, store: Store, authorizer: Authorizer):
+    def __init__(self, router: Router, store: Store, authorizer: Authorizer, engine: EngineContext | None = None):
         super().__init__()
         self.router = router
         self.store = store
         self.authorizer = authorizer
+        self.engine = engine
 
     def render(self, request: server.Request) -> Any:
         method = request.method.decode("ascii", "replace")
@@ -50,13 +54,17 @@ class ApiResource(resource.Resource):
             params = operation.parse_parameters(path_values, request.args)
             request.content.seek(0)
             body = operation.parse_body(request.content.read())
+            key = _idempotency_key(request, operation)
         except ApiError as error:
             return self._error(request, error)
-        call = Call(params, body, principal, _client(request))
+        call = Call(params, body, principal, _client(request), self.engine)
         if operation.in_memory:
             return self._ok(request, operation.handler(None, call))   # type: ignore[arg-type]
-        work = (reactor_bridge.write if operation.writes else reactor_bridge.read)(
-            self.store, lambda txn: operation.handler(txn, call))
+        if key is not None:
+            work = reactor_bridge.write(self.store, lambda txn: _once(txn, key, operation, call))
+        else:
+            work = (reactor_bridge.write if operation.writes else reactor_bridge.read)(
+                self.store, lambda txn: operation.handler(txn, call))
         finished = request.notifyFinish()
         gone: list[Failure] = []
         finished.addErrback(gone.append)   # the client left: nothing is written to it
@@ -114,6 +122,39 @@ def _json(request: server.Request, value: Any) -> bytes:
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def _idempotency_key(request: server.Request, operation: Operation) -> str | None:
+    """The ``Idempotency-Key`` header of a write; ``BadRequest`` naming the header when it will not do."""
+    raw = request.getHeader(IDEMPOTENCY_HEADER.lower().encode())
+    if raw is None or not operation.writes:
+        return None
+    where = f"header.{IDEMPOTENCY_HEADER}"
+    if not operation.keeps_answer:
+        raise BadRequest(f"{operation.operation_id} takes no {IDEMPOTENCY_HEADER}: its answer holds a secret that "
+                         "is not kept", field=where)
+    try:
+        key = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{IDEMPOTENCY_HEADER} must be ASCII", field=where) from None
+    if not key.strip() or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise BadRequest(f"{IDEMPOTENCY_HEADER}: 1 to {IDEMPOTENCY_KEY_MAX} printable characters", field=where)
+    return key
+
+
+def _once(txn: Transaction, key: str, operation: Operation, call: Call) -> Any:
+    """A write sent with an idempotency key: the answer kept for the key if there is one (nothing is done
+    again), else the operation's answer, kept for the key in the same transaction as its change."""
+    kept = idempotency.kept_answer(txn, key)
+    if kept is not None:
+        if kept.operation != operation.operation_id:
+            raise Conflict(f"{IDEMPOTENCY_HEADER} {key!r} was used for {kept.operation}; use a new key")
+        log.info("API %s: %s %r seen before; its first answer is sent again", operation.operation_id,
+                 IDEMPOTENCY_HEADER, key)
+        return kept.response
+    answer = operation.handler(txn, call)
+    idempotency.keep_answer(txn, key, operation.operation_id, 200, answer)
+    return answer
 
 
 def _client(request: server.Request) -> str:

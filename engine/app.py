@@ -27,12 +27,14 @@ from .store import queues
 from .store.database import Store, refresh_planner_statistics
 from .web.api import build_api
 from .web.auth import Authorizer, refuse_open_listener
+from .web.console import Console
 from .web.health import HealthPage, HealthSnapshot
 from .web.login import AuthPages
 from .web.metrics import MetricsPage
 from .web.ready import ReadyPage
 from .web.root import Root
 from .web.site import BoundedSite
+from .workflow.explain import explain_step
 from .workflow.ingest import IngestResult, Ingestor, Received
 
 log = logging.getLogger("engine")
@@ -148,6 +150,11 @@ class Engine:
             figures["swf_dicom_associations_open"] = ("gauge", "Open DICOM associations", dicom.open_associations())
         return figures
 
+    def _explain(self, accession: str) -> Any:
+        """The worklist attributes of the accession's first step and their origins (thread pool: it reads)."""
+        return explain_step(self.store, accession, None, config=self.config, profiles=self.profiles,
+                            rules=self.rules.current)
+
     def _readiness(self) -> dict[str, str | None]:
         """The /ready checks kept in memory: each listener open, a rules set in force (None = fine)."""
         checks: dict[str, str | None] = {
@@ -197,6 +204,9 @@ class Engine:
             root.putChild(b"metrics", MetricsPage(self.metrics))
             root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours, http.secure_cookies))
             root.putChild(b"api", build_api(self.store, self.authorizer))
+            console = Console(self.store, self.authorizer, self._explain, self._readiness)
+            root.putChild(b"", console)
+            root.putChild(b"console", console)
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
             self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
             self.authorizer.start()

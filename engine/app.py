@@ -28,6 +28,7 @@ from .store.database import Store, refresh_planner_statistics
 from .web.api import build_api
 from .web.auth import Authorizer, refuse_open_listener
 from .web.console import Console
+from .web.console.rules import RulesContext
 from .web.health import HealthPage, HealthSnapshot
 from .web.login import AuthPages
 from .web.metrics import MetricsPage
@@ -204,7 +205,8 @@ class Engine:
             root.putChild(b"metrics", MetricsPage(self.metrics))
             root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours, http.secure_cookies))
             root.putChild(b"api", build_api(self.store, self.authorizer))
-            console = Console(self.store, self.authorizer, self._explain, self._readiness)
+            console = Console(self.store, self.authorizer, self._explain, self._readiness,
+                              RulesContext(self.store, self.config, self.profiles, self.rules))
             root.putChild(b"", console)
             root.putChild(b"console", console)
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)

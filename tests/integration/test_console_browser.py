@@ -133,3 +133,31 @@ def test_a_viewer_sees_but_may_not_act(start_engine, chrome, tmp_path) -> None:
     chrome.find_element(By.PARTIAL_LINK_TEXT, "#").click()
     WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.ID, "fields")))
     assert "MSH-9" in chrome.find_element(By.ID, "fields").text and "MSA" in chrome.find_element(By.ID, "ack").text
+
+
+def test_an_admin_dry_runs_a_candidate_rules_file_against_the_replayed_traffic(start_engine, chrome, tmp_path) -> None:
+    engine = start_engine()
+    base = f"http://127.0.0.1:{engine.http_port}"
+    add_user(engine.data_dir, "ada", "admin")
+    assert run_swf("replay", str(orders(tmp_path, 2)), "--to", engine.address).returncode == 0
+    log_in(chrome, base, "ada")
+    chrome.find_element(By.ID, "nav-rules").click()
+    assert chrome.find_element(By.ID, "check").text.startswith("ok:")
+    assert "20-rooms.yaml:" in chrome.find_element(By.ID, "rules").text   # each rule with its file:line
+    file_name = chrome.find_element(By.ID, "dry-run-file")
+    file_name.clear()
+    file_name.send_keys("20-rooms.yaml")
+    text = chrome.find_element(By.ID, "dry-run-text")
+    chrome.execute_script("arguments[0].value = arguments[1];", text, (ROOT / "routes" / "20-rooms.yaml").read_text()
+                          .replace("station_ae: CT1_AE", "station_ae: CT9_AE"))
+    chrome.find_element(By.ID, "dry-run-button").click()
+    WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.ID, "dry-run-summary")))
+    assert chrome.find_element(By.ID, "dry-run-summary").text.startswith("2 message(s) read, 2 changed")
+    rows = chrome.find_elements(By.CSS_SELECTOR, "#diff tr")[1:]
+    assert len(rows) == 2 and all("CT1_AE" in row.text and "CT9_AE" in row.text for row in rows)
+    text = chrome.find_element(By.ID, "dry-run-text")
+    chrome.execute_script("arguments[0].value = arguments[1];", text, "rules:\n  - name: broken\n    when: [\n")
+    chrome.find_element(By.ID, "dry-run-button").click()
+    WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.CSS_SELECTOR, "table#candidate-check")))
+    assert "20-rooms.yaml" in chrome.find_element(By.ID, "candidate-check").text
+    assert not chrome.find_elements(By.ID, "diff")

@@ -26,13 +26,14 @@ from ..api.journal import segment_table
 from ..auth import Authorizer, Identity
 from ..login import client_of
 from . import pages
+from .rules import MAX_HOURS, RulesContext
 
 log = logging.getLogger(__name__)
 
 STATIC = {name: resources.files(__package__).joinpath("static", name).read_bytes()
           for name in ("console.css", "console.js")}
 NAVIGATION = (("dashboard", "Dashboard"), ("worklist", "Worklist"), ("messages", "Messages"), ("queues", "Queues"),
-              ("audit", "Audit"))
+              ("rules", "Rules"), ("audit", "Audit"))
 
 
 def _text(value: bytes) -> str:
@@ -49,9 +50,10 @@ class Console(resource.Resource):
     isLeaf = True
 
     def __init__(self, store: Store, authorizer: Authorizer, explain: Callable[[str], Any],
-                 listeners: Callable[[], dict[str, str | None]]):
+                 listeners: Callable[[], dict[str, str | None]], rules: RulesContext):
         super().__init__()
         self.store = store
+        self.rules = rules
         self.authorizer = authorizer
         self.explain = explain          # accession -> Explanation | None (runs on the thread pool)
         self.listeners = listeners      # the /ready checks: name -> None when up, else what is wrong
@@ -106,6 +108,10 @@ class Console(resource.Resource):
             if status not in ("pending", "dead", "delivered", "discarded", "all"):
                 return self.problem(request, identity, 400, f"no queue status {status!r}")
             return self.read_page(request, identity, "queues.html", lambda txn: pages.queues_page(txn, status))
+        if name == "rules" and len(parts) == 1:
+            threads.deferToThread(self.rules.overview).addCallback(
+                self._found, request, identity, "rules.html", {"hours": 24}).addErrback(self._failed, request, identity)
+            return server.NOT_DONE_YET
         if name == "audit" and len(parts) == 1:
             return self.read_page(request, identity, "audit.html", pages.audit_page)
         return self.problem(request, identity, 404, "no such console page")
@@ -138,12 +144,15 @@ class Console(resource.Resource):
     # -- actions --------------------------------------------------------------------------------------
     def act(self, request: Any, identity: Identity, parts: list[str]) -> bytes | int:
         principal = identity.principal
-        if not principal.may("operator"):
-            return self.problem(request, identity, 403, f"this needs the operator role; {principal.name} is "
+        needed = "admin" if parts == ["rules", "dry-run"] else "operator"
+        if not principal.may(needed):
+            return self.problem(request, identity, 403, f"this needs the {needed} role; {principal.name} is "
                                                         f"{principal.role}")
         if not self.authorizer.check_csrf(request):
             return self.problem(request, identity, 403, "CSRF token missing or wrong: reload the page")
         form, client = _query(request), client_of(request)
+        if needed == "admin":
+            return self.dry_run(request, identity, form)
         reason = form.get("reason", "")[:500]
         if len(parts) == 3 and parts[0] == "orders" and parts[2] in ("reschedule", "cancel"):
             accession, back = parts[1], f"/console/orders/{quote(parts[1])}"
@@ -168,6 +177,22 @@ class Console(resource.Resource):
         log.info("console: %s by %s from %s", done, principal.name, client)
         reactor_bridge.write(self.store, work).addCallback(self._acted, request, back, done).addErrback(
             self._refused, request, identity)
+        return server.NOT_DONE_YET
+
+    def dry_run(self, request: Any, identity: Identity, form: dict[str, str]) -> bytes | int:
+        """A candidate rules file against the journal's last hours: reads only, so nothing to audit."""
+        file_name, text = form.get("file", ""), _text(request.args.get(b"text", [b""])[0])
+        try:
+            hours = float(form.get("hours") or 24)
+        except ValueError:
+            hours = -1.0
+        if not 0 < hours <= MAX_HOURS:
+            return self.problem(request, identity, 400, f"hours must be a number above 0 and up to {MAX_HOURS}")
+        if not file_name:
+            return self.problem(request, identity, 400, "name the rules file the text replaces or adds")
+        log.info("console: rules dry-run of %s over %g h by %s", file_name, hours, identity.principal.name)
+        threads.deferToThread(self.rules.dry_run, file_name, text, hours).addCallback(
+            self._found, request, identity, "rules.html", {}).addErrback(self._failed, request, identity)
         return server.NOT_DONE_YET
 
     def _acted(self, _: object, request: Any, back: str, done: str) -> None:

@@ -214,8 +214,9 @@ class Engine:
             self.authorizer.start()
             access = (f"{len(self.authorizer.view.users)} user(s): sessions and API tokens" if self.authorizer.has_users
                       else "no users: every request is the local admin (loopback only; swf users add NAME --role R)")
-            log.info("HTTP listener on %s:%d: GET /health, /ready, /metrics; login POST /auth/login; the API under"
-                     " /api/v1 (its OpenAPI document: GET /api/v1/openapi.json); %s", http.host,
+            log.info("HTTP listener on %s:%d: the web console at http://%s:%d/; GET /health, /ready, /metrics; login "
+                     "POST /auth/login; the API under /api/v1 (its OpenAPI document: GET /api/v1/openapi.json); %s",
+                     http.host, self.ports["http"].getHost().port, http.host or "localhost",
                      self.ports["http"].getHost().port, access)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))

@@ -118,6 +118,10 @@ def test_a_viewer_sees_but_may_not_act(start_engine, chrome, tmp_path) -> None:
     add_user(engine.data_dir, "victor", "viewer")
     assert run_swf("replay", str(orders(tmp_path, 1)), "--to", engine.address).returncode == 0
     log_in(chrome, base, "victor")
+    chrome.get(f"{base}/")   # the console is the site's root too
+    assert chrome.find_element(By.ID, "who").text == "victor (viewer)" and chrome.find_element(By.ID, "chart")
+    chrome.get(f"{base}/console/nothing")
+    assert chrome.find_element(By.TAG_NAME, "h1").text == "404"
     chrome.get(f"{base}/console/orders/ACC0")
     WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.ID, "steps")))
     assert not chrome.find_elements(By.ID, "reschedule") and not chrome.find_elements(By.ID, "cancel")

@@ -22,7 +22,6 @@ from ...domain.model import Rejection
 from ...domain.principal import Principal
 from ...store.database import Store, StoreUnavailable
 from ..api.declaration import ApiError
-from ..api.journal import segment_table
 from ..auth import Authorizer, Identity
 from ..login import client_of
 from . import pages
@@ -137,8 +136,6 @@ class Console(resource.Resource):
         if found is None:
             self._finish(request, self.problem(request, identity, 404, "not found"))
             return
-        if "message" in found and template == "message.html":
-            found["fields"] = segment_table(found["message"].raw, found["message"].hl7_version)
         self._finish(request, self.page(request, identity, template, {**found, **extra}))
 
     # -- actions --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from ...store.database import Transaction
 from ...workflow.orders import operator_cancel, operator_change
 from ..api import operations
 from ..api.declaration import Call
+from ..api.journal import segment_table
 
 CHART_MINUTES = 60
 PAGE_ROWS = 50
@@ -80,7 +81,7 @@ def messages_page(txn: Transaction, query: dict[str, str]) -> dict[str, Any]:
 
 def message_page(txn: Transaction, journal_id: int) -> dict[str, Any] | None:
     record = listings.journal_record(txn, journal_id)
-    return None if record is None else {"message": record}
+    return None if record is None else {"message": record, "fields": segment_table(record.raw, record.hl7_version)}
 
 
 def queues_page(txn: Transaction, status: str) -> dict[str, Any]:

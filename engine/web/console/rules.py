@@ -11,7 +11,7 @@ from ...config import Config
 from ...hl7.mapping import Profile
 from ...rules.describe import check_rules, describe_rules, load_rules
 from ...rules.ruleset import rule_files
-from ...rules.watcher import RulesHolder, problems_of
+from ...rules.watcher import RulesHolder
 from ...store.database import Store
 from ...workflow.dry_run import dry_run
 
@@ -44,11 +44,7 @@ class RulesContext:
                                  "candidate_text": text, "hours": hours, "report": None}
         if not candidate_check.ok:
             return found
-        try:
-            candidate = load_rules(texts, set(self.profiles))
-        except Exception as group:  # noqa: BLE001 - already reported by the check; a race with an edit
-            found["candidate_problems"] = problems_of(group)
-            return found
+        candidate = load_rules(texts, set(self.profiles))   # the same texts the check just loaded
         since = (datetime.now() - timedelta(hours=hours)).isoformat(timespec="seconds")
         found["report"] = dry_run(self.store, self.config, self.profiles, self.holder.current, candidate, since=since)
         return found

@@ -28,12 +28,15 @@ from .store.database import Store, refresh_planner_statistics
 from .web.api import build_api
 from .web.api.context import EngineContext
 from .web.auth import Authorizer, refuse_open_listener
+from .web.console import Console
+from .web.console.rules import RulesContext
 from .web.health import HealthPage, HealthSnapshot
 from .web.login import AuthPages
 from .web.metrics import MetricsPage
 from .web.ready import ReadyPage
 from .web.root import Root
 from .web.site import BoundedSite
+from .workflow.explain import explain_step
 from .workflow.ingest import IngestResult, Ingestor, Received
 
 log = logging.getLogger("engine")
@@ -149,6 +152,11 @@ class Engine:
             figures["swf_dicom_associations_open"] = ("gauge", "Open DICOM associations", dicom.open_associations())
         return figures
 
+    def _explain(self, accession: str) -> Any:
+        """The worklist attributes of the accession's first step and their origins (thread pool: it reads)."""
+        return explain_step(self.store, accession, None, config=self.config, profiles=self.profiles,
+                            rules=self.rules.current)
+
     def _readiness(self) -> dict[str, str | None]:
         """The /ready checks kept in memory: each listener open, a rules set in force (None = fine)."""
         checks: dict[str, str | None] = {
@@ -199,13 +207,18 @@ class Engine:
             root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours, http.secure_cookies))
             root.putChild(b"api", build_api(self.store, self.authorizer, EngineContext(
                 self.config, self.ingestor, self.rules, self.profiles)))
+            console = Console(self.store, self.authorizer, self._explain, self._readiness,
+                              RulesContext(self.store, self.config, self.profiles, self.rules))
+            root.putChild(b"", console)
+            root.putChild(b"console", console)
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
             self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
             self.authorizer.start()
             access = (f"{len(self.authorizer.view.users)} user(s): sessions and API tokens" if self.authorizer.has_users
                       else "no users: every request is the local admin (loopback only; swf users add NAME --role R)")
-            log.info("HTTP listener on %s:%d: GET /health, /ready, /metrics; login POST /auth/login; the API under"
-                     " /api/v1 (its OpenAPI document: GET /api/v1/openapi.json); %s", http.host,
+            log.info("HTTP listener on %s:%d: the web console at http://%s:%d/; GET /health, /ready, /metrics; login "
+                     "POST /auth/login; the API under /api/v1 (its OpenAPI document: GET /api/v1/openapi.json); %s",
+                     http.host, self.ports["http"].getHost().port, http.host or "localhost",
                      self.ports["http"].getHost().port, access)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))

@@ -898,7 +898,8 @@ COMMANDS = (
                 arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)"),
                 arg("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)"),
                 arg("--http-port", type=int, metavar="N",
-                    help="HTTP port: /health, /ready, /metrics, login at /auth/login, the API under /api/v1 "
+                    help="HTTP port: the web console at / (e.g. http://127.0.0.1:8080/), /health, /ready, /metrics, "
+                         "login at /auth/login, the API under /api/v1 "
                          "(default 8080; -1 = off)"),
                 arg("--ae-title", metavar="TITLE", help="the engine's DICOM AE title (default SWF_ENGINE)"),
                 arg("--allow-any-ae", action="store_true", default=None,

@@ -51,7 +51,7 @@ def test_bad_parameters_and_bodies_are_400_naming_the_field(start_engine) -> Non
 
 def test_unknown_paths_ids_and_methods(start_engine) -> None:
     api = Api(start_engine().http_port)
-    for path in ("/api/v1/nothing", "/api/v1/orders/A/B", "/api/v2/orders", "/api", "/api/v1", "/console"):
+    for path in ("/api/v1/nothing", "/api/v1/orders/A/B", "/api/v2/orders", "/api", "/api/v1", "/consoles"):
         status, body = api.get(path)
         assert status == 404 and "error" in body, (path, body)
     assert api.get("/api/v1/nothing")[1]["error"] == (

@@ -37,7 +37,7 @@ def config(tmp_path: Path, text: str) -> str:
 def test_only_the_health_path_answers(start_engine) -> None:
     engine = start_engine()
     assert health(engine.http_port)["status"] == "ok"
-    for path in ("/", "/x", "/healthz", "/health/x", "/api/v1/nothing"):
+    for path in ("/x", "/healthz", "/health/x", "/api/v1/nothing"):
         status, _ = http_get(engine.http_port, path)
         assert status == 404, path
 

@@ -1,0 +1,107 @@
+"""Regenerate the console screenshots in docs/ (console-*.png) with the browser the tests use.
+
+    .venv/bin/python docs/screenshots.py        (needs chromium and chromium-driver: .ci/system-deps)
+
+Starts an engine on free loopback ports with a fresh data folder, a stand-in RIS and an archive that
+refuses everything (so the queues page has dead letters), replays the sample day over MLLP, reschedules
+one order and dry-runs a candidate rules file, then saves each page at its full height."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from tests import browser  # noqa: E402
+from tests.conftest import free_port, wait_for_port  # noqa: E402
+from tests.integration.test_outbound import _fast_retry_routes  # noqa: E402
+from tests.mllp_receiver import Receiver  # noqa: E402
+
+PASSWORD = "screenshots-password"
+DOCS = ROOT / "docs"
+
+
+def swf(*args: str, stdin: str | None = None, check: bool = True) -> None:
+    subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, input=stdin, check=check,
+                   capture_output=True, text=True, timeout=120)
+
+
+def save(driver: WebDriver, name: str) -> None:
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(max(height, 600), 4000))
+    path = DOCS / f"console-{name}.png"
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1280, 900)
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="swf-screenshots-"))
+    ris, archive = Receiver(), Receiver(answer=lambda message: "AE")
+    mllp, http, dicom = free_port(), free_port(), free_port()
+    data = work / "var"
+    swf("users", "add", "admin", "--role", "admin", "--data-dir", str(data), "--password-stdin", stdin=PASSWORD)
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data), "--mllp-port", str(mllp),
+         "--http-port", str(http), "--dicom-port", str(dicom), "--routes", str(_fast_retry_routes(work)),
+         "--allow-any-ae"], cwd=ROOT, stdout=open(work / "engine.log", "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "SWF_RIS_ADDRESS": ris.address, "SWF_ARCHIVE_ADDRESS": archive.address})
+    driver = None
+    try:
+        wait_for_port(http, engine)
+        for sample in ("day-v231.hl7", "day-v251.hl7", "malformed.hl7"):
+            # malformed.hl7 is answered AE/AR on purpose: replay says so with exit status 1
+            swf("replay", str(ROOT / "samples" / sample), "--to", f"127.0.0.1:{mllp}", check=sample != "malformed.hl7")
+        base = f"http://127.0.0.1:{http}"
+        driver = browser.chrome()
+        wait = WebDriverWait(driver, 15)
+        driver.get(f"{base}/console/login")
+        save(driver, "login")
+        driver.find_element(By.ID, "name").send_keys("admin")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "login-button").click()
+        wait.until(seen.text_to_be_present_in_element((By.ID, "who"), "admin"))
+        driver.get(f"{base}/console/worklist?all=1")
+        save(driver, "worklist")
+        driver.find_elements(By.CSS_SELECTOR, "#orders a.order-link")[-1].click()
+        driver.find_element(By.ID, "reschedule-start").send_keys("202612071430")
+        driver.find_element(By.ID, "reschedule-button").click()
+        wait.until(seen.presence_of_element_located((By.ID, "done")))
+        save(driver, "order")
+        driver.get(f"{base}/console/messages")
+        save(driver, "messages")
+        driver.find_element(By.PARTIAL_LINK_TEXT, "#").click()
+        save(driver, "message")
+        driver.get(f"{base}/console/queues?status=all")
+        save(driver, "queues")
+        driver.get(f"{base}/console/rules")
+        driver.find_element(By.ID, "dry-run-file").clear()
+        driver.find_element(By.ID, "dry-run-file").send_keys("20-rooms.yaml")
+        driver.execute_script("arguments[0].value = arguments[1];", driver.find_element(By.ID, "dry-run-text"),
+                              (ROOT / "routes" / "20-rooms.yaml").read_text().replace("CT1_AE", "CT2_AE"))
+        driver.find_element(By.ID, "dry-run-button").click()
+        wait.until(seen.presence_of_element_located((By.ID, "dry-run-summary")))
+        save(driver, "rules")
+        driver.get(f"{base}/console/audit")
+        save(driver, "audit")
+        driver.get(f"{base}/console/dashboard")
+        save(driver, "dashboard")
+    finally:
+        if driver is not None:
+            driver.quit()
+        engine.terminate()
+        engine.wait(10)
+        ris.close(), archive.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,30 @@ from typing import Any
 from .yamlfile import LineDict, YamlProblem, line_of, load_yaml
 
 
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM"   # TLS 1.2 suites; TLS 1.3 uses OpenSSL's own
+
+
+@dataclass
+class TlsConfig:
+    """TLS of one listener or outbound link: PEM files, re-read on SIGHUP or when they change (README Security).
+
+    ``tls: off`` in the YAML sets ``off``: the site says in so many words that this listener is plain,
+    which a listener on a non-loopback address needs to start without TLS.
+    """
+    cert: str = ""                       # our certificate chain (PEM); empty: no TLS here
+    key: str = ""                        # its private key (PEM)
+    ca: str = ""                         # CAs (PEM bundle) whose certificates peers must present
+    require_client_cert: bool = False    # listener: refuse peers that present no certificate from `ca`
+    verify_hostname: bool = True         # outbound: the server's certificate must name the host dialled
+    min_version: str = "1.2"             # lowest protocol accepted: 1.2 or 1.3
+    ciphers: str = DEFAULT_CIPHERS       # TLS 1.2 cipher suites (OpenSSL syntax)
+    off: bool = False                    # set by `tls: off`
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert) and not self.off
+
+
 @dataclass
 class MllpConfig:
     host: str = "127.0.0.1"
@@ -19,6 +43,8 @@ class MllpConfig:
     max_connections_per_peer: int = 32       # open connections from one IP address
     max_buffered_bytes: int = 64 * 1024 * 1024  # bytes held for frames in progress, all connections together
     max_unanswered_bytes: int = 4 * 1024 * 1024  # whole messages waiting for the store; past it reading pauses
+    tls_port: int = 0                        # MLLP over TLS on this port (12575 by convention; 0 = none)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
 
 @dataclass
@@ -50,6 +76,8 @@ class DicomConfig:
     forward_retry_seconds: float = 30.0                     # first retry of a failed forward (doubles)
     forward_max_retry_seconds: float = 1800.0
     forward_give_up_hours: float = 24.0
+    tls_port: int = 0                        # DICOM over TLS on this port (2762 by convention; 0 = none)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
 
 @dataclass
@@ -64,6 +92,7 @@ class HttpConfig:
     secure_cookies: bool = False             # mark the session cookie Secure: true once clients reach the engine over
                                              # HTTPS (a TLS proxy in front; the listener itself has no TLS yet)
     auth_refresh_seconds: float = 2.0        # users, tokens and sessions are re-read this often (picks up `swf users`)
+    tls: TlsConfig = field(default_factory=TlsConfig)   # with a cert, the HTTP port serves HTTPS only
 
 
 @dataclass
@@ -119,6 +148,9 @@ def _apply(target: Any, data: LineDict, file: str, prefix: str = "") -> None:
         if key not in known:
             raise YamlProblem(file, line, f"unknown setting {prefix}{key!r}; known: {', '.join(sorted(known))}")
         current = getattr(target, key)
+        if isinstance(current, TlsConfig) and value is False:   # `tls: off` (YAML reads off as false)
+            current.off = True
+            continue
         if is_dataclass(current):
             if not isinstance(value, dict):
                 raise YamlProblem(file, line, f"{prefix}{key} must be a mapping")

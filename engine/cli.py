@@ -97,6 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     reactor.addSystemEventTrigger("before", "shutdown", engine.stop)
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(engine.reload_tls))   # certificates renewed
     reactor.run()
     return 0
 

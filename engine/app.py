@@ -79,7 +79,7 @@ class Engine:
         self.dispatcher = EventDispatcher(lambda: self.rules().destinations, self.profiles, self.ingestor.identity)
         self.store.before_commit.append(self.dispatcher)
         self.store.after_commit.append(self._wake_outbox)
-        self.outbox = Outbox(self.store)
+        self.outbox = Outbox(self.store, self.security_events)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
         self.mllp: MLLPServerFactory | None = None

@@ -896,7 +896,8 @@ COMMANDS = (
                 *DATA_OPTIONS,
                 arg("--host", metavar="ADDR", help="interface for every listener (default 127.0.0.1; "
                     "0.0.0.0 = all interfaces)"),
-                arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)"),
+                arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port, plain (default 2575; -1 = off: TLS only, "
+                    "mllp.tls_port)"),
                 arg("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)"),
                 arg("--http-port", type=int, metavar="N",
                     help="HTTP port: the web console at / (e.g. http://127.0.0.1:8080/), /health, /ready, /metrics, "

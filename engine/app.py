@@ -27,6 +27,8 @@ from .security_events import SecurityEvent, SecurityEvents
 from .store import queues
 from .store.database import Store, refresh_planner_statistics
 from .tls import reloading as tls_reloading
+from .tls.contexts import TlsSettingProblem
+from .tls.files import TlsFileProblem
 from .tls.listener import TlsServerFactory, tls_factory
 from .tls.policy import check_listeners
 from .web.api import build_api
@@ -55,6 +57,10 @@ class ListenerUnavailable(RuntimeError):
         else:
             text = f"{listener} {host}:{port} cannot listen: {error.strerror if error is not None else 'unknown'}"
         super().__init__(text)
+
+
+class TlsUnavailable(RuntimeError):
+    """A TLS listener's files or settings cannot serve (the message names the listener and the file)."""
 
 
 def _listen_tcp(listener: str, host: str, port: int, factory: Any) -> IListeningPort:
@@ -202,7 +208,10 @@ class Engine:
             factory.contexts.reload_if_changed()
 
     def _open_tls(self, name: str, label: str, host: str, port: int, tls_config: Any, wrapped: Any) -> int:
-        self.tls[name] = factory = tls_factory(label, tls_config, wrapped, self.security_events)
+        try:
+            self.tls[name] = factory = tls_factory(label, tls_config, wrapped, self.security_events)
+        except (TlsFileProblem, TlsSettingProblem) as exc:
+            raise TlsUnavailable(f"{label} not started: {exc}") from exc
         self.ports[name] = _listen_tcp(label, host, port, factory)
         clients = ("client certificates required" if tls_config.require_client_cert else
                    "client certificates checked when presented" if tls_config.ca else "no client certificates")

@@ -121,7 +121,8 @@ def parse_tls(name: str, spec: Any, file: str, line: int) -> TlsConfig:
     unknown = set(spec) - TLS_KEYS
     if unknown:
         raise YamlProblem(file, line_of(spec, sorted(unknown)[0], line),
-                          f"destination {name!r}: unknown tls key(s) {sorted(unknown)}; allowed: {', '.join(sorted(TLS_KEYS))}")
+                          f"destination {name!r}: unknown tls key(s) {sorted(unknown)}; "
+                          f"allowed: {', '.join(sorted(TLS_KEYS))}")
     if "verify_hostname" in spec and not isinstance(spec["verify_hostname"], bool):
         raise YamlProblem(file, line_of(spec, "verify_hostname", line), "tls.verify_hostname must be true or false")
     config = TlsConfig(**{key: str(value) for key, value in spec.items() if key != "verify_hostname"},

@@ -44,8 +44,9 @@ def _watch_handshake(connection: SSL.Connection, where: int, ret: int) -> None:
         return
     if where & SSL.SSL_CB_HANDSHAKE_DONE:
         protocol.handshake_done = True
-    elif (where & SSL.SSL_CB_WRITE_ALERT) == SSL.SSL_CB_WRITE_ALERT and ret >> 8 == FATAL and not protocol.handshake_done:
-        protocol.alert = protocol.alert or (ret & 0xFF)
+    elif (where & SSL.SSL_CB_WRITE_ALERT) == SSL.SSL_CB_WRITE_ALERT and ret >> 8 == FATAL:
+        if not protocol.handshake_done and not protocol.alert:
+            protocol.alert = ret & 0xFF
 
 
 @implementer(IOpenSSLServerConnectionCreator)

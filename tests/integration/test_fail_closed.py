@@ -89,7 +89,7 @@ def test_an_expired_certificate_stops_serve_naming_the_file(tmp_path) -> None:
     pki = CertificateAuthority(tmp_path / "pki")
     expired = pki.issue("expired", "swf-engine.test", expired=True)
     tls_port = free_port()
-    stderr = refused(serve(tmp_path, f"mllp: {{tls_port: {tls_port}, tls: {{cert: {expired.cert}, key: {expired.key}}}}}\n",
-                           "--mllp-port", str(free_port()), "--http-port", "-1"))
+    config = f"mllp: {{tls_port: {tls_port}, tls: {{cert: {expired.cert}, key: {expired.key}}}}}\n"
+    stderr = refused(serve(tmp_path, config, "--mllp-port", str(free_port()), "--http-port", "-1"))
     assert f"cannot start: MLLP TLS listener 127.0.0.1:{tls_port} not started: certificate {expired.cert} " in stderr
     assert "expired on" in stderr

@@ -13,7 +13,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 
 from . import reactor_bridge
-from .config import Config
+from .config import Config, TlsConfig
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
 from .dicom.directory import AEDirectory
 from .dicom.wire.direct_storage import serve_storage_directly
@@ -207,7 +207,7 @@ class Engine:
         for factory in self.tls.values():
             factory.contexts.reload_if_changed()
 
-    def _open_tls(self, name: str, label: str, host: str, port: int, tls_config: Any, wrapped: Any) -> int:
+    def _open_tls(self, name: str, label: str, host: str, port: int, tls_config: TlsConfig, wrapped: Any) -> None:
         try:
             self.tls[name] = factory = tls_factory(label, tls_config, wrapped, self.security_events)
         except (TlsFileProblem, TlsSettingProblem) as exc:
@@ -217,7 +217,6 @@ class Engine:
                    "client certificates checked when presented" if tls_config.ca else "no client certificates")
         log.info("%s: TLS %s or later, %s; %s; files re-read when changed and on SIGHUP", label,
                  tls_config.min_version, factory.contexts.material.describe(), clients)
-        return self.ports[name].getHost().port
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -895,7 +895,7 @@ COMMANDS = (
             arguments=(
                 *DATA_OPTIONS,
                 arg("--host", metavar="ADDR", help="interface for every listener (default 127.0.0.1; "
-                    "0.0.0.0 = all interfaces)"),
+                    "0.0.0.0 = all interfaces; off loopback MLLP and HTTP need TLS or tls: off)"),
                 arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port, plain (default 2575; -1 = off: TLS only, "
                     "mllp.tls_port)"),
                 arg("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)"),

@@ -69,7 +69,7 @@ def test_https_requiring_client_certificates_refuses_one_without(start_engine, t
     assert status == 200
     with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
         https(engine.http_port, "GET", "/health", client_context(pki.ca), source="127.0.0.7")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while "security: certificate-refused from 127.0.0.7:" not in engine.log():
         assert time.monotonic() < deadline, engine.log()[-2000:]
         time.sleep(0.05)

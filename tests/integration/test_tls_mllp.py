@@ -28,7 +28,7 @@ def framed(message: bytes) -> bytes:
     return START + message + END
 
 
-def wait_for_log(engine, text: str, timeout: float = 5) -> str:
+def wait_for_log(engine, text: str, timeout: float = 10) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         log = engine.log()

@@ -13,7 +13,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 
 from . import reactor_bridge
-from .config import Config
+from .config import Config, TlsConfig
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
 from .dicom.directory import AEDirectory
 from .dicom.wire.direct_storage import serve_storage_directly
@@ -23,8 +23,14 @@ from .metrics import EngineMetrics, EngineState
 from .outbound.delivery import Outbox
 from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
+from .security_events import SecurityEvent, SecurityEvents
 from .store import queues
 from .store.database import Store, refresh_planner_statistics
+from .tls import reloading as tls_reloading
+from .tls.contexts import TlsSettingProblem
+from .tls.files import TlsFileProblem
+from .tls.listener import TlsServerFactory, tls_factory
+from .tls.policy import check_listeners
 from .web.api import build_api
 from .web.api.context import EngineContext
 from .web.auth import Authorizer, refuse_open_listener
@@ -53,6 +59,10 @@ class ListenerUnavailable(RuntimeError):
         super().__init__(text)
 
 
+class TlsUnavailable(RuntimeError):
+    """A TLS listener's files or settings cannot serve (the message names the listener and the file)."""
+
+
 def _listen_tcp(listener: str, host: str, port: int, factory: Any) -> IListeningPort:
     try:
         return reactor.listenTCP(port, factory, interface=host)
@@ -66,6 +76,7 @@ class Engine:
 
     def __init__(self, config: Config):
         self.config = config
+        self.security_events = SecurityEvents()   # adapters raise, the audit trail subscribes
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
         self.profiles = load_profiles(config.profiles_dir)
         self.rules = RulesHolder(config.routes_dir, set(self.profiles))
@@ -74,7 +85,7 @@ class Engine:
         self.dispatcher = EventDispatcher(lambda: self.rules().destinations, self.profiles, self.ingestor.identity)
         self.store.before_commit.append(self.dispatcher)
         self.store.after_commit.append(self._wake_outbox)
-        self.outbox = Outbox(self.store)
+        self.outbox = Outbox(self.store, self.security_events)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
         self.mllp: MLLPServerFactory | None = None
@@ -83,15 +94,18 @@ class Engine:
         self.metrics.watch(EngineState(self.health, self._live_metrics))
         self.authorizer = Authorizer(self.store, config)   # the principal of each HTTP request
         self.ports: dict[str, IListeningPort] = {}
+        self.tls: dict[str, TlsServerFactory] = {}   # the TLS listeners ("mllp-tls", "http"), their contexts reloaded
+        self._tls_loop: task.LoopingCall | None = None
         self._reload_loop: task.LoopingCall | None = None
         self._dispatch_loop: task.LoopingCall | None = None
         self._analyze_loop: task.LoopingCall | None = None
 
     # -- the MLLP adapter's two entry points ----------------------------------------------------------
-    def handle_message(self, raw: bytes, peer: str) -> defer.Deferred:
+    def handle_message(self, raw: bytes, peer: str, presented: tuple[str, ...] = ()) -> defer.Deferred:
         """Parse, route and map here, on the reactor thread, while the writer thread is in SQLite (which
-        releases the GIL); only journaling and applying go through the writer."""
-        received = Received(raw, peer)
+        releases the GIL); only journaling and applying go through the writer.  ``presented``: the names of
+        the connection's client certificate, checked against ``mllp.senders``."""
+        received = Received(raw, peer, presented=presented)
         started = time.perf_counter()
         try:
             prepared = self.ingestor.prepare(received)
@@ -99,6 +113,10 @@ class Engine:
             log.exception("message from %s could not be prepared", peer)
             applied = reactor_bridge.write(self.store, lambda txn: self.ingestor(txn, received))
         else:
+            if prepared.sender_error is not None and prepared.message is not None:
+                self.security_events.raise_event(SecurityEvent(
+                    "msh-certificate-mismatch", peer, f"HL7 message {prepared.message.control_id or '(no MSH-10)'} "
+                    f"answered AR: {prepared.sender_error.text}", ", ".join(presented)))
             applied = reactor_bridge.write(self.store, lambda txn: self.ingestor.apply(txn, prepared))
         return applied.addCallback(self._answered, started)
 
@@ -148,6 +166,14 @@ class Engine:
         if mllp is not None:
             figures["swf_mllp_connections_open"] = ("gauge", "Open MLLP connections", mllp.connections)
             figures["swf_mllp_connections_refused"] = ("counter", "MLLP connections refused (caps)", mllp.refused)
+        if self.tls:
+            figures["swf_tls_handshakes_refused"] = ("counter", "TLS handshakes refused (no, untrusted or expired "
+                                                     "client certificate; protocol below the minimum)",
+                                                     sum(f.refused_handshakes for f in self.tls.values()))
+            figures["swf_tls_reloads"] = ("counter", "TLS certificate files re-read and put in force",
+                                          sum(f.contexts.reloads for f in self.tls.values()))
+            figures["swf_tls_reload_failures"] = ("counter", "TLS file changes refused (the previous files serve on)",
+                                                  sum(f.contexts.refusals for f in self.tls.values()))
         if dicom is not None:
             figures["swf_dicom_associations_open"] = ("gauge", "Open DICOM associations", dicom.open_associations())
         return figures
@@ -160,7 +186,7 @@ class Engine:
     def _readiness(self) -> dict[str, str | None]:
         """The /ready checks kept in memory: each listener open, a rules set in force (None = fine)."""
         checks: dict[str, str | None] = {
-            "mllp": None if "mllp" in self.ports else "the MLLP listener is not open",
+            "mllp": None if "mllp" in self.ports or "mllp-tls" in self.ports else "the MLLP listener is not open",
             "rules": None if self.rules.current is not None else "no rules loaded",
         }
         if self.config.dicom.port >= 0:
@@ -172,12 +198,35 @@ class Engine:
         if self.rules.reload_if_changed():
             self.outbox.configure(self.rules.current.destinations)
 
+    def reload_tls(self) -> None:
+        """SIGHUP: re-read every TLS listener's files now (a broken one is refused, the old one serves)."""
+        for factory in self.tls.values():
+            factory.contexts.reload()
+
+    def _reload_tls_if_changed(self) -> None:
+        for factory in self.tls.values():
+            factory.contexts.reload_if_changed()
+
+    def _open_tls(self, name: str, label: str, host: str, port: int, tls_config: TlsConfig, wrapped: Any) -> None:
+        try:
+            self.tls[name] = factory = tls_factory(label, tls_config, wrapped, self.security_events)
+        except (TlsFileProblem, TlsSettingProblem) as exc:
+            raise TlsUnavailable(f"{label} not started: {exc}") from exc
+        self.ports[name] = _listen_tcp(label, host, port, factory)
+        clients = ("client certificates required" if tls_config.require_client_cert else
+                   "client certificates checked when presented" if tls_config.ca else "no client certificates")
+        log.info("%s: TLS %s or later, %s; %s; files re-read when changed and on SIGHUP", label,
+                 tls_config.min_version, factory.contexts.material.describe(), clients)
+
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         self.store.start()
+        plain = check_listeners(self.config)   # before any listener opens: fail closed
         if self.config.http.port >= 0:
             self.authorizer.load()
             refuse_open_listener(self.config, self.authorizer)   # before any listener opens
+        for warning in plain:
+            self.security_events.raise_event(SecurityEvent("plain-listener", "", warning))
         dicom = self.config.dicom
         if dicom.port >= 0:
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics))
@@ -193,10 +242,14 @@ class Engine:
             log.info("DICOM listener on %s:%d, AE %s: %s; %s", dicom.host, self.dicom.port, dicom.ae_title,
                      ", ".join(service.name for service in self.dicom.services), access)
         mllp = self.config.mllp
-        self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp)
-        self.ports["mllp"] = _listen_tcp("MLLP", mllp.host, mllp.port, self.mllp)
-        log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
-                 mllp.host, self.ports["mllp"].getHost().port)
+        self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp)   # both ports: one set of caps
+        if mllp.port >= 0:
+            self.ports["mllp"] = _listen_tcp("MLLP", mllp.host, mllp.port, self.mllp)
+            log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
+                     mllp.host, self.ports["mllp"].getHost().port)
+        if mllp.tls_port > 0:
+            self._open_tls("mllp-tls", f"MLLP TLS listener {mllp.host}:{mllp.tls_port}", mllp.host, mllp.tls_port,
+                           mllp.tls, self.mllp)
         http = self.config.http
         if http.port >= 0:
             self.health.load()
@@ -204,7 +257,8 @@ class Engine:
             root.putChild(b"health", HealthPage(self.health, self._live_health))
             root.putChild(b"ready", ReadyPage(self.store, self._readiness))
             root.putChild(b"metrics", MetricsPage(self.metrics))
-            root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours, http.secure_cookies))
+            root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours,
+                                             http.secure_cookies or http.tls.enabled))
             root.putChild(b"api", build_api(self.store, self.authorizer, EngineContext(
                 self.config, self.ingestor, self.rules, self.profiles)))
             console = Console(self.store, self.authorizer, self._explain, self._readiness,
@@ -212,13 +266,17 @@ class Engine:
             root.putChild(b"", console)
             root.putChild(b"console", console)
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
-            self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
+            if http.tls.enabled:
+                self._open_tls("http", f"HTTPS listener {http.host}:{http.port}", http.host, http.port, http.tls, site)
+            else:
+                self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
+            scheme = "https" if http.tls.enabled else "http"
             self.authorizer.start()
             access = (f"{len(self.authorizer.view.users)} user(s): sessions and API tokens" if self.authorizer.has_users
                       else "no users: every request is the local admin (loopback only; swf users add NAME --role R)")
-            log.info("HTTP listener on %s:%d: the web console at http://%s:%d/; GET /health, /ready, /metrics; login "
+            log.info("HTTP listener on %s:%d: the web console at %s://%s:%d/; GET /health, /ready, /metrics; login "
                      "POST /auth/login; the API under /api/v1 (its OpenAPI document: GET /api/v1/openapi.json); %s",
-                     http.host, self.ports["http"].getHost().port, http.host or "localhost",
+                     http.host, self.ports["http"].getHost().port, scheme, http.host or "localhost",
                      self.ports["http"].getHost().port, access)
         log.info("database %s; rules from %s (%d rules); profiles %s", self.config.database, self.config.routes_dir,
                  len(self.rules.current.rules), ", ".join(sorted(self.profiles)))
@@ -228,6 +286,9 @@ class Engine:
         # Planner statistics, refreshed at start and hourly, on the writer, between batches.
         self._analyze_loop = task.LoopingCall(lambda: self.store.submit(refresh_planner_statistics))
         self._analyze_loop.start(3600.0, now=True)
+        if self.tls:
+            self._tls_loop = task.LoopingCall(self._reload_tls_if_changed)
+            self._tls_loop.start(tls_reloading.POLL_SECONDS, now=False)
         if self.config.rules_reload_seconds > 0:
             self._reload_loop = task.LoopingCall(self._reload_rules)
             self._reload_loop.start(self.config.rules_reload_seconds, now=False)
@@ -237,7 +298,7 @@ class Engine:
             self._reload_loop.stop()
         self.outbox.stop()
         self.authorizer.stop()
-        for loop in (self._dispatch_loop, self._analyze_loop):
+        for loop in (self._dispatch_loop, self._analyze_loop, self._tls_loop):
             if loop is not None and loop.running:
                 loop.stop()
         if self.dicom is not None:

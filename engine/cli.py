@@ -97,6 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     reactor.addSystemEventTrigger("before", "shutdown", engine.stop)
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(engine.reload_tls))   # certificates renewed
     reactor.run()
     return 0
 
@@ -894,8 +895,9 @@ COMMANDS = (
             arguments=(
                 *DATA_OPTIONS,
                 arg("--host", metavar="ADDR", help="interface for every listener (default 127.0.0.1; "
-                    "0.0.0.0 = all interfaces)"),
-                arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port (default 2575)"),
+                    "0.0.0.0 = all interfaces; off loopback MLLP and HTTP need TLS or tls: off)"),
+                arg("--mllp-port", type=int, metavar="N", help="HL7 MLLP port, plain (default 2575; -1 = off: TLS only, "
+                    "mllp.tls_port)"),
                 arg("--dicom-port", type=int, metavar="N", help="DICOM port (default 11112; -1 = off)"),
                 arg("--http-port", type=int, metavar="N",
                     help="HTTP port: the web console at / (e.g. http://127.0.0.1:8080/), /health, /ready, /metrics, "

@@ -45,6 +45,7 @@ class MllpConfig:
     max_unanswered_bytes: int = 4 * 1024 * 1024  # whole messages waiting for the store; past it reading pauses
     tls_port: int = 0                        # MLLP over TLS on this port (12575 by convention; 0 = none)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    senders: dict = field(default_factory=dict)  # MSH-3: {certificate: CN or SAN, facility: MSH-4} (domain/senders.py)
 
 
 @dataclass
@@ -89,8 +90,7 @@ class HttpConfig:
     idle_timeout: float = 60.0               # an HTTP connection silent this long is closed
     health_max_age: float = 5.0              # /health database figures older than this are re-read in the background (s)
     session_hours: float = 12.0              # a console session (login cookie) ends this long after the login
-    secure_cookies: bool = False             # mark the session cookie Secure: true once clients reach the engine over
-                                             # HTTPS (a TLS proxy in front; the listener itself has no TLS yet)
+    secure_cookies: bool = False             # mark the session cookie Secure (a TLS proxy in front); always with http.tls
     auth_refresh_seconds: float = 2.0        # users, tokens and sessions are re-read this often (picks up `swf users`)
     tls: TlsConfig = field(default_factory=TlsConfig)   # with a cert, the HTTP port serves HTTPS only
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from typing import Callable
@@ -12,8 +13,11 @@ from engine.hl7.message import Message, decode_bytes
 
 
 class Receiver:
-    def __init__(self, port: int = 0, answer: Callable[[Message], str] = lambda message: "AA"):
+    def __init__(self, port: int = 0, answer: Callable[[Message], str] = lambda message: "AA",
+                 tls: ssl.SSLContext | None = None):
         self.messages: list[Message] = []
+        self.tls_refused: list[str] = []   # TLS handshakes that failed (with ``tls``: a TLS receiver)
+        self.client_certificates: list[dict] = []
         self.raw: list[bytes] = []
         self.attempts: list[str] = []  # control IDs of every message received, accepted or not
         self.answer = answer
@@ -23,6 +27,15 @@ class Receiver:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if tls is not None:
+                    try:
+                        self.request = tls.wrap_socket(self.request, server_side=True)
+                    except (ssl.SSLError, OSError) as exc:
+                        with receiver.lock:
+                            receiver.tls_refused.append(str(exc))
+                        return
+                    with receiver.lock:
+                        receiver.client_certificates.append(self.request.getpeercert() or {})
                 buffer = b""
                 while True:
                     try:

@@ -11,11 +11,13 @@ import time
 from typing import Callable
 
 from twisted.internet import defer, protocol, reactor
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 from ..config import MllpConfig
 from ..refusal_log import RefusalLog
+from ..tls.identity import certificate_names
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,13 @@ class MLLPDecoder:
                 self.on_frame(message)
 
 
+@implementer(IHandshakeListener)
 class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
+    """One MLLP connection, plain or inside TLS (``engine/tls/listener.py``); over TLS, the names of the
+    client certificate go with each message so that ``mllp.senders`` can be checked."""
+
     factory: "MLLPServerFactory"
+    presented: tuple[str, ...] = ()   # the client certificate's names, once the TLS handshake is done
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -126,6 +133,12 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
         self._frame_timer: IDelayedCall | None = None
         self.setTimeout(self.factory.idle_timeout)
         self.factory.opened(self.host)
+
+    def handshakeCompleted(self) -> None:
+        certificate = self.transport.getPeerCertificate()
+        if certificate is not None:
+            self.presented = certificate_names(certificate.to_cryptography())
+            log.debug("MLLP TLS connection from %s presents %s", self.peer, ", ".join(self.presented))
 
     def connectionLost(self, reason: object = None) -> None:
         self.setTimeout(None)
@@ -186,7 +199,7 @@ class MLLPServerProtocol(protocol.Protocol, TimeoutMixin):
 
     # -- frames -------------------------------------------------------------------------------
     def _frame(self, message: bytes) -> None:
-        self._dispatch(self.factory.handle(message, self.peer), len(message))
+        self._dispatch(self.factory.handle(message, self.peer, self.presented), len(message))
 
     def _oversize(self, head: bytes) -> None:
         log.warning("MLLP frame from %s exceeds %d bytes: answered AR", self.peer, self.factory.max_message_bytes)
@@ -245,7 +258,7 @@ class MLLPServerFactory(protocol.Factory):
 
     protocol = MLLPServerProtocol
 
-    def __init__(self, handle: Callable[[bytes, str], defer.Deferred],
+    def __init__(self, handle: Callable[[bytes, str, tuple[str, ...]], defer.Deferred],
                  handle_oversize: Callable[[bytes, str], defer.Deferred], limits: MllpConfig = MllpConfig()):
         self.handle = handle
         self.handle_oversize = handle_oversize

@@ -5,6 +5,9 @@ as dead.  AR/CR, an ACK timeout and connection trouble are retried with exponent
 connection) until ``give_up_hours`` have passed since the message was queued, then it is parked as dead
 (the destination's ``RetryPolicy``, engine/domain/retry.py, shared with the DICOM queues).
 An ACK whose MSA-2 is not the message's control ID is logged and ignored.
+A destination with ``tls:`` is reached over TLS (engine/tls/contexts.py: its certificate checked against
+``ca`` and, unless ``verify_hostname: false``, against the host dialled); a refused server certificate
+is retried like connection trouble and raised as a security event.
 """
 from __future__ import annotations
 
@@ -13,9 +16,13 @@ import time
 from datetime import datetime
 from typing import Any
 
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet import defer, error, protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .. import reactor_bridge
 from ..hl7.message import HL7ParseError, Message, decode_bytes
@@ -23,13 +30,18 @@ from ..hl7.mllp import MLLPDecoder, frame
 from ..store import queues
 from ..store.database import Store
 from ..store.queues import OutboxMessage
+from ..security_events import SecurityEvent, SecurityEvents
 from ..store.timestamps import now_iso
+from ..tls.contexts import TlsSettingProblem, client_creator
+from ..tls.files import TlsFileProblem
+from ..tls.reloading import ReloadingTls
 from .destinations import Destination
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 
 
+@implementer(IHandshakeListener)
 class MLLPClientProtocol(protocol.Protocol):
     """Sends one frame at a time and fires the waiting Deferred with the ACK that names its control ID."""
 
@@ -37,6 +49,8 @@ class MLLPClientProtocol(protocol.Protocol):
         self.decoder = MLLPDecoder(1024 * 1024, self._frame, lambda head: None, self._junk)
         self.waiting: tuple[str, defer.Deferred] | None = None
         self.connected_ok = False
+        self.handshake_done = False
+        self.tls_refusal = ""   # why the TLS handshake failed (the server's certificate, most often)
 
     def connectionMade(self) -> None:
         self.connected_ok = True
@@ -46,12 +60,18 @@ class MLLPClientProtocol(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.decoder.feed(data)
 
+    def handshakeCompleted(self) -> None:
+        self.handshake_done = True
+
     def connectionLost(self, reason: Any = None) -> None:
         self.connected_ok = False
+        why = ""
+        if isinstance(reason, Failure) and not self.handshake_done and reason.check(SSL.Error, VerificationError):
+            self.tls_refusal = why = f"TLS handshake failed: {_tls_failure(reason)}"
         if self.waiting is not None:
             _, waiting = self.waiting
             self.waiting = None
-            waiting.errback(ConnectionError("connection lost while waiting for the ACK"))
+            waiting.errback(ConnectionError(why or "connection lost while waiting for the ACK"))
 
     def send(self, message: bytes, control_id: str) -> defer.Deferred:
         waiting: defer.Deferred = defer.Deferred()
@@ -77,6 +97,12 @@ class MLLPClientProtocol(protocol.Protocol):
         log.warning("receiver sent %d bytes outside a frame", len(data))
 
 
+def _tls_failure(reason: Failure) -> str:
+    if reason.check(VerificationError):
+        return "the server's certificate does not name the host dialled (tls.verify_hostname)"
+    return reason.getErrorMessage()
+
+
 def _created_epoch(created_at: str) -> float:
     try:
         return datetime.fromisoformat(created_at).timestamp()
@@ -87,9 +113,11 @@ def _created_epoch(created_at: str) -> float:
 class DestinationQueue:
     """The delivery loop of one destination."""
 
-    def __init__(self, destination: Destination, store: Store):
+    def __init__(self, destination: Destination, store: Store, events: SecurityEvents | None = None):
         self.destination = destination
         self.store = store
+        self.events = events
+        self._tls: ReloadingTls[Any] | None = None   # built at the first connection, re-read when the files change
         self.client: MLLPClientProtocol | None = None
         self.running = False
         self.busy = False
@@ -138,7 +166,16 @@ class DestinationQueue:
     def _connect(self) -> Any:
         if self.client is not None and self.client.connected_ok:
             return self.client
-        endpoint = TCP4ClientEndpoint(reactor, self.destination.host, self.destination.port, timeout=10)
+        destination = self.destination
+        endpoint: Any = TCP4ClientEndpoint(reactor, destination.host, destination.port, timeout=10)
+        if destination.tls is not None:
+            if self._tls is None:
+                tls = destination.tls
+                self._tls = ReloadingTls(f"destination {destination.name}", tls,
+                                         lambda material: client_creator(tls, material, destination.host))
+            else:
+                self._tls.reload_if_changed()
+            endpoint = wrapClientTLS(self._tls.current, endpoint)
         self.client = yield connectProtocol(endpoint, MLLPClientProtocol())
         log.info("outbox %s: connected to %s", self.destination.name, self.destination.address)
         return self.client
@@ -151,8 +188,12 @@ class DestinationQueue:
             sending = client.send(head.message, head.control_id)
             sending.addTimeout(destination.ack_timeout, reactor)
             code, text, ack = yield sending
-        except (defer.TimeoutError, ConnectionError, error.ConnectError, error.ConnectionLost, OSError) as exc:
+        except (defer.TimeoutError, ConnectionError, error.ConnectError, error.ConnectionLost, OSError,
+                TlsFileProblem, TlsSettingProblem) as exc:
             reason = "no ACK within %.0f s" % destination.ack_timeout if isinstance(exc, defer.TimeoutError) else str(exc)
+            if self.client is not None and self.client.tls_refusal and self.events is not None:
+                self.events.raise_event(SecurityEvent("certificate-refused", destination.address,
+                                                      f"outbox {destination.name}: {self.client.tls_refusal}"))
             if self.client is not None and self.client.transport is not None:
                 self.client.transport.loseConnection()
             self.client = None
@@ -188,8 +229,9 @@ class DestinationQueue:
 class Outbox:
     """All destination queues of the engine; rebuilt when the rules (and so the destinations) change."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, events: SecurityEvents | None = None):
         self.store = store
+        self.events = events
         self.queues: dict[str, DestinationQueue] = {}
         self._reported_off: set[str] = set()
 
@@ -205,9 +247,10 @@ class Outbox:
                     log.warning("destination %s is off: %s", name, destination.off_reason)
                 continue
             if name not in self.queues:
-                self.queues[name] = DestinationQueue(destination, self.store)
+                self.queues[name] = DestinationQueue(destination, self.store, self.events)
                 self.queues[name].start()
-                log.info("destination %s: delivering %s messages to %s", name, destination.sends, destination.address)
+                log.info("destination %s: delivering %s messages to %s%s", name, destination.sends, destination.address,
+                         " over TLS" if destination.tls is not None else "")
 
     def wake(self) -> None:
         for queue in self.queues.values():

@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import TlsConfig
 from ..domain.retry import RetryPolicy
+from ..tls.contexts import TlsSettingProblem, client_creator
+from ..tls.files import TlsFileProblem, load_material
 from ..yamlfile import YamlProblem, environment_names, line_of
 
 # What a destination receives, by role (SWF.md 4.3 and 4.4).
@@ -17,7 +20,8 @@ SENDS = {
 }
 KEYS = {"address", "sends", "profile", "receiving_application", "receiving_facility", "ack_timeout",
         "max_ae_retries", "retry_seconds", "max_retry_seconds", "give_up_hours", "notify_commitment",
-        "emit_partial"}
+        "emit_partial", "tls"}
+TLS_KEYS = {"ca", "cert", "key", "verify_hostname", "min_version", "ciphers"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Destination:
     notify_commitment: bool = False   # storage commitment success -> SC/CM status (else no message)
     emit_partial: bool = False        # a completed step while the order stays IP -> SC/IP
     address_written: str = ""         # the address as the rules write it, e.g. ${SWF_RIS_ADDRESS}
+    tls: TlsConfig | None = None      # MLLP over TLS to this destination (``tls: {ca, cert, key, verify_hostname}``)
 
     @property
     def enabled(self) -> bool:
@@ -100,7 +105,30 @@ def parse_destination(name: str, spec: Any, file: str, line: int) -> Destination
             if not isinstance(spec[key], bool):
                 raise YamlProblem(file, line_of(spec, key, line), f"{key} must be true or false")
             values[key] = spec[key]
+    if "tls" in spec:
+        values["tls"] = parse_tls(name, spec["tls"], file, line_of(spec, "tls", line))
     return Destination(name=name, host=host, port=port, sends=sends, profile=str(spec.get("profile", "ihe-v231-orm")),
                        receiving_application=str(spec.get("receiving_application", "")),
                        receiving_facility=str(spec.get("receiving_facility", "")), address_written=written,
                        **values)
+
+
+def parse_tls(name: str, spec: Any, file: str, line: int) -> TlsConfig:
+    """A destination's ``tls:`` mapping; its files are read and checked now, so that ``swf rules check`` and a
+    rules reload refuse a missing or broken certificate (the last good rules then stay in force)."""
+    if not isinstance(spec, dict):
+        raise YamlProblem(file, line, f"destination {name!r}: tls must be a mapping of {', '.join(sorted(TLS_KEYS))}")
+    unknown = set(spec) - TLS_KEYS
+    if unknown:
+        raise YamlProblem(file, line_of(spec, sorted(unknown)[0], line),
+                          f"destination {name!r}: unknown tls key(s) {sorted(unknown)}; "
+                          f"allowed: {', '.join(sorted(TLS_KEYS))}")
+    if "verify_hostname" in spec and not isinstance(spec["verify_hostname"], bool):
+        raise YamlProblem(file, line_of(spec, "verify_hostname", line), "tls.verify_hostname must be true or false")
+    config = TlsConfig(**{key: str(value) for key, value in spec.items() if key != "verify_hostname"},
+                       verify_hostname=spec.get("verify_hostname", True))
+    try:
+        client_creator(config, load_material(config), "localhost")
+    except (TlsFileProblem, TlsSettingProblem, ValueError) as exc:
+        raise YamlProblem(file, line, f"destination {name!r}: tls: {exc}") from None
+    return config

@@ -23,6 +23,7 @@ from ..hl7.mapping import Profile
 from ..hl7.message import HL7ParseError, Message, decode_bytes, field_path, normalise_segments
 from ..hl7.profiles import select_profile
 from ..domain.decision import Decision
+from ..domain.senders import SenderDirectory
 from ..rules.ruleset import RuleSet
 from ..store import journal, queues
 from ..store.database import Transaction
@@ -40,6 +41,8 @@ class Received:
     raw: bytes
     peer: str = ""
     received_at: str = field(default_factory=now_iso)   # local time with offset, ms precision
+    presented: tuple[str, ...] | None = None   # MLLP: the names of the client certificate (() for none); None
+                                               # when not from a connection (API, explain): mllp.senders not checked
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Prepared:
     message: Message | None = None
     parse_error: HL7ParseError | None = None
     header_error: HL7Error | None = None
+    sender_error: HL7Error | None = None                         # MSH-3/4 not covered by the client certificate
     decision: Decision | None = None
     mapped: Mapped | None = None
     mapping_error: Exception | None = None                       # raised again where the effects are applied
@@ -101,6 +105,7 @@ class Ingestor:
         self.profiles = profiles
         self.rules = rules
         self.identity = Identity(config.hl7.application, config.hl7.facility, config.hl7.default_version)
+        self.senders = SenderDirectory.from_config(config.mllp.senders)
 
     def __call__(self, txn: Transaction, received: Received) -> IngestResult:
         return self.apply(txn, self.prepare(received))
@@ -114,6 +119,11 @@ class Ingestor:
         except HL7ParseError as exc:
             prepared.parse_error = exc
             return prepared
+        if received.presented is not None:
+            refusal = self.senders.refusal(message.get("MSH-3.1"), message.get("MSH-4.1"), received.presented)
+            if refusal is not None:
+                prepared.sender_error = HL7Error(207, refusal, "MSH", 1, 3)
+                return prepared
         prepared.header_error = self._check_header(message)
         if prepared.header_error is not None:
             return prepared
@@ -144,8 +154,9 @@ class Ingestor:
                                     sending_application=application, sending_facility=facility,
                                     control_id=control_id, message_code=message.message_code,
                                     hl7_version=message.version, payload_hash=digest, raw=received.raw)
-        if prepared.header_error is not None:
-            return self._finish(txn, journal_id, message, "AR", [prepared.header_error], "rejected", "")
+        for refused in (prepared.sender_error, prepared.header_error):
+            if refused is not None:
+                return self._finish(txn, journal_id, message, "AR", [refused], "rejected", "")
         window_start = (datetime.now().astimezone() - timedelta(days=hl7.duplicate_window_days)).isoformat()
         earlier = journal.processed(txn, application, facility, control_id, window_start)
         if earlier is not None and earlier.id != journal_id:

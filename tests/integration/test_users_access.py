@@ -288,7 +288,7 @@ def test_http_off_loopback_refuses_to_start_without_a_user(tmp_path) -> None:
     data_dir = tmp_path / "var"
     http_port = free_port()
     command = [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data_dir), "--config",
-               config(tmp_path, "http: {host: 0.0.0.0, auth_refresh_seconds: 0.5}\n"), "--mllp-port",
+               config(tmp_path, "http: {host: 0.0.0.0, tls: off, auth_refresh_seconds: 0.5}\n"), "--mllp-port",
                str(free_port()), "--dicom-port", str(free_port()), "--http-port", str(http_port)]
     refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0

@@ -99,6 +99,9 @@ class Operation:
     errors: tuple[int, ...] = ()           # answers besides 200 and the common ones (400, 401, 403, 503)
     in_memory: bool = False                # answered on the reactor from memory: no transaction (txn is None)
     keeps_answer: bool = True              # a write's answer may be kept for its Idempotency-Key (not a secret)
+    # slow work that needs no store (a password hash), run on the thread pool before the transaction, so the
+    # writer thread (one for every write of the engine) is not held by it
+    prepare: Callable[[Call], Call] | None = None
     _validators: dict[str, Draft202012Validator] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

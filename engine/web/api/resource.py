@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any, Protocol
 
+from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
@@ -60,17 +61,21 @@ class ApiResource(resource.Resource):
         call = Call(params, body, principal, _client(request), self.engine)
         if operation.in_memory:
             return self._ok(request, operation.handler(None, call))   # type: ignore[arg-type]
-        if key is not None:
-            work = reactor_bridge.write(self.store, lambda txn: _once(txn, key, operation, call))
-        else:
-            work = (reactor_bridge.write if operation.writes else reactor_bridge.read)(
-                self.store, lambda txn: operation.handler(txn, call))
+        prepared = threads.deferToThread(operation.prepare, call) if operation.prepare else defer.succeed(call)
+        work = prepared.addCallback(lambda ready: self._transaction(operation, key, ready))
         finished = request.notifyFinish()
         gone: list[Failure] = []
         finished.addErrback(gone.append)   # the client left: nothing is written to it
         work.addCallbacks(lambda answer: self._answer(request, gone, self._ok, answer),
                           lambda failure: self._answer(request, gone, self._failed, failure, method, path))
         return server.NOT_DONE_YET
+
+    def _transaction(self, operation: Operation, key: str | None, call: Call) -> defer.Deferred:
+        """The operation's store work: a write on the writer thread (kept for its idempotency key), else a read."""
+        if key is not None:
+            return reactor_bridge.write(self.store, lambda txn: _once(txn, key, operation, call))
+        return (reactor_bridge.write if operation.writes else reactor_bridge.read)(
+            self.store, lambda txn: operation.handler(txn, call))
 
     def _authorize(self, request: server.Request, operation: Operation) -> Principal:
         principal = self.authorizer.principal(request)

@@ -39,8 +39,15 @@ def test_an_order_created_over_the_api_is_on_the_worklist_once_and_its_cancel_re
     assert post(api, "/api/v1/orders", NEW_ORDER, key="create-PLC-API-1") == (200, created)
     assert len(api.get("/api/v1/orders?placer=PLC-API-1")[1]["items"]) == 1
     assert len(api.get("/api/v1/journal?limit=500")[1]["items"]) == 1
+    # the same key with another body, or for another operation: 422 naming the header, nothing done
+    status, refused = post(api, "/api/v1/orders", {**NEW_ORDER, "modality": "MR"}, key="create-PLC-API-1")
+    assert (status, refused["field"]) == (422, "header.Idempotency-Key") and "another request" in refused["error"]
+    api.validate("POST", "/api/v1/orders", 422, refused)
     status, refused = post(api, "/api/v1/orders/ACC-API-1/cancel", {}, key="create-PLC-API-1")
-    assert status == 409 and "createOrder" in refused["error"]
+    assert (status, refused["field"]) == (422, "header.Idempotency-Key") and "createOrder" in refused["error"]
+    reordered = json.dumps(dict(reversed(NEW_ORDER.items())), indent=2).encode()   # the same request
+    assert api.call("POST", "/api/v1/orders", reordered, {"Idempotency-Key": "create-PLC-API-1"})[:2] == (200, created)
+    assert [s["modality"] for s in api.get("/api/v1/orders/ACC-API-1")[1]["steps"]] == ["CT"]
 
     station = created["order"]["steps"][0]["station_ae_title"]
     responses = findscu_files(engine.dicom_port, ["PatientName", "PatientID", "AccessionNumber",

@@ -83,7 +83,8 @@ OPERATIONS = [
               array(record_schema(users.UserOverview)), list_users),
     Operation("POST", "/users", "addUser", f"Add a user with a role ({', '.join(ROLES)}) and a password of "
               f"{MIN_PASSWORD_LENGTH} characters at least (what `swf users add` does).", "admin", ADDED, add_user,
-              body=ADD_BODY, writes=True, errors=(409,), prepare=hashed_password),
+              body=ADD_BODY, writes=True, errors=(409,), prepare=hashed_password,
+              secret_members=("password",)),
     Operation("DELETE", "/users/{name}", "removeUser", "Remove a user with its API tokens and sessions; the last "
               "admin only with force=true (409 otherwise).", "admin", REMOVED, remove_user,
               parameters=(USER, Parameter("force", "query", {"type": "string", "enum": ["true", "false"]},

@@ -16,6 +16,7 @@ from . import performed_steps
 from .database import Transaction
 from .performed_steps import PerformedStep, ScheduledStep
 from .json_columns import loads
+from .where import Where
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -334,15 +335,13 @@ def commitment_list(txn: Transaction, status: str | None, limit: int,
                     before_id: int | None = None) -> list[CommitmentOverview]:
     """The latest storage commitment requests, newest first; only those with ``status`` when given
     (``before_id``: the page after the one that ended there)."""
-    conditions, params = ([["status = ?"], [status]] if status else [[], []])
-    if before_id is not None:
-        conditions.append("id < ?")
-        params.append(before_id)
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    where = Where()
+    where.when("status = ?", status)
+    where.when("id < ?", before_id)
     listed = []
     for *head, request, result in txn.rows(
             "SELECT id, transaction_uid, calling_ae_title, requested_at, status, attempts, last_error, request, result"
-            f" FROM commitments {where} ORDER BY id DESC LIMIT ?", [*params, limit]):
+            f" FROM commitments{where.clause} ORDER BY id DESC LIMIT ?", [*where.params, limit]):
         outcome = loads(result)
         listed.append(CommitmentOverview(*head, len(loads(request).get("references", [])),
                                          len(outcome.get("failed", [])) if outcome else None))

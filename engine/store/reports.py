@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..domain.status import StepStatus, order_status
 from . import performed_steps
 from .database import Transaction
-from .performed_steps import PerformedStep, ScheduledStep
+from .performed_steps import LinkableStep, PerformedStep
 from .json_columns import loads
 from .where import Where
 
@@ -418,7 +418,7 @@ class PerformedStepVersionEntry:
 @dataclass(frozen=True)
 class PerformedStepDetail:
     step: PerformedStep
-    linked_steps: tuple[ScheduledStep, ...]
+    linked_steps: tuple[LinkableStep, ...]
     versions: tuple[PerformedStepVersionEntry, ...]
     summary: MppsSummary
 

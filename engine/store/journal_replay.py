@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .database import Transaction
+from .reports import JournalHead
 from .where import Where
 
 
@@ -24,15 +25,9 @@ class JournalRange:
 
 
 @dataclass(frozen=True)
-class ReplayedMessage:
+class ReplayedMessage(JournalHead):
     """A journaled message as received, with what the engine did with it then."""
 
-    id: int
-    received_at: str
-    peer: str
-    control_id: str
-    message_code: str
-    status: str
     rule: str              # names of the rules that matched when it was received
     raw: bytes
 

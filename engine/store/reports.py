@@ -249,8 +249,8 @@ def patient_detail(txn: Transaction, patient_id: str, issuer: str | None) -> lis
 
 # -- journal -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class JournalEntry:
-    """A received HL7 message as journaled: who sent it, what became of it, the ACK code and why."""
+class JournalHead:
+    """What every view of a journaled message begins with: which message, from whom, what became of it."""
 
     id: int
     received_at: str
@@ -258,6 +258,12 @@ class JournalEntry:
     control_id: str
     message_code: str
     status: str
+
+
+@dataclass(frozen=True)
+class JournalEntry(JournalHead):
+    """A received HL7 message as journaled: who sent it, what became of it, the ACK code and why."""
+
     ack_code: str
     reason: str
 

@@ -166,9 +166,12 @@ def _once(txn: Transaction, key: str, hashed: str, operation: Operation, call: C
     request's hash in the same transaction as its change."""
     kept = idempotency.kept_answer(txn, key)
     if kept is not None:
-        other = (f"for {kept.operation}" if kept.operation != operation.operation_id else
-                 f"with another request to {operation.operation_id} (its path, parameters or body differ)"
-                 if kept.request_hash and kept.request_hash != hashed else "")
+        if kept.operation != operation.operation_id:
+            other = f"for {kept.operation}"
+        elif kept.request_hash and kept.request_hash != hashed:   # "": a key kept before its request's hash was
+            other = f"with another request to {operation.operation_id} (its path, parameters or body differ)"
+        else:
+            other = ""
         if other:
             log.warning("API %s by %s from %s refused: %s %r was used %s", operation.operation_id,
                         call.principal.name, call.client, IDEMPOTENCY_HEADER, key, other)

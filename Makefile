@@ -22,9 +22,10 @@ run: install
 system-deps:
 	.ci/system-deps
 
-## test: install everything and run the whole suite (pytest exit 5, no tests, fails too)
+## test: install everything and run the whole suite (pytest exit 5, no tests, fails too); SWF_REQUIRE_TOOLS=1:
+## a test whose tool (chromium, Orthanc, DCMTK ...) is missing fails instead of being skipped
 test: install system-deps
-	$(BIN)/python -m pytest -q
+	SWF_REQUIRE_TOOLS=1 $(BIN)/python -m pytest -q
 
 ## bench: every benchmark against real peers it installs and starts (bench/README.md); results in bench/RESULTS.md
 bench: install

@@ -11,6 +11,7 @@ from typing import Any
 
 from .database import Transaction
 from .timestamps import now_iso
+from .where import Where
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,13 @@ def record_action(txn: Transaction, *, actor: str, client: str, action: str, sub
 def audit_entries(txn: Transaction, *, limit: int, before_id: int | None = None, actor: str | None = None,
                   action: str | None = None) -> list[AuditEntry]:
     """The newest entries first (``before_id``: the page after the one that ended there)."""
-    where, params = [], []
-    for column, value in (("actor", actor), ("action", action)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if before_id is not None:
-        where.append("id < ?")
-        params.append(before_id)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    where = Where()
+    where.equal(("actor", actor), ("action", action))
+    where.when("id < ?", before_id)
     return [AuditEntry(id, at, actor_, client, action_, subject, _decode(before), _decode(after))
             for id, at, actor_, client, action_, subject, before, after in txn.rows(
                 "SELECT id, at, actor, client, action, subject, before_json, after_json FROM operator_audit"
-                f"{clause} ORDER BY id DESC LIMIT ?", [*params, limit])]
+                f"{where.clause} ORDER BY id DESC LIMIT ?", [*where.params, limit])]
 
 
 def _encode(value: dict[str, Any] | None) -> str | None:

@@ -5,23 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .database import Transaction
+from .reports import JournalEntry
 
 
 @dataclass(frozen=True)
 class MinuteCount:
     minute: str          # "YYYY-MM-DDTHH:MM" (the journal's local time)
     messages: int
-
-
-@dataclass(frozen=True)
-class RecentError:
-    journal_id: int
-    received_at: str
-    control_id: str
-    message_code: str
-    status: str
-    ack_code: str
-    reason: str
 
 
 def messages_per_minute(txn: Transaction, since: str) -> list[MinuteCount]:
@@ -37,8 +27,8 @@ def ack_codes(txn: Transaction, since: str) -> dict[str, int]:
         "SELECT ack_code, COUNT(*) FROM journal WHERE received_at >= ? GROUP BY ack_code ORDER BY ack_code", [since])}
 
 
-def recent_errors(txn: Transaction, limit: int) -> list[RecentError]:
+def recent_errors(txn: Transaction, limit: int) -> list[JournalEntry]:
     """The newest journal entries not answered AA, newest first."""
-    return [RecentError(*row) for row in txn.rows(
-        "SELECT id, received_at, control_id, message_code, status, ack_code, reason FROM journal"
+    return [JournalEntry(*row) for row in txn.rows(
+        "SELECT id, received_at, peer, control_id, message_code, status, ack_code, reason FROM journal"
         " WHERE ack_code <> 'AA' ORDER BY id DESC LIMIT ?", [limit])]

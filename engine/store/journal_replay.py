@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .database import Transaction
+from .reports import JournalHead
+from .where import Where
 
 
 @dataclass(frozen=True)
@@ -23,44 +25,33 @@ class JournalRange:
 
 
 @dataclass(frozen=True)
-class ReplayedMessage:
+class ReplayedMessage(JournalHead):
     """A journaled message as received, with what the engine did with it then."""
 
-    id: int
-    received_at: str
-    peer: str
-    control_id: str
-    message_code: str
-    status: str
     rule: str              # names of the rules that matched when it was received
     raw: bytes
 
 
 def journal_range(txn: Transaction, since: str, until: str) -> JournalRange | None:
     """The messages received from ``since`` up to (not including) ``until``; "" = no bound. None: none."""
-    where, params = _time_bounds(since, until)
-    first, last, count = txn.rows(f"SELECT MIN(id), MAX(id), COUNT(*) FROM journal {where}", params)[0]
+    where = _time_bounds(since, until)
+    first, last, count = txn.rows(f"SELECT MIN(id), MAX(id), COUNT(*) FROM journal{where.clause}", where.params)[0]
     return None if not count else JournalRange(first, last, count)
 
 
 def journal_page(txn: Transaction, span: JournalRange, since: str, until: str, after_id: int,
                  limit: int) -> list[ReplayedMessage]:
     """Up to ``limit`` messages of the range with an id above ``after_id``, in id order."""
-    where, params = _time_bounds(since, until)
-    where = f"{where} AND" if where else "WHERE"
+    where = _time_bounds(since, until)
+    where.add("id > ? AND id <= ?", max(after_id, span.first_id - 1), span.last_id)
     return [ReplayedMessage(id, received_at, peer, control_id, message_code, status, rule, bytes(raw))
             for id, received_at, peer, control_id, message_code, status, rule, raw in txn.rows(
                 "SELECT id, received_at, peer, control_id, message_code, status, rule, raw FROM journal"
-                f" {where} id > ? AND id <= ? ORDER BY id LIMIT ?",
-                [*params, max(after_id, span.first_id - 1), span.last_id, limit])]
+                f"{where.clause} ORDER BY id LIMIT ?", [*where.params, limit])]
 
 
-def _time_bounds(since: str, until: str) -> tuple[str, list[str]]:
-    clauses, params = [], []
-    if since:
-        clauses.append("received_at >= ?")
-        params.append(since)
-    if until:
-        clauses.append("received_at < ?")
-        params.append(until)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+def _time_bounds(since: str, until: str) -> Where:
+    where = Where()
+    where.when("received_at >= ?", since)
+    where.when("received_at < ?", until)
+    return where

@@ -15,6 +15,7 @@ from .database import Transaction
 from .reports import (ForwardEntry, JournalEntry, OrderOverview, OutboxEntry, PatientKey, PerformedStepOverview,
                       order_overviews, performed_step_overviews)
 from .json_columns import loads
+from .where import Where
 
 Record = TypeVar("Record")
 
@@ -104,42 +105,30 @@ _RARE = 2000   # steps: fewer match a step filter, and the orders are read from 
 def order_page(txn: Transaction, filters: OrderFilter, limit: int, before_id: int | None) -> Page[OrderOverview]:
     """Orders matching every given criterion, newest first (by id); the step criteria (modality, station,
     scheduled range) must hold for one and the same step."""
-    where, params = [], []
+    where = Where()
     if filters.status:
-        where.append(_STATUS_CONDITION[filters.status])
-    for column, value in (("p.patient_id", filters.patient_id), ("o.placer_order_number", filters.placer_order_number),
-                          ("o.filler_order_number", filters.filler_order_number)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if filters.accession_number:
-        where.append("o.id IN (SELECT r.order_ref FROM requested_procedures r WHERE r.accession_number = ?)")
-        params.append(filters.accession_number)
-    step, step_params = [], []
-    for condition, value in (("s.modality = ?", filters.modality), ("s.station_ae_title = ?", filters.station_ae_title),
-                             ("s.start_datetime >= ?", filters.scheduled_from)):
-        if value:
-            step.append(condition)
-            step_params.append(value)
+        where.add(_STATUS_CONDITION[filters.status])
+    where.equal(("p.patient_id", filters.patient_id), ("o.placer_order_number", filters.placer_order_number),
+                ("o.filler_order_number", filters.filler_order_number))
+    where.when("o.id IN (SELECT r.order_ref FROM requested_procedures r WHERE r.accession_number = ?)",
+               filters.accession_number)
+    step = Where()
+    step.equal(("s.modality", filters.modality), ("s.station_ae_title", filters.station_ae_title))
+    step.when("s.start_datetime >= ?", filters.scheduled_from)
     if filters.scheduled_to:
-        step.append("s.start_datetime <> '' AND s.start_datetime < ?")
-        step_params.append(up_to(filters.scheduled_to))
-    if step:
+        step.add("s.start_datetime <> '' AND s.start_datetime < ?", up_to(filters.scheduled_to))
+    if step.conditions:
         # A common value (CT) is found soonest walking the orders newest first; a rare one (NM) from the
         # steps' index.  Which it is, a count of at most _RARE steps says.
-        condition = " AND ".join(step)
+        condition = step.joined
         common = txn.row(f"SELECT COUNT(*) FROM (SELECT 1 FROM scheduled_steps s WHERE {condition} LIMIT ?) c",
-                         [*step_params, _RARE])[0] >= _RARE
-        where.append(_a_step(condition) if common else _orders_with_a_step(condition))
-        params += step_params
-    if before_id is not None:
-        where.append("o.id < ?")
-        params.append(before_id)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+                         [*step.params, _RARE])[0] >= _RARE
+        where.add(_a_step(condition) if common else _orders_with_a_step(condition), *step.params)
+    where.when("o.id < ?", before_id)
     rows = txn.rows(
         "SELECT o.id, o.placer_order_number, o.filler_order_number, o.updated_at, p.patient_id, p.attributes"
-        f" FROM orders o JOIN patients p ON p.id = o.patient_ref{clause}"
-        " ORDER BY o.id DESC LIMIT ?", [*params, limit + 1])
+        f" FROM orders o JOIN patients p ON p.id = o.patient_ref{where.clause}"
+        " ORDER BY o.id DESC LIMIT ?", [*where.params, limit + 1])
     return _page(order_overviews(txn, rows), limit)
 
 
@@ -250,48 +239,34 @@ def name_pattern(name: str) -> str:
 def patient_page(txn: Transaction, filters: PatientFilter, limit: int, before_id: int | None) -> \
         Page[PatientOverview]:
     """Patients matching every given criterion, newest first (by id)."""
-    where, params = [], []
+    where = Where()
     if filters.patient_id:
-        where.append("(p.patient_id = ? OR p.id IN (SELECT patient_ref FROM patient_identifiers WHERE patient_id = ?))")
-        params += [filters.patient_id, filters.patient_id]
-    for column, value in (("p.issuer", filters.issuer), ("p.birth_date", filters.birth_date)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
+        where.add("(p.patient_id = ? OR p.id IN (SELECT patient_ref FROM patient_identifiers WHERE patient_id = ?))",
+                  filters.patient_id, filters.patient_id)
+    where.equal(("p.issuer", filters.issuer), ("p.birth_date", filters.birth_date))
     if filters.name:
-        where.append("p.name_norm LIKE ? ESCAPE '\\'")
-        params.append(name_pattern(filters.name))
-    if before_id is not None:
-        where.append("p.id < ?")
-        params.append(before_id)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+        where.add("p.name_norm LIKE ? ESCAPE '\\'", name_pattern(filters.name))
+    where.when("p.id < ?", before_id)
     return _page([PatientOverview(id, patient_id, issuer, loads(attributes).get("PatientName", ""), birth_date, sex,
                                   None if merged_id is None else PatientKey(merged_id, merged_issuer), updated_at)
                   for id, patient_id, issuer, attributes, birth_date, sex, merged_id, merged_issuer, updated_at
                   in txn.rows("SELECT p.id, p.patient_id, p.issuer, p.attributes, p.birth_date, p.sex, m.patient_id,"
                               " m.issuer, p.updated_at FROM patients p LEFT JOIN patients m ON m.id = p.merged_into"
-                              f"{clause} ORDER BY p.id DESC LIMIT ?", [*params, limit + 1])], limit)
+                              f"{where.clause} ORDER BY p.id DESC LIMIT ?", [*where.params, limit + 1])], limit)
 
 
 # -- performed procedure steps (MPPS) ----------------------------------------------------------------
 def mpps_page(txn: Transaction, status: str | None, station: str | None, unscheduled: bool | None, limit: int,
               before_id: int | None) -> Page[PerformedStepOverview]:
     """Performed steps with the given status, performed station and (un)scheduled state, newest first."""
-    where, params = [], []
-    for column, value in (("status", status), ("performed_station_ae_title", station)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
+    where = Where()
+    where.equal(("status", status), ("performed_station_ae_title", station))
     if unscheduled is not None:
-        where.append("unscheduled = ?")
-        params.append(1 if unscheduled else 0)
-    if before_id is not None:
-        where.append("id < ?")
-        params.append(before_id)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+        where.add("unscheduled = ?", 1 if unscheduled else 0)
+    where.when("id < ?", before_id)
     return _page(performed_step_overviews(txn, txn.rows(
         "SELECT id, sop_instance_uid, status, pps_id, performed_station_ae_title, unscheduled, updated_at"
-        f" FROM performed_steps{clause} ORDER BY id DESC LIMIT ?", [*params, limit + 1])), limit)
+        f" FROM performed_steps{where.clause} ORDER BY id DESC LIMIT ?", [*where.params, limit + 1])), limit)
 
 
 # -- journal -----------------------------------------------------------------------------------------
@@ -322,34 +297,26 @@ _JOURNAL_COLUMNS = ("j.id, j.received_at, j.peer, j.control_id, j.message_code, 
 def journal_page(txn: Transaction, filters: JournalFilter, limit: int, before_id: int | None) -> \
         Page[JournalSearchEntry]:
     """Journal entries matching every given criterion, newest first (by id)."""
-    where, params = [], []
-    for column, value in (("j.control_id", filters.control_id), ("j.sending_application", filters.sending_application),
-                          ("j.sending_facility", filters.sending_facility), ("j.message_code", filters.message_code),
-                          ("j.status", filters.status), ("j.received_at >= ?", filters.received_from)):
-        if value:
-            where.append(column if "?" in column else f"{column} = ?")
-            params.append(value)
+    where = Where()
+    where.equal(("j.control_id", filters.control_id), ("j.sending_application", filters.sending_application),
+                ("j.sending_facility", filters.sending_facility), ("j.message_code", filters.message_code),
+                ("j.status", filters.status))
+    where.when("j.received_at >= ?", filters.received_from)
     if filters.received_to:
-        where.append("j.received_at < ?")
-        params.append(up_to(filters.received_to))
+        where.add("j.received_at < ?", up_to(filters.received_to))
     if filters.reason:
-        where.append("j.reason LIKE ? ESCAPE '\\'")
-        params.append(_like(filters.reason))
-    if filters.accession_number:
-        where.append("j.id IN (SELECT h.journal_ref FROM order_history h JOIN requested_procedures r"
-                     " ON r.order_ref = h.order_ref WHERE r.accession_number = ?)")
-        params.append(filters.accession_number)
+        where.add("j.reason LIKE ? ESCAPE '\\'", _like(filters.reason))
+    where.when("j.id IN (SELECT h.journal_ref FROM order_history h JOIN requested_procedures r"
+               " ON r.order_ref = h.order_ref WHERE r.accession_number = ?)", filters.accession_number)
     if filters.patient_id:
-        where.append("(j.id IN (SELECT h.journal_ref FROM patient_history h JOIN patients p ON p.id = h.patient_ref"
-                     " WHERE p.patient_id = ?) OR j.id IN (SELECT h.journal_ref FROM order_history h JOIN orders o"
-                     " ON o.id = h.order_ref JOIN patients p ON p.id = o.patient_ref WHERE p.patient_id = ?))")
-        params += [filters.patient_id, filters.patient_id]
-    if before_id is not None:
-        where.append("j.id < ?")
-        params.append(before_id)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+        where.add("(j.id IN (SELECT h.journal_ref FROM patient_history h JOIN patients p ON p.id = h.patient_ref"
+                  " WHERE p.patient_id = ?) OR j.id IN (SELECT h.journal_ref FROM order_history h JOIN orders o"
+                  " ON o.id = h.order_ref JOIN patients p ON p.id = o.patient_ref WHERE p.patient_id = ?))",
+                  filters.patient_id, filters.patient_id)
+    where.when("j.id < ?", before_id)
     return _page([JournalSearchEntry(*row) for row in txn.rows(
-        f"SELECT {_JOURNAL_COLUMNS} FROM journal j{clause} ORDER BY j.id DESC LIMIT ?", [*params, limit + 1])], limit)
+        f"SELECT {_JOURNAL_COLUMNS} FROM journal j{where.clause} ORDER BY j.id DESC LIMIT ?",
+        [*where.params, limit + 1])], limit)
 
 
 @dataclass(frozen=True)
@@ -378,29 +345,25 @@ QUEUE_STATUSES = {"outbox": ("pending", "dead", "delivered", "discarded"),
 
 def outbox_page(txn: Transaction, status: str | None, limit: int, after_id: int | None) -> Page[OutboxEntry]:
     """Outbox messages with ``status`` (every one when None), oldest first (by id)."""
-    where, params = _queue_where(status, after_id)
+    where = _queue_where(status, after_id)
     return _page([OutboxEntry(*row) for row in txn.rows(
         "SELECT id, destination, kind, control_id, accession_number, status, attempts, last_error"
-        f" FROM outbox{where} ORDER BY id LIMIT ?", [*params, limit + 1])], limit)
+        f" FROM outbox{where.clause} ORDER BY id LIMIT ?", [*where.params, limit + 1])], limit)
 
 
 def forward_page(txn: Transaction, status: str | None, limit: int, after_id: int | None) -> Page[ForwardEntry]:
     """DICOM forwards with ``status`` (every one when None), oldest first (by id)."""
-    where, params = _queue_where(status, after_id)
+    where = _queue_where(status, after_id)
     return _page([ForwardEntry(*row) for row in txn.rows(
         "SELECT id, destination, kind, sop_instance_uid, status, attempts, last_error"
-        f" FROM dicom_forwards{where} ORDER BY id LIMIT ?", [*params, limit + 1])], limit)
+        f" FROM dicom_forwards{where.clause} ORDER BY id LIMIT ?", [*where.params, limit + 1])], limit)
 
 
-def _queue_where(status: str | None, after_id: int | None) -> tuple[str, list[object]]:
-    where, params = [], []
-    if status:
-        where.append("status = ?")
-        params.append(status)
-    if after_id is not None:
-        where.append("id > ?")
-        params.append(after_id)
-    return (f" WHERE {' AND '.join(where)}" if where else ""), params
+def _queue_where(status: str | None, after_id: int | None) -> Where:
+    where = Where()
+    where.when("status = ?", status)
+    where.when("id > ?", after_id)
+    return where
 
 
 @dataclass(frozen=True)

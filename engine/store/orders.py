@@ -50,20 +50,12 @@ class StepSchedule:
 
 
 @dataclass(frozen=True, slots=True)
-class ScheduledStep:
-    """A stored scheduled step with the keys of its requested procedure."""
+class ScheduledStep(StepSchedule):
+    """A stored scheduled step (its schedule as the workflow wrote it), with its row ids and the keys of its
+    requested procedure."""
 
     id: int
     requested_procedure_ref: int
-    sps_id: str
-    status: str
-    station_ae_title: str
-    station_name: str
-    location: str
-    modality: str
-    start_datetime: str
-    performing_physician_norm: str
-    attributes: dict[str, Any]
     accession_number: str
     requested_procedure_id: str
     study_instance_uid: str
@@ -178,8 +170,8 @@ _STEP_SELECT = ("SELECT s.id, s.requested_procedure_ref, s.sps_id, s.status, s.s
 
 
 def _steps(txn: Transaction, where: str, ref: int) -> list[ScheduledStep]:
-    return [ScheduledStep(id, procedure_ref, sps_id, status, station, station_name, location, modality, start,
-                          physician, loads(attributes), accession, rp_id, study_uid)
+    return [ScheduledStep(sps_id, status, station, station_name, location, modality, start, physician,
+                          loads(attributes), id, procedure_ref, accession, rp_id, study_uid)
             for (id, procedure_ref, sps_id, status, station, station_name, location, modality, start, physician,
                  attributes, accession, rp_id, study_uid) in txn.rows(f"{_STEP_SELECT} {where} ORDER BY s.id", (ref,))]
 

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ScheduledStep:
-    """A scheduled step as MPPS linking sees it (SWF.md 4.2): its keys, status and order."""
+class LinkableStep:
+    """A scheduled step as MPPS linking sees it (SWF.md 4.2): its keys, status and order (the stored step
+    itself, with its schedule, is store/orders.ScheduledStep)."""
 
     step_ref: int
     sps_id: str
@@ -71,26 +72,26 @@ _STEP_SELECT = ("SELECT s.id, s.sps_id, s.status, s.station_ae_title, r.accessio
                 " JOIN requested_procedures r ON r.id = s.requested_procedure_ref")
 
 
-def _steps(txn: Transaction, where: str, params: tuple) -> list[ScheduledStep]:
-    return [ScheduledStep(*row) for row in txn.rows(f"{_STEP_SELECT} {where} ORDER BY s.id", params)]
+def _steps(txn: Transaction, where: str, params: tuple) -> list[LinkableStep]:
+    return [LinkableStep(*row) for row in txn.rows(f"{_STEP_SELECT} {where} ORDER BY s.id", params)]
 
 
 def steps_by_sps_id(txn: Transaction, sps_id: str, requested_procedure_id: str,
-                    accession_number: str) -> list[ScheduledStep]:
+                    accession_number: str) -> list[LinkableStep]:
     return _steps(txn, "WHERE s.sps_id = ? AND r.requested_procedure_id = ? AND r.accession_number = ?",
                   (sps_id, requested_procedure_id, accession_number))
 
 
-def steps_by_study(txn: Transaction, study_instance_uid: str, requested_procedure_id: str) -> list[ScheduledStep]:
+def steps_by_study(txn: Transaction, study_instance_uid: str, requested_procedure_id: str) -> list[LinkableStep]:
     return _steps(txn, "WHERE r.study_instance_uid = ? AND r.requested_procedure_id = ?",
                   (study_instance_uid, requested_procedure_id))
 
 
-def steps_by_accession(txn: Transaction, accession_number: str) -> list[ScheduledStep]:
+def steps_by_accession(txn: Transaction, accession_number: str) -> list[LinkableStep]:
     return _steps(txn, "WHERE r.accession_number = ?", (accession_number,))
 
 
-def linked_steps(txn: Transaction, performed_ref: int) -> list[ScheduledStep]:
+def linked_steps(txn: Transaction, performed_ref: int) -> list[LinkableStep]:
     """The scheduled steps a performed step is linked to, with their current status."""
     return _steps(txn, "JOIN performed_step_links l ON l.step_ref = s.id WHERE l.performed_step_ref = ?",
                   (performed_ref,))

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from ..domain.status import StepStatus, order_status
 from . import performed_steps
 from .database import Transaction
-from .performed_steps import PerformedStep, ScheduledStep
+from .performed_steps import LinkableStep, PerformedStep
 from .json_columns import loads
+from .where import Where
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -248,8 +249,8 @@ def patient_detail(txn: Transaction, patient_id: str, issuer: str | None) -> lis
 
 # -- journal -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class JournalEntry:
-    """A received HL7 message as journaled: who sent it, what became of it, the ACK code and why."""
+class JournalHead:
+    """What every view of a journaled message begins with: which message, from whom, what became of it."""
 
     id: int
     received_at: str
@@ -257,6 +258,12 @@ class JournalEntry:
     control_id: str
     message_code: str
     status: str
+
+
+@dataclass(frozen=True)
+class JournalEntry(JournalHead):
+    """A received HL7 message as journaled: who sent it, what became of it, the ACK code and why."""
+
     ack_code: str
     reason: str
 
@@ -334,15 +341,13 @@ def commitment_list(txn: Transaction, status: str | None, limit: int,
                     before_id: int | None = None) -> list[CommitmentOverview]:
     """The latest storage commitment requests, newest first; only those with ``status`` when given
     (``before_id``: the page after the one that ended there)."""
-    conditions, params = ([["status = ?"], [status]] if status else [[], []])
-    if before_id is not None:
-        conditions.append("id < ?")
-        params.append(before_id)
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    where = Where()
+    where.when("status = ?", status)
+    where.when("id < ?", before_id)
     listed = []
     for *head, request, result in txn.rows(
             "SELECT id, transaction_uid, calling_ae_title, requested_at, status, attempts, last_error, request, result"
-            f" FROM commitments {where} ORDER BY id DESC LIMIT ?", [*params, limit]):
+            f" FROM commitments{where.clause} ORDER BY id DESC LIMIT ?", [*where.params, limit]):
         outcome = loads(result)
         listed.append(CommitmentOverview(*head, len(loads(request).get("references", [])),
                                          len(outcome.get("failed", [])) if outcome else None))
@@ -419,7 +424,7 @@ class PerformedStepVersionEntry:
 @dataclass(frozen=True)
 class PerformedStepDetail:
     step: PerformedStep
-    linked_steps: tuple[ScheduledStep, ...]
+    linked_steps: tuple[LinkableStep, ...]
     versions: tuple[PerformedStepVersionEntry, ...]
     summary: MppsSummary
 

@@ -341,4 +341,11 @@ MIGRATIONS.append([
     "CREATE INDEX journal_message_code ON journal (message_code, id)",
 ])
 
+MIGRATIONS.append([
+    # 7: an idempotency key keeps a hash of the request it was first used with (method, path, parameters,
+    #    body), so a retry with another body is refused instead of answered with the first one's answer;
+    #    keys kept before have '' (their retries are answered as before)
+    "ALTER TABLE idempotency_keys ADD COLUMN request_hash TEXT NOT NULL DEFAULT ''",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .database import Transaction
 from .listings import Page, StoredSeries
+from .where import Where
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,11 @@ def _overview(txn: Transaction, row: tuple) -> StudyOverview:
 def study_page(txn: Transaction, patient_id: str | None, accession: str | None, limit: int,
                before_id: int | None) -> Page[StudyOverview]:
     """Stored studies, the most recently received first."""
-    where, params = [], []
-    for column, value in (("i.patient_id", patient_id), ("i.accession_number", accession)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
+    where = Where()
+    where.equal(("i.patient_id", patient_id), ("i.accession_number", accession))
     having, having_params = ("HAVING MAX(i.id) < ?", [before_id]) if before_id is not None else ("", [])
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = txn.rows(f"{_OVERVIEW}{clause} GROUP BY i.study_instance_uid {having} ORDER BY MAX(i.id) DESC LIMIT ?",
-                    [*params, *having_params, limit + 1])
+    rows = txn.rows(f"{_OVERVIEW}{where.clause} GROUP BY i.study_instance_uid {having} ORDER BY MAX(i.id) DESC"
+                    " LIMIT ?", [*where.params, *having_params, limit + 1])
     studies = [_overview(txn, row) for row in rows[:limit]]
     return Page(tuple(studies), studies[-1].id if len(rows) > limit else None)
 

@@ -22,7 +22,7 @@ from ..store import orders as order_store
 from ..store import performed_steps as performed
 from ..store import queues
 from ..store.database import Transaction
-from ..store.performed_steps import ScheduledStep
+from ..store.performed_steps import LinkableStep
 from ..store.timestamps import now_iso
 from . import storage
 
@@ -165,7 +165,7 @@ def performed_references(attributes: dict[str, Any]) -> tuple[list[str], list[st
 
 
 # -- linking (SWF.md 4.2) ------------------------------------------------------------------------
-def _latest_order(rows: list[ScheduledStep]) -> list[ScheduledStep]:
+def _latest_order(rows: list[LinkableStep]) -> list[LinkableStep]:
     """An accession or RP ID can repeat across orders (a resent NW): keep the newest order's steps."""
     if not rows:
         return rows
@@ -173,12 +173,12 @@ def _latest_order(rows: list[ScheduledStep]) -> list[ScheduledStep]:
     return [row for row in rows if row.order_ref == newest]
 
 
-def _prefer_sps(rows: list[ScheduledStep], sps_id: str) -> list[ScheduledStep]:
+def _prefer_sps(rows: list[LinkableStep], sps_id: str) -> list[LinkableStep]:
     chosen = [row for row in rows if sps_id and row.sps_id == sps_id]
     return chosen or rows
 
 
-def resolve_item(txn: Transaction, item: dict[str, Any]) -> list[ScheduledStep]:
+def resolve_item(txn: Transaction, item: dict[str, Any]) -> list[LinkableStep]:
     """The scheduled steps one Scheduled Step Attributes Sequence item names, by the first rule that
     finds any: SPS ID + RP ID + accession; Study Instance UID + RP ID; accession alone."""
     sps_id, rp_id = _text(item, "ScheduledProcedureStepID"), _text(item, "RequestedProcedureID")
@@ -198,8 +198,8 @@ def resolve_item(txn: Transaction, item: dict[str, Any]) -> list[ScheduledStep]:
     return []
 
 
-def _resolve(txn: Transaction, items: list[dict[str, Any]], uid: str) -> list[ScheduledStep]:
-    steps: dict[int, ScheduledStep] = {}
+def _resolve(txn: Transaction, items: list[dict[str, Any]], uid: str) -> list[LinkableStep]:
+    steps: dict[int, LinkableStep] = {}
     for number, item in enumerate(items, 1):
         found = resolve_item(txn, item)
         if not found and any(_text(item, k) for k in TYPE2_IN_SSA_ITEM):
@@ -216,13 +216,13 @@ def _order_status(txn: Transaction, order_ref: int) -> str:
     return order_status([StepStatus(status) for status in order_store.step_statuses_of_order(txn, order_ref)])
 
 
-def _apply_to_steps(txn: Transaction, steps: list[ScheduledStep], event: StepEvent, pps_status: str, event_kind: str,
+def _apply_to_steps(txn: Transaction, steps: list[LinkableStep], event: StepEvent, pps_status: str, event_kind: str,
                     uid: str, station: str, note: str = "") -> dict[str, str]:
     """Move each linked step with ``event``; history per step, one domain event per changed order's
     accession.  A step already in a final state is an append: history only.  Returns accession -> order status."""
     kind = f"MPPS {pps_status}"
     result: dict[str, str] = {}
-    by_order: dict[int, list[ScheduledStep]] = {}
+    by_order: dict[int, list[LinkableStep]] = {}
     for step in steps:
         by_order.setdefault(step.order_ref, []).append(step)
     for order_ref, order_steps in by_order.items():

@@ -4,9 +4,14 @@ authenticates, removes users; the last admin is kept unless force; each change i
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 from tests.api_client import Api
+from tests.conftest import ROOT, free_port, wait_for_port
 
 
 def test_users_are_added_given_tokens_and_removed_over_the_api(start_engine) -> None:
@@ -49,3 +54,36 @@ def test_users_are_added_given_tokens_and_removed_over_the_api(start_engine) -> 
     assert "token" not in json.dumps(audit[2]["after"]).replace("token_id", "")
     gone = admin.checked_call("DELETE", "/api/v1/users/{name}", "/api/v1/users/alice?force=true", 200)
     assert gone["users_left"] == 0
+
+
+def test_a_password_is_hashed_off_the_writer_thread(tmp_path: Path) -> None:
+    """While POST /users hashes its password (held here until the test says go), other writes are answered:
+    the hash runs before the write transaction, not in it on the engine's one writer thread."""
+    port, started, go = free_port(), tmp_path / "hashing", tmp_path / "go"
+    process = subprocess.Popen([sys.executable, "-m", "tests.slow_hash_server", str(port),
+                                f"sqlite:///{tmp_path / 'api.sqlite'}", str(started), str(go)], cwd=ROOT)
+    try:
+        wait_for_port(port, process)
+        api = Api(port)
+        added: list[tuple[int, dict]] = []
+        adding = threading.Thread(target=lambda: added.append(api.call(
+            "POST", "/api/v1/users", json.dumps({"name": "carol", "role": "viewer", "password": "long enough"}).encode(),
+            {"content-type": "application/json"})[:2]))
+        adding.start()
+        deadline = time.monotonic() + 10
+        while not started.exists():
+            assert time.monotonic() < deadline, "the password hash did not begin"
+            time.sleep(0.02)
+        began = time.monotonic()
+        status, answer, _ = api.call("POST", "/api/v1/outbox/1/resend")     # a write, on the writer thread
+        waited = time.monotonic() - began
+        assert (status, answer) == (404, {"error": "no outbox message 1"})
+        assert waited < 3, f"a write waited {waited:.1f} s for another request's password hash"
+        go.touch()
+        adding.join(15)
+        assert [(status, body["name"]) for status, body in added] == [(200, "carol")]
+        assert [user["name"] for user in api.get("/api/v1/users")[1]] == ["carol"]
+    finally:
+        go.touch()
+        process.terminate()
+        process.wait(10)

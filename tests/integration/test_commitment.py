@@ -28,7 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, StorageCommitmentPushModel, Verification
 
-from tests.conftest import EngineProcess, free_port, run_swf, wait_for_port
+from tests.conftest import EngineProcess, free_port, require_tool, run_swf, wait_for_port
 
 ENGINE_AE = "SWF_ENGINE"
 WELL_KNOWN = "1.2.840.10008.1.20.1.1"
@@ -443,8 +443,7 @@ class OrthancPeer:
 @pytest.fixture
 def orthanc(tmp_path: Path) -> Any:
     """Orthanc on free ports; ``start(engine_port)`` once the engine runs (Orthanc must know where it is)."""
-    if ORTHANC is None:
-        pytest.skip("Orthanc is not installed (Debian package 'orthanc')")
+    require_tool(ORTHANC, "Orthanc (Debian package 'orthanc')")
     started: list[OrthancPeer] = []
     ports = (free_port(), free_port())
 

@@ -16,7 +16,7 @@ from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests import browser
-from tests.conftest import ROOT, run_swf
+from tests.conftest import ROOT, require_tool, run_swf
 from tests.integration.test_outbound import _fast_retry_routes, orders
 from tests.mllp_receiver import Receiver
 
@@ -26,8 +26,7 @@ WAIT = 15
 
 @pytest.fixture
 def chrome() -> Iterator[WebDriver]:
-    if not browser.installed():
-        pytest.skip("chromium and chromium-driver are not installed (.ci/system-deps installs them)")
+    require_tool(browser.installed(), "chromium and chromium-driver (Debian packages)")
     driver = browser.chrome()
     yield driver
     driver.quit()

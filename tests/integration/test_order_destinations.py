@@ -74,7 +74,7 @@ def test_shipped_sender_rules_say_at_the_top_which_sender_names_they_expect() ->
     for rule in yaml.safe_load(text)["rules"]:
         expected = (rule.get("when") or {}).get("MSH-3", [])
         senders.update([expected] if isinstance(expected, str) else expected)
-    assert senders == {"RIS", "RIS_*", "HIS", "CPOE", "re:^HIS_"}
-    for name in ("RIS", "RIS_<anything>", "HIS", "CPOE", "HIS_<anything>"):
+    assert senders == {"RIS", "RIS_*", "HIS", "CPOE", "re:^HIS_", "SWF_API"}
+    for name in ("RIS", "RIS_<anything>", "HIS", "CPOE", "HIS_<anything>", "SWF_API"):
         assert f" {name}" in header, name
     assert "reports to: none" in header and "add it to the list" in header

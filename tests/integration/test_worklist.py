@@ -21,7 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
-from tests.conftest import EngineProcess, free_port, run_swf, wait_for_port
+from tests.conftest import EngineProcess, free_port, require_tool, run_swf, wait_for_port
 
 SPS = "ScheduledProcedureStepSequence"
 MSH = "MSH|^~\\&|RIS|GENHOSP|SWF_ENGINE|RADIOLOGY|20250304083000||OMI^O23^OMI_O23|{cid}|P|2.5.1||||||UNICODE UTF-8"
@@ -378,8 +378,14 @@ def reference_identifier(keys: dict[str, str]) -> Dataset:
     return ds
 
 
-@pytest.mark.skipif(shutil.which("wlmscpfs") is None, reason="DCMTK wlmscpfs is not installed")
-def test_match_sets_agree_with_dcmtk_wlmscpfs(engine: EngineProcess, tmp_path: Path) -> None:
+@pytest.fixture
+def wlmscpfs() -> str:
+    found = shutil.which("wlmscpfs")
+    require_tool(found, "DCMTK wlmscpfs (Debian package 'dcmtk')")
+    return str(found)
+
+
+def test_match_sets_agree_with_dcmtk_wlmscpfs(wlmscpfs: str, engine: EngineProcess, tmp_path: Path) -> None:
     # every offered item, as the engine serves it, becomes a .wl file for wlmscpfs
     everything = item(PatientName="", PatientID="", PatientBirthDate="", PatientSex="", AccessionNumber="",
                       StudyInstanceUID="", RequestedProcedureID="", RequestedProcedureDescription="")
@@ -396,7 +402,7 @@ def test_match_sets_agree_with_dcmtk_wlmscpfs(engine: EngineProcess, tmp_path: P
         found.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         found.save_as(folder / f"item{number}.wl", enforce_file_format=True)
     port = free_port()
-    reference = subprocess.Popen(["wlmscpfs", "-s", "-dfr", "-dfp", str(tmp_path / "wlm"), str(port)],
+    reference = subprocess.Popen([wlmscpfs, "-s", "-dfr", "-dfp", str(tmp_path / "wlm"), str(port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  env={**os.environ, "TCP_NODELAY": "1"})
     try:

@@ -66,7 +66,7 @@ def test_a_room_change_reports_exactly_the_orders_of_that_modality(tmp_path: Pat
     assert (diff.journal_id, diff.control_id, diff.message_code, diff.kinds) == (2, "C2", "ORM^O01", ("station",))
     assert diff.today.steps == (StepRoute("A2", "SPS2", "MR1_AE", "MR1", "MRROOM1", "MR"),)
     assert diff.candidate.steps == (StepRoute("A2", "SPS2", "MR2_AE", "MR1", "MRROOM1", "MR"),)
-    assert diff.today.places == (f"{ROOT}/routes/10-senders.yaml:17", f"{ROOT}/routes/20-rooms.yaml:16")
+    assert diff.today.places == (f"{ROOT}/routes/10-senders.yaml:19", f"{ROOT}/routes/20-rooms.yaml:16")
     assert diff.candidate.places[1].endswith("candidate/20-rooms.yaml:16")
     assert (report.changed, report.by_kind) == (1, {"station": 1})
 

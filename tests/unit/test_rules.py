@@ -619,7 +619,7 @@ def shipped() -> RuleSet:
 def test_shipped_routes_load_with_the_shipped_profiles() -> None:
     ruleset = shipped()
     assert [Path(f).name for f in ruleset.files] == ["05-destinations.yaml", "10-senders.yaml", "20-rooms.yaml"]
-    assert len(ruleset.rules) == 10
+    assert len(ruleset.rules) == 11
     assert sorted(ruleset.destinations) == ["archive", "his", "ris"]
 
 
@@ -645,6 +645,9 @@ def test_shipped_routes_decide_as_documented() -> None:
     adt = ruleset.evaluate(message(code="ADT^A08", app="HIS"))
     assert adt.rules == ["patient updates and merges go to the archive too"] and adt.outbound == ["archive"]
     assert ruleset.evaluate(message(code="ADT^A04", app="HIS")).rules == []
+    entered = ruleset.evaluate(order("CT", app="SWF_API"))  # POST /api/v1/orders and the console
+    assert entered.rules == ["orders entered over the HTTP API or console (filler mode)", "CT orders to CT room 1"]
+    assert (entered.mode, entered.outbound) == ("filler", ["ris", "archive"])
 
 
 # -- swf rules check ----------------------------------------------------------------------------------
@@ -657,7 +660,7 @@ def rules_check(folder: Path | str) -> subprocess.CompletedProcess:
 def test_cli_check_passes_the_shipped_routes() -> None:
     result = rules_check(ROOT / "routes")
     assert result.returncode == 0, result.stderr
-    assert re.fullmatch(r"ok: 10 rules in 3 files, 3 destinations, \d+ profiles\n", result.stdout)
+    assert re.fullmatch(r"ok: 11 rules in 3 files, 3 destinations, \d+ profiles\n", result.stdout)
     assert result.stderr == ""
 
 

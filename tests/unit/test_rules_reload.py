@@ -150,7 +150,7 @@ def test_the_shipped_routes_reload_after_a_copy(tmp_path: Path) -> None:
     folder = tmp_path / "routes"
     shutil.copytree(ROOT / "routes", folder)
     holder = RulesHolder(folder, PROFILES)
-    assert len(holder().rules) == 10
+    assert len(holder().rules) == 11
     rooms = folder / "20-rooms.yaml"
     rooms.write_text(rooms.read_text().replace("station_ae: CT1_AE", "station_ae: CT7_AE"))
     assert holder.reload_if_changed() is True

@@ -1,4 +1,4 @@
-"""Parameters and presentations several API operations share: paging, HL7 bytes as text."""
+"""Parameters and presentations several API operations share: paging, path segments, HL7 bytes as text."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +6,7 @@ from typing import Any
 from ...hl7.message import decode_bytes
 from ...store.listings import Page
 from .declaration import Parameter
-from .schema import INTEGER, record_json
+from .schema import INTEGER, STRING, record_json
 
 MAX_LIMIT = 500
 MAX_ID = 2**63 - 1       # row ids are 64-bit signed integers (SQLite INTEGER, PostgreSQL BIGINT)
@@ -15,6 +15,14 @@ LIMIT = Parameter("limit", "query", {**INTEGER, "minimum": 1, "maximum": MAX_LIM
 CURSOR = Parameter("cursor", "query", {**INTEGER, "minimum": 1, "maximum": MAX_ID},
                    "the next_cursor of the previous page; without it the first page")
 ID = Parameter("id", "path", {**INTEGER, "minimum": 1, "maximum": MAX_ID}, "the row id", required=True)
+
+
+def path_parameter(name: str, description: str) -> Parameter:
+    """A path segment naming an object by text (a UID, an accession number): required, not empty."""
+    return Parameter(name, "path", {**STRING, "minLength": 1}, description, required=True)
+
+
+ACCESSION = path_parameter("accession", "accession number")
 
 
 def text_parameter(name: str, description: str, pattern: str | None = None, enum: tuple[str, ...] = ()) -> Parameter:

@@ -55,12 +55,19 @@ class Conflict(ApiError):
     status = 409
 
 
+class UnprocessableEntity(ApiError):
+    """Understood but not to be done as sent: an ``Idempotency-Key`` kept for another request."""
+
+    status = 422
+
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX = 200
 
 ERROR_STATUSES = {400: "bad parameter or body (the field is named)", 401: "authentication required",
                   403: "role too low, or CSRF token missing", 404: "no such object",
                   409: "the object's state does not allow it", 413: "request body too large",
+                  422: f"the {IDEMPOTENCY_HEADER} was used with another request",
                   503: "database unavailable"}
 
 
@@ -99,6 +106,10 @@ class Operation:
     errors: tuple[int, ...] = ()           # answers besides 200 and the common ones (400, 401, 403, 503)
     in_memory: bool = False                # answered on the reactor from memory: no transaction (txn is None)
     keeps_answer: bool = True              # a write's answer may be kept for its Idempotency-Key (not a secret)
+    # slow work that needs no store (a password hash), run on the thread pool before the transaction, so the
+    # writer thread (one for every write of the engine) is not held by it
+    prepare: Callable[[Call], Call] | None = None
+    secret_members: tuple[str, ...] = ()   # body members kept nowhere, not even in an idempotency key's request hash
     _validators: dict[str, Draft202012Validator] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -8,10 +8,10 @@ from pydicom.dataset import Dataset
 
 from ...store import listings, reports
 from ...store.database import Transaction
-from ...store.performed_steps import PerformedStep, ScheduledStep
-from .common import CURSOR, LIMIT, page_json, text_parameter
-from .declaration import Call, NotFound, Operation, Parameter
-from .schema import STRING, array, obj, page, record_json, record_schema
+from ...store.performed_steps import LinkableStep, PerformedStep
+from .common import CURSOR, LIMIT, page_json, path_parameter, text_parameter
+from .declaration import Call, NotFound, Operation
+from .schema import array, obj, page, record_json, record_schema
 
 MPPS_STATUSES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
 
@@ -48,11 +48,10 @@ OPERATIONS = [
         "with its linked scheduled steps, every N-CREATE / N-SET received, a summary and the current dataset "
         "(DICOM JSON).", "viewer",
         obj({"step": record_schema(PerformedStep, omit=("dataset",)),
-             "linked_steps": array(record_schema(ScheduledStep)),
+             "linked_steps": array(record_schema(LinkableStep)),
              "versions": array(record_schema(reports.PerformedStepVersionEntry)),
              "summary": record_schema(reports.MppsSummary, omit=("dataset",), names={"Dataset": Dataset}),
              "dataset": {"type": "object"}}), show_mpps,
-        parameters=(Parameter("uid", "path", {**STRING, "minLength": 1}, "SOP Instance UID or PPS ID",
-                              required=True),),
+        parameters=(path_parameter("uid", "SOP Instance UID or PPS ID"),),
         errors=(404,)),
 ]

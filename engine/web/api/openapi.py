@@ -12,7 +12,8 @@ ERROR_SCHEMA = obj({"error": STRING, "field": STRING, "needed_role": STRING, "al
 _COMMON_ERRORS = (400, 401, 403, 503)
 IDEMPOTENCY_PARAMETER = {
     "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
-    "description": "a retried request with the same key gets the first answer and changes nothing again",
+    "description": "a retried request with the same key gets the first answer and changes nothing again; the same "
+                   "key with another request (method, path, parameters or body) is answered 422",
     "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}}
 
 
@@ -35,7 +36,8 @@ def document(operations: list[Operation], version: str) -> dict[str, Any]:
 def _operation(operation: Operation) -> dict[str, Any]:
     answers: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {
         "schema": operation.response}}}}
-    for status in sorted({*_COMMON_ERRORS, *operation.errors, *((409,) if operation.writes else ()), *((413,) if operation.body is not None else ())}):
+    for status in sorted({*_COMMON_ERRORS, *operation.errors, *((409,) if operation.writes else ()), *((422,) if operation.idempotent else ()),
+                         *((413,) if operation.body is not None else ())}):
         answers[str(status)] = {"description": ERROR_STATUSES[status], "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Error"}}}}
     described: dict[str, Any] = {

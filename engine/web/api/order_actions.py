@@ -14,7 +14,8 @@ from ...store.database import Transaction
 from ...workflow import order_entry
 from ...workflow.ingest import Received
 from ...workflow.orders import operator_cancel, operator_change
-from .declaration import BadRequest, Call, Conflict, NotFound, Operation, Parameter
+from .common import ACCESSION
+from .declaration import BadRequest, Call, Conflict, NotFound, Operation
 from .orders import ORDER, order_json
 from .schema import STRING, array, obj, record_json
 
@@ -30,7 +31,6 @@ _DATE = r"(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"
 START = {"type": "string", "pattern": rf"^{_DATE}([01][0-9]|2[0-3])[0-5][0-9]([0-5][0-9])?$",
          "description": "YYYYMMDDHHMM[SS], local time"}
 REASON = {"reason": _text(200)}
-ACCESSION = Parameter("accession", "path", {**STRING, "minLength": 1}, "accession number", required=True)
 PATIENT = obj({"patient_id": _text(64, 1), "issuer": _text(64), "name": {**_text(200, 1), "description": "FAMILY^GIVEN (PID-5; required by the mapping)"},
                "birth_date": {"type": "string", "pattern": rf"^({_DATE})?$"},
                "sex": {"type": "string", "enum": ["", "M", "F", "O", "U"]}},

@@ -5,9 +5,9 @@ from typing import Any
 
 from ...store import listings, reports
 from ...store.database import Transaction
-from .common import CURSOR, LIMIT, page_json, text_parameter
-from .declaration import Call, NotFound, Operation, Parameter
-from .schema import STRING, array, page, record_json, record_schema
+from .common import CURSOR, LIMIT, page_json, path_parameter, text_parameter
+from .declaration import Call, NotFound, Operation
+from .schema import array, page, record_json, record_schema
 
 _SCHEDULED = r"^[0-9]{8}([0-9]{4}([0-9]{2})?)?$"
 _FILTERS = {   # query parameter: (OrderFilter field, description)
@@ -67,7 +67,6 @@ OPERATIONS = [
         "number) with its requested procedures, steps, MPPS, stored series, storage commitment outcome and full "
         "history: what `swf orders ACCESSION` shows.", "viewer",
         ORDER, show_order,
-        parameters=(Parameter("accession", "path", {**STRING, "minLength": 1},
-                              "accession number, or filler / placer order number", required=True),),
+        parameters=(path_parameter("accession", "accession number, or filler / placer order number"),),
         errors=(404,)),
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from ...store import listings, reports
 from ...store.database import Transaction
-from .common import CURSOR, LIMIT, page_json, text_parameter
+from .common import CURSOR, LIMIT, page_json, path_parameter, text_parameter
 from .declaration import Call, NotFound, Operation, Parameter
 from .schema import STRING, array, obj, page, record_json, record_schema
 
@@ -41,7 +41,7 @@ OPERATIONS = [
         "GET", "/patients/{patient_id}", "getPatient", "The patients with this ID (of any issuer unless given; else "
         "those holding it as another identifier), each with identifiers, visits, merges and history.", "viewer",
         obj({"patients": array(record_schema(reports.PatientDetail))}), show_patient,
-        parameters=(Parameter("patient_id", "path", {**STRING, "minLength": 1}, "the patient ID", required=True),
+        parameters=(path_parameter("patient_id", "the patient ID"),
                     Parameter("issuer", "query", {**STRING, "maxLength": 200}, "only this issuer ('' for none)")),
         errors=(404,)),
 ]

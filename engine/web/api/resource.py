@@ -7,10 +7,12 @@ without any detail (never a stack trace to a client).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any, Protocol
 
+from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
@@ -19,8 +21,8 @@ from ...domain.principal import Principal
 from ...store import idempotency
 from ...store.database import Store, StoreUnavailable, Transaction
 from .context import EngineContext
-from .declaration import (IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_MAX, ApiError, BadRequest, Call, Conflict, Forbidden,
-                          MethodNotAllowed, Operation, Router, Unauthenticated)
+from .declaration import (IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_MAX, ApiError, BadRequest, Call, Forbidden,
+                          MethodNotAllowed, Operation, Router, Unauthenticated, UnprocessableEntity)
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +62,23 @@ class ApiResource(resource.Resource):
         call = Call(params, body, principal, _client(request), self.engine)
         if operation.in_memory:
             return self._ok(request, operation.handler(None, call))   # type: ignore[arg-type]
-        if key is not None:
-            work = reactor_bridge.write(self.store, lambda txn: _once(txn, key, operation, call))
-        else:
-            work = (reactor_bridge.write if operation.writes else reactor_bridge.read)(
-                self.store, lambda txn: operation.handler(txn, call))
+        once = None if key is None else (key, request_hash(method, path, operation, call))
+        prepared = threads.deferToThread(operation.prepare, call) if operation.prepare else defer.succeed(call)
+        work = prepared.addCallback(lambda ready: self._transaction(operation, once, ready))
         finished = request.notifyFinish()
         gone: list[Failure] = []
         finished.addErrback(gone.append)   # the client left: nothing is written to it
         work.addCallbacks(lambda answer: self._answer(request, gone, self._ok, answer),
                           lambda failure: self._answer(request, gone, self._failed, failure, method, path))
         return server.NOT_DONE_YET
+
+    def _transaction(self, operation: Operation, once: tuple[str, str] | None, call: Call) -> defer.Deferred:
+        """The operation's store work: a write on the writer thread (kept for its idempotency key and request
+        hash), else a read."""
+        if once is not None:
+            return reactor_bridge.write(self.store, lambda txn: _once(txn, *once, operation, call))
+        return (reactor_bridge.write if operation.writes else reactor_bridge.read)(
+            self.store, lambda txn: operation.handler(txn, call))
 
     def _authorize(self, request: server.Request, operation: Operation) -> Principal:
         principal = self.authorizer.principal(request)
@@ -142,18 +150,38 @@ def _idempotency_key(request: server.Request, operation: Operation) -> str | Non
     return key
 
 
-def _once(txn: Transaction, key: str, operation: Operation, call: Call) -> Any:
-    """A write sent with an idempotency key: the answer kept for the key if there is one (nothing is done
-    again), else the operation's answer, kept for the key in the same transaction as its change."""
+def request_hash(method: str, path: str, operation: Operation, call: Call) -> str:
+    """SHA-256 of what makes a request this request: method, path, parameters and body (as parsed: key order
+    and spacing do not count), without the body members the operation keeps nowhere (a password)."""
+    body = call.body
+    if isinstance(body, dict) and operation.secret_members:
+        body = {name: value for name, value in body.items() if name not in operation.secret_members}
+    text = json.dumps([method, path, call.params, body], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _once(txn: Transaction, key: str, hashed: str, operation: Operation, call: Call) -> Any:
+    """A write sent with an idempotency key: the answer kept for the key if it was kept for this same request
+    (nothing is done again), 422 if for another one; else the operation's answer, kept for the key with the
+    request's hash in the same transaction as its change."""
     kept = idempotency.kept_answer(txn, key)
     if kept is not None:
         if kept.operation != operation.operation_id:
-            raise Conflict(f"{IDEMPOTENCY_HEADER} {key!r} was used for {kept.operation}; use a new key")
+            other = f"for {kept.operation}"
+        elif kept.request_hash and kept.request_hash != hashed:   # "": a key kept before its request's hash was
+            other = f"with another request to {operation.operation_id} (its path, parameters or body differ)"
+        else:
+            other = ""
+        if other:
+            log.warning("API %s by %s from %s refused: %s %r was used %s", operation.operation_id,
+                        call.principal.name, call.client, IDEMPOTENCY_HEADER, key, other)
+            raise UnprocessableEntity(f"{IDEMPOTENCY_HEADER} {key!r} was used {other}; nothing was done: send a "
+                                      "new request with a new key", field=f"header.{IDEMPOTENCY_HEADER}")
         log.info("API %s: %s %r seen before; its first answer is sent again", operation.operation_id,
                  IDEMPOTENCY_HEADER, key)
         return kept.response
     answer = operation.handler(txn, call)
-    idempotency.keep_answer(txn, key, operation.operation_id, 200, answer)
+    idempotency.keep_answer(txn, key, operation.operation_id, hashed, 200, answer)
     return answer
 
 

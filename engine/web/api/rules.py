@@ -12,6 +12,7 @@ from ...store.database import Transaction
 from ...workflow.dry_run import DIFFERENCE_LIMIT, MessageDiff, ReplayMessage, RulesProbe, compare, journal_time
 from ...workflow.dry_run import JournalReplay
 from ...workflow.explain import explain
+from .common import ACCESSION
 from .context import EngineContext
 from .declaration import BadRequest, Call, NotFound, Operation, Parameter
 from .schema import BOOLEAN, INTEGER, STRING, array, obj, record_json, record_schema
@@ -114,8 +115,7 @@ OPERATIONS = [
     Operation("GET", "/orders/{accession}/explain", "explainOrder", "Every worklist attribute of a scheduled step "
               "with its value and where it came from (HL7 field, rule file:line, profile file:line, generated, "
               "default): what `swf explain` prints.", "viewer", EXPLANATION, explain_order,
-              parameters=(Parameter("accession", "path", {**STRING, "minLength": 1}, "accession number",
-                                    required=True),
+              parameters=(ACCESSION,
                           Parameter("sps_id", "query", {**STRING, "minLength": 1, "maxLength": 64},
                                     "the step (default: the accession's first)")),
               errors=(404,)),

@@ -7,9 +7,9 @@ from typing import Any
 from ...store import reports, studies
 from ...store.database import Transaction
 from ...store.listings import Page, StoredSeries
-from .common import CURSOR, LIMIT, page_json, text_parameter
-from .declaration import Call, NotFound, Operation, Parameter
-from .schema import STRING, array, obj, page, record_json, record_schema
+from .common import CURSOR, LIMIT, page_json, path_parameter, text_parameter
+from .declaration import Call, NotFound, Operation
+from .schema import array, obj, page, record_json, record_schema
 
 COMMITMENT_STATUSES = ("pending", "reporting", "delivered", "dead")
 
@@ -48,8 +48,7 @@ OPERATIONS = [
                           text_parameter("accession", "the instances' Accession Number"), LIMIT, CURSOR)),
     Operation("GET", "/studies/{study_uid}", "getStudy", "One stored study with its series.", "viewer",
               obj({"study": record_schema(studies.StudyOverview), "series": array(record_schema(StoredSeries))}),
-              show_study, parameters=(Parameter("study_uid", "path", {**STRING, "minLength": 1},
-                                                "Study Instance UID", required=True),), errors=(404,)),
+              show_study, parameters=(path_parameter("study_uid", "Study Instance UID"),), errors=(404,)),
     Operation("GET", "/commitments", "listCommitments", "Storage commitment requests, newest first, with their "
               "reference and failure counts (what `swf commitments` lists).", "viewer",
               page(record_schema(reports.CommitmentOverview)), list_commitments,
@@ -57,6 +56,5 @@ OPERATIONS = [
     Operation("GET", "/commitments/{transaction_uid}", "getCommitment", "Every request made with this Transaction "
               "UID, each reference's outcome and the accession its instance is linked to.", "viewer",
               obj({"requests": array(record_schema(reports.CommitmentDetail))}), show_commitment,
-              parameters=(Parameter("transaction_uid", "path", {**STRING, "minLength": 1}, "Transaction UID",
-                                    required=True),), errors=(404,)),
+              parameters=(path_parameter("transaction_uid", "Transaction UID"),), errors=(404,)),
 ]

@@ -61,7 +61,7 @@ class ApiResource(resource.Resource):
         if operation.in_memory:
             return self._ok(request, operation.handler(None, call))   # type: ignore[arg-type]
         if key is not None:
-            work = reactor_bridge.write(self.store, lambda txn: _once(txn, key, operation, call))
+            work = reactor_bridge.write(self.store, lambda txn: run_once(txn, key, operation, call))
         else:
             work = (reactor_bridge.write if operation.writes else reactor_bridge.read)(
                 self.store, lambda txn: operation.handler(txn, call))
@@ -142,7 +142,7 @@ def _idempotency_key(request: server.Request, operation: Operation) -> str | Non
     return key
 
 
-def _once(txn: Transaction, key: str, operation: Operation, call: Call) -> Any:
+def run_once(txn: Transaction, key: str, operation: Operation, call: Call) -> Any:
     """A write sent with an idempotency key: the answer kept for the key if there is one (nothing is done
     again), else the operation's answer, kept for the key in the same transaction as its change."""
     kept = idempotency.kept_answer(txn, key)

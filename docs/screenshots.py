@@ -39,6 +39,7 @@ def swf(*args: str, stdin: str | None = None, check: bool = True) -> None:
 def save(driver: WebDriver, name: str) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(max(height, 600), 4000))
+    driver.execute_script("window.scrollTo(0, 0)")   # a form filled last leaves the page scrolled
     path = DOCS / f"console-{name}.png"
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 900)
@@ -92,7 +93,7 @@ def main() -> None:
         save(driver, "order")
         driver.get(f"{base}/console/messages")
         save(driver, "messages")
-        driver.find_elements(By.PARTIAL_LINK_TEXT, "#")[-1].click()   # the day's first order
+        driver.find_elements(By.PARTIAL_LINK_TEXT, "#")[-1].click()   # the day's first message
         driver.find_element(By.ID, "resend-button").click()           # to the first destination: the archive
         wait.until(seen.text_to_be_present_in_element((By.ID, "done"), "resent"))
         save(driver, "message")

@@ -11,6 +11,7 @@ from ...store import audit, dashboard, health, journal_effects, listings, report
 from ...store.database import Transaction
 from ...workflow.orders import operator_cancel, operator_change
 from ..api import operations
+from ..api.common import hl7_text
 from ..api.context import EngineContext
 from ..api.declaration import Call
 from ..api.journal import message_profile, segment_table
@@ -90,7 +91,8 @@ def message_page(txn: Transaction, journal_id: int, engine: EngineContext | None
     profile = message_profile(record.raw, engine)
     destinations = sorted(name for name, destination in engine.rules().destinations.items()
                           if destination.enabled) if engine is not None else []
-    return {"message": record, "profile": profile.name if profile else None,
+    return {"message": record, "profile": profile.name if profile else None, "raw_text": hl7_text(record.raw),
+            "ack_text": hl7_text(record.ack),
             "fields": segment_table(record.raw, record.hl7_version, profile),
             "changes": journal_effects.journal_effects(txn, journal_id), "destinations": destinations}
 

@@ -4,7 +4,8 @@
 
 Starts an engine on free loopback ports with a fresh data folder, a stand-in RIS and an archive that
 refuses everything (so the queues page has dead letters), replays the sample day over MLLP, reschedules
-one order and dry-runs a candidate rules file, then saves each page at its full height."""
+one order, creates and edits one in the console, resends a message to a destination and dry-runs a
+candidate rules file, then saves each page at its full height."""
 from __future__ import annotations
 
 import os
@@ -38,6 +39,7 @@ def swf(*args: str, stdin: str | None = None, check: bool = True) -> None:
 def save(driver: WebDriver, name: str) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(max(height, 600), 4000))
+    driver.execute_script("window.scrollTo(0, 0)")   # a form filled last leaves the page scrolled
     path = DOCS / f"console-{name}.png"
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 900)
@@ -71,15 +73,29 @@ def main() -> None:
         driver.find_element(By.ID, "login-button").click()
         wait.until(seen.text_to_be_present_in_element((By.ID, "who"), "admin"))
         driver.get(f"{base}/console/worklist?all=1")
-        save(driver, "worklist")
         driver.find_elements(By.CSS_SELECTOR, "#orders a.order-link")[-1].click()
         driver.find_element(By.ID, "reschedule-start").send_keys("202612071430")
         driver.find_element(By.ID, "reschedule-button").click()
         wait.until(seen.presence_of_element_located((By.ID, "done")))
+        driver.get(f"{base}/console/worklist?all=1")
+        driver.find_element(By.ID, "create-summary").click()
+        for name, value in (("patient_id", "PAT-DT-1"), ("issuer", "GENHOSP"), ("patient_name", "DOE^JANE"),
+                            ("birth_date", "19800101"), ("sex", "F"), ("placer_order_number", "PLC-DT-1"),
+                            ("procedure_code", "CTHEAD"), ("procedure_description", "CT head"),
+                            ("coding_scheme", "99RAD"), ("modality", "CT"), ("start", "202612071600")):
+            driver.find_element(By.ID, f"create-{name}").send_keys(value)
+        save(driver, "worklist")
+        driver.find_element(By.ID, "create-button").click()
+        wait.until(seen.text_to_be_present_in_element((By.ID, "done"), "created"))
+        driver.find_element(By.ID, "edit-start").send_keys("202612071630")
+        driver.find_element(By.ID, "edit-button").click()
+        wait.until(seen.text_to_be_present_in_element((By.ID, "done"), "edited"))
         save(driver, "order")
         driver.get(f"{base}/console/messages")
         save(driver, "messages")
-        driver.find_element(By.PARTIAL_LINK_TEXT, "#").click()
+        driver.find_elements(By.PARTIAL_LINK_TEXT, "#")[-1].click()   # the day's first message
+        driver.find_element(By.ID, "resend-button").click()           # to the first destination: the archive
+        wait.until(seen.text_to_be_present_in_element((By.ID, "done"), "resent"))
         save(driver, "message")
         driver.get(f"{base}/console/queues?status=all")
         save(driver, "queues")

@@ -259,10 +259,10 @@ class Engine:
             root.putChild(b"metrics", MetricsPage(self.metrics))
             root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours,
                                              http.secure_cookies or http.tls.enabled))
-            root.putChild(b"api", build_api(self.store, self.authorizer, EngineContext(
-                self.config, self.ingestor, self.rules, self.profiles)))
+            engine = EngineContext(self.config, self.ingestor, self.rules, self.profiles, self.ingestor.profile_of)
+            root.putChild(b"api", build_api(self.store, self.authorizer, engine))
             console = Console(self.store, self.authorizer, self._explain, self._readiness,
-                              RulesContext(self.store, self.config, self.profiles, self.rules))
+                              RulesContext(self.store, self.config, self.profiles, self.rules), engine)
             root.putChild(b"", console)
             root.putChild(b"console", console)
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)

@@ -470,12 +470,14 @@ JOURNAL_COLUMNS = (   # printed with one space between columns
 @_reading
 def cmd_journal(args: argparse.Namespace, store: "Store") -> int:
     from .hl7.message import decode_bytes
-    from .store import reports
+    from .store import journal_effects, reports
 
     if args.entry is None:
         print_table(JOURNAL_COLUMNS, store.read(lambda txn: reports.journal_list(txn, args.status, args.limit)),
                     _with_status("no journal entries", args.status), separator=" ")
         return 0
+    if args.resend_to:
+        return _resend_journal_entry(args, store)
     entry = _found(store, lambda txn: reports.journal_entry(txn, args.entry),
                    f"no journal entry {args.entry}")
     if not entry:
@@ -487,6 +489,51 @@ def cmd_journal(args: argparse.Namespace, store: "Store") -> int:
         if data:
             text, _codec = decode_bytes(data, charset)  # as MSH-18 says
             print(label + "\n" + text.replace("\r", "\n") if label else text.replace("\r", "\n"))
+    _print_journal_effects(store.read(lambda txn: journal_effects.journal_effects(txn, entry.id)))
+    return 0
+
+
+def _print_journal_effects(effects: Any) -> None:
+    """What one message changed, as GET /journal/{id} gives it under "changes"."""
+    lines = [*(f"order {change.placer_order_number} ({' '.join(change.accession_numbers)}): {change.kind} "
+               f"{change.detail}" for change in effects.orders),
+             *(f"patient {change.patient_id}^{change.issuer}: {change.kind} {change.detail}"
+               for change in effects.patients),
+             *(f"event #{event.id} {event.kind} {event.subject}" for event in effects.events),
+             *(f"outbox #{queued.id} to {queued.destination}: {queued.kind} {queued.control_id} {queued.status}"
+               for queued in effects.outbox)]
+    print("-- changed:\n" + ("\n".join(lines) if lines else "nothing"))
+
+
+def _resend_journal_entry(args: argparse.Namespace, store: "Store") -> int:
+    """``swf journal ID --resend-to NAME``: what POST /journal/{id}/resend does, audited as cli:<user>."""
+    from .domain.model import Rejection
+    from .hl7.ack import Identity
+    from .hl7.profiles import load_profiles
+    from .rules.watcher import load_checked, problems_of
+    from .workflow.journal_resend import UnknownDestination, resend_journal_message
+
+    if args.entry is None:
+        print("--resend-to needs the journal entry's ID", file=sys.stderr)
+        return 2
+    config = resolve_config(args)
+    try:
+        rules = load_checked(config.routes_dir, set(load_profiles(config.profiles_dir)))
+    except Exception as exc:  # noqa: BLE001 - the same list of problems as swf rules check
+        _print_problems(problems_of(exc) or [f"cannot load the rules and profiles: {exc}"])
+        return 2
+    identity = Identity(config.hl7.application, config.hl7.facility, config.hl7.default_version)
+    try:
+        resent = store.write(lambda txn: resend_journal_message(
+            txn, args.entry, args.resend_to, rules.destinations, identity, actor=cli_actor(), client="cli"))
+    except UnknownDestination as problem:
+        print(f"not resent: {problem}", file=sys.stderr)
+        return 2
+    except Rejection as refusal:
+        print(f"not resent: {refusal.reason}", file=sys.stderr)
+        return 1
+    print(f"journal entry {resent.journal_id} ({resent.original_control_id}) queued to {resent.destination} as "
+          f"{resent.control_id} (outbox #{resent.outbox_id}); the running engine delivers it")
     return 0
 
 
@@ -1010,9 +1057,15 @@ COMMANDS = (
                   arg("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)")),
     _data_command("journal", "list received messages, or show one with its ACK", cmd_journal,
                   "Every received HL7 message is journaled, rejected ones included.",
-                  arg("entry", nargs="?", type=int, metavar="ID", help="show this entry's raw message and ACK"),
+                  arg("entry", nargs="?", type=int, metavar="ID",
+                      help="show this entry's raw message, ACK and what it changed"),
                   arg("--status", choices=["applied", "dropped", "rejected", "failed", "duplicate"]),
-                  arg("--limit", type=int, default=50, metavar="N")),
+                  arg("--limit", type=int, default=50, metavar="N"),
+                  arg("--resend-to", metavar="DESTINATION",
+                      help="queue entry ID again for this destination of the rules: the message as received "
+                           "under a new MSH-3..7 and control ID (MSH-10), delivered by the running engine's outbox"),
+                  arg("--routes", metavar="DIR", help="routing rules folder naming the destinations (default ./routes)"),
+                  arg("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)")),
     _data_command("commitments", "list storage commitment requests, or show one", cmd_commitments,
                   "Storage commitment (RAD-10) requests: status (pending, reporting, delivered, dead), result and "
                   "report delivery attempts. With TRANSACTION_UID: every request with that UID, each reference's "

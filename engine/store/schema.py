@@ -348,4 +348,16 @@ MIGRATIONS.append([
     "ALTER TABLE idempotency_keys ADD COLUMN request_hash TEXT NOT NULL DEFAULT ''",
 ])
 
+MIGRATIONS.append([
+    # 8: what one journal
+    #    message changed (GET /journal/{id}) is read by journal_ref, so the history, event and outbox
+    #    rows are indexed by it; a message resent from the journal keeps its source in outbox.journal_ref
+    "CREATE INDEX order_history_journal ON order_history (journal_ref)",
+    "CREATE INDEX patient_history_journal ON patient_history (journal_ref)",
+    "CREATE INDEX events_journal ON events (journal_ref)",
+    "CREATE INDEX outbox_event ON outbox (event_ref)",
+    "ALTER TABLE outbox ADD COLUMN journal_ref INTEGER REFERENCES journal (id)",
+    "CREATE INDEX outbox_journal ON outbox (journal_ref)",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

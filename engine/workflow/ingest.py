@@ -248,6 +248,14 @@ class Ingestor:
             raise Rejection(Problem.REFUSED, f"no mapping profile for {code}", "MSH-9", hard=True)
         return profile
 
+    def profile_of(self, message: Message) -> Profile | None:
+        """The profile that maps ``message`` under the rules in force now (the journal's field names);
+        None when none would.  The rules' ``set``/``map`` actions change ``message``: give a fresh parse."""
+        try:
+            return self.mapping_profile(message, self.rules().evaluate(message, lambda name: self._modality(message, name)))
+        except Rejection:
+            return None
+
     def _modality(self, message: Message, profile_name: str) -> str:
         """The first step's modality read with that profile (else the message type's): the rules'
         ``modality`` condition in their whole-message pass."""

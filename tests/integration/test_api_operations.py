@@ -97,7 +97,10 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     assert len(journal["items"]) == 33
     entry = api.checked_call("GET", "/api/v1/journal/{id}", f"/api/v1/journal/{journal['items'][0]['id']}", 200)
     assert entry["control_id"] == "F1" and entry["raw"].startswith("MSH|^~\\&|RIS|GENHOSP")
-    assert {"segment": "PID", "index": 1, "field": 5, "name": "PATIENT_NAME", "value": "MULLER^ANNA"} in entry["fields"]
+    [name] = [field for field in entry["fields"] if (field["segment"], field["field"]) == ("PID", 5)]
+    assert (name["index"], name["name"], name["name_source"], name["value"]) == (
+        1, "PatientName", "profile", "MULLER^ANNA") and "ihe-v231-orm.yaml:" in name["where"]
+    assert [event["kind"] for event in entry["changes"]["events"]] == ["order.scheduled"]
     assert "MSA|AA|F1" in entry["ack"]
     api.checked_call("GET", "/api/v1/journal/{id}", "/api/v1/journal/999999", 404)
 
@@ -145,6 +148,11 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     only = api.checked_call("GET", "/api/v1/audit", "/api/v1/audit?action=outbox.discard", 200)["items"]
     assert [a["subject"] for a in only] == [str(outbox_id)]
     api.checked_call("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", 200)
+    resent = api.checked_call("POST", "/api/v1/journal/{id}/resend", f"/api/v1/journal/{entry['id']}/resend", 200,
+                              b'{"destination": "archive"}')
+    assert (resent["destination"], resent["original_control_id"]) == ("archive", "F1")
+    api.checked_call("POST", "/api/v1/journal/{id}/resend", f"/api/v1/journal/{entry['id']}/resend", 400,
+                     b'{"destination": "no-such-destination"}')
 
     # order changes: an entered order edited, rescheduled, cancelled; the completed order cannot be cancelled
     entered = api.checked_call("POST", "/api/v1/orders", "/api/v1/orders", 200, json.dumps(NEW_ORDER).encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import date
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as seen
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests import browser
 from tests.conftest import ROOT, require_tool, run_swf
@@ -124,6 +125,7 @@ def test_a_viewer_sees_but_may_not_act(start_engine, chrome, tmp_path) -> None:
     chrome.get(f"{base}/console/orders/ACC0")
     WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.ID, "steps")))
     assert not chrome.find_elements(By.ID, "reschedule") and not chrome.find_elements(By.ID, "cancel")
+    assert not chrome.find_elements(By.ID, "edit")
     chrome.execute_script(   # the form a viewer is not offered, posted anyway with the session's CSRF token
         "const form = document.createElement('form'); form.method = 'post';"
         "form.action = '/console/orders/ACC0/cancel'; document.body.appendChild(form);"
@@ -136,6 +138,9 @@ def test_a_viewer_sees_but_may_not_act(start_engine, chrome, tmp_path) -> None:
     chrome.find_element(By.PARTIAL_LINK_TEXT, "#").click()
     WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.ID, "fields")))
     assert "MSH-9" in chrome.find_element(By.ID, "fields").text and "MSA" in chrome.find_element(By.ID, "ack").text
+    assert not chrome.find_elements(By.ID, "resend")
+    chrome.get(f"{base}/console/worklist")
+    assert not chrome.find_elements(By.ID, "create-order")
 
 
 def test_an_admin_dry_runs_a_candidate_rules_file_against_the_replayed_traffic(start_engine, chrome, tmp_path) -> None:
@@ -164,3 +169,72 @@ def test_an_admin_dry_runs_a_candidate_rules_file_against_the_replayed_traffic(s
     WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.CSS_SELECTOR, "table#candidate-check")))
     assert "20-rooms.yaml" in chrome.find_element(By.ID, "candidate-check").text
     assert not chrome.find_elements(By.ID, "diff")
+
+
+def fill(driver: WebDriver, prefix: str, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        field = driver.find_element(By.ID, f"{prefix}-{name}")
+        field.clear()
+        field.send_keys(value)
+
+
+def test_operator_creates_edits_an_order_and_resends_its_message_to_the_ris(start_engine, chrome, tmp_path) -> None:
+    """The create form takes the HL7 path (its NW/SC reaches the procedure destination, a stand-in archive:
+    the shipped ris destination sends status only), the edit form sends an XO, and the order's message is
+    resent to the stand-in RIS from its message page."""
+    ris, archive = Receiver(), Receiver()
+    engine = start_engine(env={"SWF_RIS_ADDRESS": ris.address, "SWF_ARCHIVE_ADDRESS": archive.address})
+    # the shipped rules: console orders (MSH-3 SWF_API) report to ris and archive
+    base = f"http://127.0.0.1:{engine.http_port}"
+    today = date.today().strftime("%Y%m%d")
+    add_user(engine.data_dir, "olivia", "operator")
+    log_in(chrome, base, "olivia")
+    chrome.find_element(By.ID, "nav-worklist").click()
+    order = {"patient_id": "PAT-WEB-1", "issuer": "GENHOSP", "patient_name": "DOE^JANE", "birth_date": "19800101",
+             "sex": "F", "placer_order_number": "PLC-WEB-1", "accession_number": "ACC-WEB-1",
+             "procedure_code": "CTHEAD", "procedure_description": "CT head", "coding_scheme": "99RAD",
+             "modality": "CT", "start": f"{today}1000"}
+    fill(chrome, "create", {**order, "birth_date": "19801301"})
+    chrome.find_element(By.ID, "create-button").click()   # refused: the page names the field
+    WebDriverWait(chrome, WAIT).until(seen.text_to_be_present_in_element((By.ID, "problem"), "birth date"))
+    assert "body.patient.birth_date" in chrome.find_element(By.ID, "problem").text
+    chrome.back()
+    chrome.refresh()   # a new form key
+    fill(chrome, "create", order)
+    chrome.find_element(By.ID, "create-button").click()
+    WebDriverWait(chrome, WAIT).until(seen.text_to_be_present_in_element((By.ID, "done"), "order ACC-WEB-1 created"))
+    assert chrome.current_url.startswith(f"{base}/console/orders/ACC-WEB-1")
+    assert chrome.find_element(By.CSS_SELECTOR, "#steps .step-status").text == "SCHEDULED"
+    [scheduled] = archive.wait_for(1)
+    assert (scheduled.get("ORC-1"), scheduled.get("ORC-5"), scheduled.message_code) == ("NW", "SC", "OMI^O23")
+    chrome.find_element(By.ID, "nav-worklist").click()   # today's worklist
+    assert [link.text for link in chrome.find_elements(By.CSS_SELECTOR, "#orders a.order-link")] == ["ACC-WEB-1"]
+
+    chrome.find_element(By.LINK_TEXT, "ACC-WEB-1").click()
+    fill(chrome, "edit", {"start": f"{today}1130"})
+    chrome.find_element(By.ID, "edit-button").click()
+    WebDriverWait(chrome, WAIT).until(seen.text_to_be_present_in_element((By.ID, "done"), "order ACC-WEB-1 edited"))
+    assert chrome.find_element(By.CSS_SELECTOR, "#steps .step-start").text.startswith(f"{today}113")
+    change = archive.wait_for(2)[1]
+    assert (change.get("ORC-1"), change.get("TQ1-7")[:12]) == ("XO", f"{today}1130")
+
+    chrome.find_elements(By.CSS_SELECTOR, "#history a")[0].click()   # the NW the create form entered
+    WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.ID, "changes")))
+    assert "ACC-WEB-1" in chrome.find_element(By.CSS_SELECTOR, "#changes .change-order").text
+    assert "order.scheduled" in chrome.find_element(By.ID, "caused").text
+    assert "AccessionNumber" in chrome.find_element(By.ID, "fields").text   # named by the profile
+    Select(chrome.find_element(By.ID, "resend-destination")).select_by_value("ris")
+    chrome.find_element(By.ID, "resend-button").click()
+    WebDriverWait(chrome, WAIT).until(seen.text_to_be_present_in_element((By.ID, "done"), "resent to ris"))
+    [copy] = ris.wait_for(1)
+    assert (copy.get("ORC-1"), copy.get("OBR-18"), copy.get("MSH-5")) == ("NW", "ACC-WEB-1", "RIS")
+    assert copy.control_id in chrome.find_element(By.ID, "done").text
+
+    def delivered(d: WebDriver) -> bool:   # the copy went through the outbox: the queues page lists it
+        d.get(f"{base}/console/queues?status=delivered")
+        return "journal.resend" in d.find_element(By.ID, "outbox").text
+    WebDriverWait(chrome, WAIT, poll_frequency=0.3).until(delivered)
+    chrome.find_element(By.ID, "nav-audit").click()
+    actions = [cell.text for cell in chrome.find_elements(By.CSS_SELECTOR, "#audit .audit-action")]
+    assert actions[:3] == ["journal.resend", "order.edit", "order.create"]
+    ris.close(), archive.close()

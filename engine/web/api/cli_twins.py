@@ -15,7 +15,7 @@ TWINS: dict[str, tuple[str, ...]] = {
     "cancel": ("cancelOrder",),
     "reschedule": ("rescheduleOrder",),
     "explain": ("explainOrder",),
-    "journal": ("searchJournal", "getJournalEntry"),
+    "journal": ("searchJournal", "getJournalEntry", "resendJournalEntry"),
     "commitments": ("listCommitments", "getCommitment"),
     "users add": ("addUser",),
     "users token": ("addUserToken",),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from ...config import Config
     from ...hl7.mapping import Profile
+    from ...hl7.message import Message
     from ...rules.ruleset import RuleSet
     from ...store.database import Transaction
     from ...workflow.ingest import IngestResult, Received
@@ -19,3 +20,4 @@ class EngineContext:
     ingest: "Callable[[Transaction, Received], IngestResult]"   # the MLLP listener's path, in a given transaction
     rules: "Callable[[], RuleSet]"                              # the rules in force now
     profiles: "dict[str, Profile]"
+    profile_of: "Callable[[Message], Profile | None] | None" = None   # which profile maps a message now

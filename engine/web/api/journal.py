@@ -1,15 +1,23 @@
-"""The journal of received HL7 messages: search, and one message with its raw text, fields and ACK."""
+"""The journal of received HL7 messages: search; one message with its raw text, its fields named by
+its profile (else the standard), the ACK sent and what it changed; and resend one to a destination."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...hl7.field_names import field_name
+from ...domain.model import Problem, Rejection
+from ...hl7.ack import Identity
+from ...hl7.field_names import name_of
 from ...hl7.message import HL7ParseError, parse
-from ...store import listings
+from ...store import journal_effects, listings
 from ...store.database import Transaction
+from ...workflow.journal_resend import UnknownDestination, resend_journal_message
 from .common import CURSOR, ID, LIMIT, hl7_text, page_json, text_parameter
-from .declaration import Call, NotFound, Operation
+from .context import EngineContext
+from .declaration import BadRequest, Call, Conflict, NotFound, Operation
 from .schema import INTEGER, STRING, array, nullable, obj, page, record_json, record_schema
+
+if TYPE_CHECKING:
+    from ...hl7.mapping import Profile
 
 JOURNAL_STATUSES = ("processing", "applied", "dropped", "rejected", "failed", "duplicate")
 _RECEIVED = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}(:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?)?$"
@@ -22,7 +30,13 @@ _FILTERS = {   # query parameter: (JournalFilter field, description)
     "message_type": ("message_code", "MSH-9 as journaled, e.g. ORM^O01"),
     "reason": ("reason", "text anywhere in the recorded reason (case as written)"),
 }
-SEGMENT_FIELD = obj({"segment": STRING, "index": INTEGER, "field": INTEGER, "name": STRING, "value": STRING})
+SEGMENT_FIELD = obj({"segment": STRING, "index": INTEGER, "field": INTEGER, "name": STRING,
+                     "name_source": {"type": "string", "enum": ["profile", "standard", "none"]},
+                     "where": STRING, "value": STRING})
+RESEND_BODY = obj({"destination": {"type": "string", "minLength": 1, "maxLength": 64,
+                                   "description": "a destination of the rules in force (routes/ destinations:)"}})
+RESENT = obj({"journal_id": INTEGER, "outbox_id": INTEGER, "destination": STRING, "control_id": STRING,
+              "original_control_id": STRING})
 
 
 def search_journal(txn: Transaction, call: Call) -> dict[str, Any]:
@@ -33,8 +47,19 @@ def search_journal(txn: Transaction, call: Call) -> dict[str, Any]:
     return page_json(listings.journal_page(txn, filters, params["limit"], params["cursor"]))
 
 
-def segment_table(raw: bytes, version: str) -> list[dict[str, Any]]:
-    """Every non-empty field of every segment, with the standard's field name; [] when unreadable."""
+def message_profile(raw: bytes, engine: EngineContext | None) -> "Profile | None":
+    """The profile that maps the message under the rules in force now (None: unreadable, or no engine)."""
+    if engine is None or engine.profile_of is None:
+        return None
+    try:
+        return engine.profile_of(parse(raw, "latin-1"))
+    except HL7ParseError:
+        return None
+
+
+def segment_table(raw: bytes, version: str, profile: "Profile | None" = None) -> list[dict[str, Any]]:
+    """Every non-empty field of every segment, named by the profile, else by the standard; [] when
+    unreadable."""
     try:
         message = parse(raw, "latin-1")
     except HL7ParseError:
@@ -44,8 +69,9 @@ def segment_table(raw: bytes, version: str) -> list[dict[str, Any]]:
         segment = fields[0]
         for number, value in enumerate(fields[1:], start=1):
             if value:
-                table.append({"segment": segment, "index": index, "field": number,
-                              "name": field_name(segment, number, version), "value": value})
+                named = name_of(segment, number, version, profile)
+                table.append({"segment": segment, "index": index, "field": number, "name": named.name,
+                              "name_source": named.source, "where": named.where, "value": value})
     return table
 
 
@@ -53,8 +79,29 @@ def show_entry(txn: Transaction, call: Call) -> dict[str, Any]:
     entry = listings.journal_record(txn, call.params["id"])
     if entry is None:
         raise NotFound(f"no journal entry {call.params['id']}")
+    profile = message_profile(entry.raw, call.engine)
     return {**record_json(entry, omit=("raw", "ack")), "raw": hl7_text(entry.raw), "ack": hl7_text(entry.ack),
-            "fields": segment_table(entry.raw, entry.hl7_version)}
+            "profile": profile.name if profile else None,
+            "fields": segment_table(entry.raw, entry.hl7_version, profile),
+            "changes": record_json(journal_effects.journal_effects(txn, entry.id))}
+
+
+def resend_entry(txn: Transaction, call: Call) -> dict[str, Any]:
+    engine = call.engine
+    assert engine is not None, "a resend needs the running engine's destinations"
+    hl7 = engine.config.hl7
+    try:
+        resent = resend_journal_message(
+            txn, call.params["id"], call.body["destination"], engine.rules().destinations,
+            Identity(hl7.application, hl7.facility, hl7.default_version), actor=call.principal.name,
+            client=call.client)
+    except UnknownDestination as problem:
+        raise BadRequest(f"body.destination: {problem}", field="body.destination") from None
+    except Rejection as refusal:
+        if refusal.problem == Problem.UNKNOWN_KEY:
+            raise NotFound(refusal.reason) from None
+        raise Conflict(refusal.reason) from None
+    return record_json(resent)
 
 
 OPERATIONS = [
@@ -71,8 +118,20 @@ OPERATIONS = [
             LIMIT, CURSOR)),
     Operation(
         "GET", "/journal/{id}", "getJournalEntry", "One received message: the raw text (segments separated by CR), "
-        "its segment/field table with the standard's field names, and the ACK sent.", "viewer",
+        "its segment/field table (each field named by the profile that maps the message under the rules in force "
+        "now when the profile reads it, else by the HL7 standard: name_source says which), the ACK sent, and what "
+        "it changed: the order and patient history rows it wrote, the events it recorded and the outbox messages "
+        "they queued (and the copies of it resent).", "viewer",
         record_schema(listings.JournalRecord, omit=("raw", "ack"), extra={
-            "raw": STRING, "ack": nullable(STRING), "fields": array(SEGMENT_FIELD)}),
+            "raw": STRING, "ack": nullable(STRING), "profile": nullable(STRING), "fields": array(SEGMENT_FIELD),
+            "changes": record_schema(journal_effects.JournalEffects)}),
         show_entry, parameters=(ID,), errors=(404,)),
+    Operation(
+        "POST", "/journal/{id}/resend", "resendJournalEntry",
+        "Send a received message again, to a destination of the rules: the message as received, every segment "
+        "unchanged, under a new MSH-3/4 (the engine), MSH-5/6 (the destination's receiving application and "
+        "facility), MSH-7 and a new MSH-10 control ID; queued in the outbox behind the destination's pending "
+        "messages (kind journal.resend) and delivered and retried like them. 400 naming body.destination when "
+        "it is not a configured (and switched on) destination; recorded in the audit trail as journal.resend.",
+        "operator", RESENT, resend_entry, parameters=(ID,), body=RESEND_BODY, writes=True, errors=(404, 409)),
 ]

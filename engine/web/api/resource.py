@@ -76,7 +76,7 @@ class ApiResource(resource.Resource):
         """The operation's store work: a write on the writer thread (kept for its idempotency key and request
         hash), else a read."""
         if once is not None:
-            return reactor_bridge.write(self.store, lambda txn: _once(txn, *once, operation, call))
+            return reactor_bridge.write(self.store, lambda txn: run_once(txn, *once, operation, call))
         return (reactor_bridge.write if operation.writes else reactor_bridge.read)(
             self.store, lambda txn: operation.handler(txn, call))
 
@@ -160,7 +160,7 @@ def request_hash(method: str, path: str, operation: Operation, call: Call) -> st
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _once(txn: Transaction, key: str, hashed: str, operation: Operation, call: Call) -> Any:
+def run_once(txn: Transaction, key: str, hashed: str, operation: Operation, call: Call) -> Any:
     """A write sent with an idempotency key: the answer kept for the key if it was kept for this same request
     (nothing is done again), 422 if for another one; else the operation's answer, kept for the key with the
     request's hash in the same transaction as its change."""

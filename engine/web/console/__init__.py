@@ -6,8 +6,10 @@ Login and logout are ``/auth/login`` and ``/auth/logout`` (static/console.js pos
 session's CSRF token is in every action form and checked before anything is written."""
 from __future__ import annotations
 
+import json
 import logging
 import mimetypes
+import uuid
 from importlib import resources
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
@@ -21,7 +23,8 @@ from ... import reactor_bridge
 from ...domain.model import Rejection
 from ...domain.principal import Principal
 from ...store.database import Store, StoreUnavailable
-from ..api.declaration import ApiError
+from ..api.context import EngineContext
+from ..api.declaration import ApiError, BadRequest
 from ..auth import Authorizer, Identity
 from ..login import client_of
 from . import pages
@@ -49,9 +52,11 @@ class Console(resource.Resource):
     isLeaf = True
 
     def __init__(self, store: Store, authorizer: Authorizer, explain: Callable[[str], Any],
-                 listeners: Callable[[], dict[str, str | None]], rules: RulesContext):
+                 listeners: Callable[[], dict[str, str | None]], rules: RulesContext,
+                 engine: EngineContext | None = None):
         super().__init__()
         self.store = store
+        self.engine = engine            # the HL7 path entered orders take, the destinations of a resend
         self.rules = rules
         self.authorizer = authorizer
         self.explain = explain          # accession -> Explanation | None (runs on the thread pool)
@@ -93,7 +98,7 @@ class Console(resource.Resource):
                                   extra={"listeners": self.listeners()})
         if name == "worklist" and len(parts) == 1:
             return self.read_page(request, identity, "worklist.html", lambda txn: pages.worklist_page(txn, query),
-                                  extra={"query": query})
+                                  extra={"query": query, "form_key": uuid.uuid4().hex})
         if name == "orders" and len(parts) == 2:
             return self.order(request, identity, parts[1])
         if name == "messages" and len(parts) == 1:
@@ -101,7 +106,7 @@ class Console(resource.Resource):
                                   extra={"query": query})
         if name == "messages" and len(parts) == 2 and parts[1].isdigit():
             return self.read_page(request, identity, "message.html",
-                                  lambda txn: pages.message_page(txn, int(parts[1])))
+                                  lambda txn: pages.message_page(txn, int(parts[1]), self.engine))
         if name == "queues" and len(parts) == 1:
             status = query.get("status") or "dead"
             if status not in ("pending", "dead", "delivered", "discarded", "all"):
@@ -151,6 +156,9 @@ class Console(resource.Resource):
         if needed == "admin":
             return self.dry_run(request, identity, form)
         reason = form.get("reason", "")[:500]
+        if parts == ["orders"] or (len(parts) == 3 and parts[0] == "orders" and parts[2] == "edit") or (
+                len(parts) == 3 and parts[0] == "messages" and parts[1].isdigit() and parts[2] == "resend"):
+            return self.api_form(request, identity, parts, form, client)
         if len(parts) == 3 and parts[0] == "orders" and parts[2] in ("reschedule", "cancel"):
             accession, back = parts[1], f"/console/orders/{quote(parts[1])}"
             if parts[2] == "cancel":
@@ -174,6 +182,39 @@ class Console(resource.Resource):
         log.info("console: %s by %s from %s", done, principal.name, client)
         reactor_bridge.write(self.store, work).addCallback(self._acted, request, back, done).addErrback(
             self._refused, request, identity)
+        return server.NOT_DONE_YET
+
+    def api_form(self, request: Any, identity: Identity, parts: list[str], form: dict[str, str],
+                 client: str) -> bytes | int:
+        """Create order, edit order, resend a message: the API operation's body built from the form, checked
+        by the operation's own schema (a 400 names the field), run by its own handler with its audit row."""
+        principal = identity.principal
+        if parts == ["orders"]:
+            operation_id, params, body = "createOrder", {}, pages.create_body(form)
+        elif parts[0] == "orders":
+            operation_id, params, body = "editOrder", {"accession": parts[1]}, pages.edit_body(form)
+        else:
+            operation_id, params = "resendJournalEntry", {"id": int(parts[1])}
+            body = {"destination": form.get("destination", "")}
+        try:
+            body = pages.OPERATIONS[operation_id].parse_body(json.dumps(body).encode())
+        except BadRequest as problem:
+            return self.problem(request, identity, 400, f"{pages.form_label(problem.detail.get('field', ''))}: "
+                                                        f"{problem.message}")
+        work = pages.api_action(operation_id, params, body, principal, client, self.engine,
+                                key=form.get("form_key", "")[:64] if operation_id == "createOrder" else "")
+
+        def back(answer: dict[str, Any]) -> tuple[str, str]:
+            if operation_id == "createOrder":
+                accession = (answer.get("accession_numbers") or [""])[0]
+                return f"/console/orders/{quote(accession)}", f"order {accession} created"
+            if operation_id == "editOrder":
+                return f"/console/orders/{quote(parts[1])}", f"order {parts[1]} edited"
+            return (f"/console/messages/{parts[1]}",
+                    f"message #{parts[1]} resent to {answer['destination']} as {answer['control_id']}")
+        log.info("console: %s by %s from %s", operation_id, principal.name, client)
+        reactor_bridge.write(self.store, work).addCallback(
+            lambda answer: self._acted(None, request, *back(answer))).addErrback(self._refused, request, identity)
         return server.NOT_DONE_YET
 
     def dry_run(self, request: Any, identity: Identity, form: dict[str, str]) -> bytes | int:

@@ -16,6 +16,7 @@ from . import reactor_bridge
 from .config import Config
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
 from .dicom.directory import AEDirectory
+from .dicom.open_listener import check_dicom_listeners
 from .dicom.wire.direct_storage import serve_storage_directly
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
@@ -23,6 +24,7 @@ from .metrics import EngineMetrics, EngineState
 from .outbound.delivery import Outbox
 from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
+from .security_events import SecurityEvents
 from .store import queues
 from .store.database import Store, refresh_planner_statistics
 from .web.api import build_api
@@ -76,6 +78,7 @@ class Engine:
         self.store.after_commit.append(self._wake_outbox)
         self.outbox = Outbox(self.store)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
+        self.security_events = SecurityEvents()   # the adapters raise, the audit trail subscribes
         self.dicom: DicomServer | None = None
         self.mllp: MLLPServerFactory | None = None
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
@@ -179,8 +182,11 @@ class Engine:
             self.authorizer.load()
             refuse_open_listener(self.config, self.authorizer)   # before any listener opens
         dicom = self.config.dicom
-        if dicom.port >= 0:
-            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics))
+        if dicom.port >= 0 or dicom.tls_port > 0:
+            for warning in check_dicom_listeners(dicom, [t for t, e in self.directory.entries.items() if e.certificate]):
+                log.warning("security: %s", warning)
+            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics,
+                                                   self.security_events))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
             except OSError as exc:
@@ -190,7 +196,9 @@ class Engine:
             access = ("any calling AE" if self.directory.allow_any else
                       f"{len(self.directory.entries)} known AE(s)" if self.directory.entries else
                       "no known AE: every association is refused (list AEs under dicom.aes or use --allow-any-ae)")
-            log.info("DICOM listener on %s:%d, AE %s: %s; %s", dicom.host, self.dicom.port, dicom.ae_title,
+            ports = ", ".join(([f"{self.dicom.port}"] if self.dicom.server is not None else []) +
+                              ([f"{self.dicom.tls_port} (TLS)"] if self.dicom.tls_server is not None else []))
+            log.info("DICOM listener on %s:%s, AE %s: %s; %s", dicom.host, ports, dicom.ae_title,
                      ", ".join(service.name for service in self.dicom.services), access)
         mllp = self.config.mllp
         self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp)

@@ -23,14 +23,21 @@ class RefusalLog:
         self._unlogged: dict[str, int] = {}
 
     def refused(self, peer: str, reason: str) -> None:
+        unlogged = self.due(peer)
+        if unlogged is None:
+            return
+        self.logger.warning("%s%s", reason,
+                            f" ({unlogged} more refused from {peer} since the last such line)" if unlogged else "")
+
+    def due(self, peer: str) -> int | None:
+        """Count one refusal of ``peer``: the number of its refusals not reported since when this one is to
+        be reported (logged, or raised as a security event), None when it is only counted."""
         now = time.monotonic()
         with self._lock:
             if now - self._logged_at.get(peer, -self.interval) < self.interval:
                 self._unlogged[peer] = self._unlogged.get(peer, 0) + 1
-                return
+                return None
             if len(self._logged_at) > MAX_REMEMBERED_PEERS:
                 self._logged_at = {p: t for p, t in self._logged_at.items() if now - t < self.interval}
             self._logged_at[peer] = now
-            unlogged = self._unlogged.pop(peer, 0)
-        self.logger.warning("%s%s", reason,
-                            f" ({unlogged} more refused from {peer} since the last such line)" if unlogged else "")
+            return self._unlogged.pop(peer, 0)

@@ -296,8 +296,17 @@ class TlsHandshake:
         except ssl.SSLCertVerificationError as exc:
             self._refused(sock, address, "certificate-refused", f"client certificate refused: {exc.verify_message}")
             return None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:   # a port probe: connected, then closed
+            self.count_refusal("tls_handshake")
+            log.info("DICOM TLS connection from %s closed during its handshake (%s)", where, exc)
+            ul.close(sock)
+            return None
         except ssl.SSLError as exc:
-            self._refused(sock, address, "tls-handshake-failed", f"TLS handshake failed: {exc.reason or exc}")
+            if exc.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+                self._refused(sock, address, "certificate-refused",
+                              "no client certificate presented (dicom.tls.require_client_cert)")
+            else:
+                self._refused(sock, address, "tls-handshake-failed", f"TLS handshake failed: {exc.reason or exc}")
             return None
         except (TimeoutError, OSError) as exc:
             self.count_refusal("tls_handshake")

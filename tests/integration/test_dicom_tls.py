@@ -23,7 +23,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage, ModalityWorklistInformationFind, Verification
+from pynetdicom.sop_class import (CTImageStorage, ModalityWorklistInformationFind, StorageCommitmentPushModel,
+                                   Verification)
 
 from tests.conftest import EngineProcess, free_port, wait_for_port
 from tests.integration.test_direct_storage import ct_instance, write
@@ -65,7 +66,8 @@ def tls_options(issued: Issued | None, ca: Path) -> list[str]:
 
 
 def tls_engine(start_engine: Callable[..., EngineProcess], tmp_path: Path, pki: Pki, *, extra: str = "",
-               require_client_cert: bool = True, allow_any_ae: bool = False) -> tuple[EngineProcess, int]:
+               ct1: str = "certificate: CT1_AE", require_client_cert: bool = True,
+               allow_any_ae: bool = False) -> tuple[EngineProcess, int]:
     tls_port = free_port()
     config = tmp_path / "engine.yaml"
     config.write_text(
@@ -74,7 +76,7 @@ def tls_engine(start_engine: Callable[..., EngineProcess], tmp_path: Path, pki: 
         f"  tls: {{cert: {pki.engine.cert}, key: {pki.engine.key}, ca: {pki.ca}, "
         f"require_client_cert: {str(require_client_cert).lower()}}}\n"
         "  aes:\n"
-        "    CT1_AE: {certificate: CT1_AE}\n"
+        f"    CT1_AE: {{{ct1}}}\n"
         "    RIS_AE: {certificate: ris.example.org, permissions: [echo, worklist]}\n"
         "    PLAIN_AE: {}\n" + extra)
     engine = start_engine("--config", str(config), allow_any_ae=allow_any_ae)
@@ -278,3 +280,49 @@ def test_a_new_certificate_is_served_to_the_next_association(start_engine, tmp_p
     assert again.is_established
     again.release()
     assert re.search(r"security: ", engine.log()) is None
+
+
+def test_storage_commitment_report_reaches_a_tls_modality_over_tls(start_engine, tmp_path: Path, pki: Pki) -> None:
+    """RAD-10: the engine opens a new association to the requester's TLS port for the N-EVENT-REPORT,
+    presenting dicom.tls's certificate and verifying the modality's."""
+    reports: list[tuple[int, bool, str]] = []            # (event type, over TLS, the engine's certificate CN)
+
+    def on_report(event: Any) -> tuple[int, None]:
+        sock = event.assoc.dul.socket.socket
+        certificate = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
+        names = [value for rdn in (certificate or {}).get("subject", ()) for key, value in rdn if key == "commonName"]
+        reports.append((int(event.request.EventTypeID), isinstance(sock, ssl.SSLSocket), ",".join(names)))
+        return 0x0000, None
+
+    modality_port = free_port()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.ct1.cert), str(pki.ct1.key))
+    context.verify_mode = ssl.CERT_REQUIRED
+    listener = AE(ae_title="CT1_AE")
+    listener.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+    server = listener.start_server(("127.0.0.1", modality_port), block=False, ssl_context=context,
+                                   evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    try:
+        engine, port = tls_engine(start_engine, tmp_path, pki,
+                                  ct1=f"certificate: CT1_AE, host: 127.0.0.1, port: {modality_port}, tls: true",
+                                  extra="  commitment_grace_seconds: 1\n  commitment_same_association_wait: 0\n")
+        assoc = tls_associate(port, pki, pki.ct1, "CT1_AE", "127.0.0.1", StorageCommitmentPushModel)
+        assert assoc.is_established
+        try:
+            stored = ct_instance(41)
+            assert assoc.send_c_store(stored).Status == 0x0000
+            request = Dataset()
+            request.TransactionUID = "1.2.826.0.1.3680043.9.7777.9.41"
+            item = Dataset()
+            item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = stored.SOPClassUID, stored.SOPInstanceUID
+            request.ReferencedSOPSequence = [item]
+            status, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1")
+            assert status.Status == 0x0000
+        finally:
+            assoc.release()
+        deadline = time.monotonic() + 15
+        while not reports and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reports == [(1, True, "SWF_ENGINE")], engine.log()[-3000:]
+    finally:
+        server.shutdown()

@@ -189,8 +189,10 @@ class Engine:
                                                    self.security_events))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
-            except OSError as exc:
-                raise ListenerUnavailable("DICOM", dicom.host, dicom.port, exc) from exc
+            except OSError as exc:   # the plain listener opens first: when it did, the TLS one failed
+                tls = dicom.tls_port > 0 and (self.dicom.server is not None or dicom.port < 0)
+                raise ListenerUnavailable("DICOM TLS" if tls else "DICOM", dicom.host,
+                                          dicom.tls_port if tls else dicom.port, exc) from exc
             if dicom.direct_storage:
                 serve_storage_directly(self.dicom)
             access = ("any calling AE" if self.directory.allow_any else

@@ -203,10 +203,13 @@ class Admission:
         with self._lock:
             sockets = list(self._sockets.items())
         for sock, direct in sockets:
-            if direct:
+            # A TLS connection's reads run on its own thread: no write from here (one SSL object must not be
+            # written while it is read), only the TCP shutdown under it, which ends that read.
+            secured = isinstance(sock, AssociationTlsSocket)
+            if direct and not secured:
                 ul.send_quietly(sock, ul.abort())
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 

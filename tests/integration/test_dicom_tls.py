@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (CTImageStorage, ModalityWorklistInformationFind, StorageCommitmentPushModel,
-                                   Verification)
+                                   StudyRootQueryRetrieveInformationModelMove, Verification)
 
 from tests.conftest import EngineProcess, free_port, wait_for_port
 from tests.integration.test_direct_storage import ct_instance, write
@@ -234,7 +234,7 @@ class TlsStorageScp:
         self.server.shutdown()
 
 
-def test_forwarding_to_a_tls_archive_goes_over_tls(start_engine, tmp_path: Path, pki: Pki) -> None:
+def test_forwarding_and_c_move_to_a_tls_archive_go_over_tls(start_engine, tmp_path: Path, pki: Pki) -> None:
     archive_port = free_port()
     archive = TlsStorageScp(pki, archive_port)
     try:
@@ -249,6 +249,18 @@ def test_forwarding_to_a_tls_archive_goes_over_tls(start_engine, tmp_path: Path,
             assoc.release()
         wait_for_log(engine, "forwarded C-STORE 1.2.826.0.1.3680043.9.7777.3.31 to ARCHIVE", timeout=15)
         assert archive.received == [("1.2.826.0.1.3680043.9.7777.3.31", True, "SWF_ENGINE")]
+        # C-MOVE of the study to ARCHIVE: the sub-operations' association is TLS too
+        move = tls_associate(port, pki, pki.ct1, "CT1_AE", "127.0.0.1", StudyRootQueryRetrieveInformationModelMove)
+        assert move.is_established
+        try:
+            identifier = Dataset()
+            identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", "1.2.826.0.1.3680043.9.7777.1"
+            statuses = [int(status.Status) for status, _ in
+                        move.send_c_move(identifier, "ARCHIVE", StudyRootQueryRetrieveInformationModelMove)]
+        finally:
+            move.release()
+        assert statuses[-1] == 0x0000, statuses
+        assert archive.received[1:] == [("1.2.826.0.1.3680043.9.7777.3.31", True, "SWF_ENGINE")]
     finally:
         archive.close()
 
@@ -326,3 +338,20 @@ def test_storage_commitment_report_reaches_a_tls_modality_over_tls(start_engine,
         assert reports == [(1, True, "SWF_ENGINE")], engine.log()[-3000:]
     finally:
         server.shutdown()
+
+
+def test_a_peer_stalling_its_handshake_holds_no_one_up(start_engine, tmp_path: Path, pki: Pki) -> None:
+    """Why the handshake is not pynetdicom's (on its listener thread, before the next accept): connections
+    that never send a ClientHello must not keep a good modality out."""
+    engine, port = tls_engine(start_engine, tmp_path, pki)
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    try:
+        started = time.monotonic()
+        assoc = tls_associate(port, pki, pki.ct1, "CT1_AE", "127.0.0.1", Verification)
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        assert time.monotonic() - started < 3      # association_request_timeout is 5 s
+    finally:
+        for sock in stalled:
+            sock.close()

@@ -18,7 +18,7 @@ class PeerTls:
     ca: str = ""                   # CAs the AE's server certificate must chain to
     cert: str = ""                 # our client certificate towards this AE (default: dicom.tls.cert)
     key: str = ""
-    verify_hostname: bool = True   # the AE's certificate must name its host
+    verify_hostname: bool | None = None   # the AE's certificate must name its host (None: dicom.tls.verify_hostname)
 
 
 def _peer_tls(title: str, value: Any) -> PeerTls | None:
@@ -30,7 +30,7 @@ def _peer_tls(title: str, value: Any) -> PeerTls | None:
         raise DirectoryError(f"dicom.aes.{title}.tls: expected true, false or a mapping with ca, cert, key, "
                              "verify_hostname")
     return PeerTls(str(value.get("ca", "")), str(value.get("cert", "")), str(value.get("key", "")),
-                   bool(value.get("verify_hostname", True)))
+                   None if value.get("verify_hostname") is None else bool(value["verify_hostname"]))
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
 
 def client_context(peer: PeerTls, ours: TlsConfig) -> ssl.SSLContext:
     """An outbound association's context: the peer's certificate verified against the entry's ``ca`` (else
-    ``dicom.tls.ca``, else the system's CAs), its host name checked unless ``verify_hostname: false``; our
+    ``dicom.tls.ca``, else the system's CAs), its host name checked unless ``verify_hostname: false`` (the
+    entry's, else ``dicom.tls``'s); our
     client certificate is the entry's ``cert``/``key``, else ``dicom.tls``'s."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     _apply_policy(context, ours)
@@ -83,7 +84,7 @@ def client_context(peer: PeerTls, ours: TlsConfig) -> ssl.SSLContext:
         _load(f"CA file {ca}", lambda: context.load_verify_locations(cafile=ca))
     else:
         context.load_default_certs()
-    context.check_hostname = peer.verify_hostname
+    context.check_hostname = ours.verify_hostname if peer.verify_hostname is None else peer.verify_hostname
     cert, key = (peer.cert, peer.key) if peer.cert else (ours.cert, ours.key)
     if cert:
         _load(f"certificate {cert} / key {key}", lambda: context.load_cert_chain(cert, key or None))

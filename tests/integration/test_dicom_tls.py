@@ -211,11 +211,11 @@ def test_pynetdicom_over_tls_and_one_event_per_peer_per_minute(start_engine, tmp
 class TlsStorageScp:
     """A storage SCP of the test's, listening with TLS and requiring a client certificate from the CA."""
 
-    def __init__(self, pki: Pki, port: int):
+    def __init__(self, pki: Pki, port: int, issued: Issued | None = None):
         self.received: list[tuple[str, bool, str]] = []    # (SOP instance, over TLS, client certificate CN)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
-        context.load_cert_chain(str(pki.authority.issue("archive", "ARCHIVE").cert),
-                                str(pki.authority.folder / "archive.key"))
+        issued = issued or pki.authority.issue("archive", "ARCHIVE")
+        context.load_cert_chain(str(issued.cert), str(issued.key))
         context.verify_mode = ssl.CERT_REQUIRED
         ae = AE(ae_title="ARCHIVE")
         ae.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
@@ -263,6 +263,35 @@ def test_forwarding_and_c_move_to_a_tls_archive_go_over_tls(start_engine, tmp_pa
         assert archive.received[1:] == [("1.2.826.0.1.3680043.9.7777.3.31", True, "SWF_ENGINE")]
     finally:
         archive.close()
+
+
+def test_outbound_tls_verifies_the_peer(start_engine, tmp_path: Path, pki: Pki) -> None:
+    """An archive whose certificate is from another CA, or does not name the host dialled, gets nothing;
+    with ``verify_hostname: false`` the second one does."""
+    foreign_port, unnamed_port = free_port(), free_port()
+    foreign = TlsStorageScp(pki, foreign_port, CertificateAuthority(tmp_path / "other-ca", "Other CA").issue(
+        "archive", "ARCHIVE"))
+    unnamed = TlsStorageScp(pki, unnamed_port, pki.authority.issue("unnamed", "ARCHIVE", dns=("archive.example.org",),
+                                                                   ips=()))
+    try:
+        engine, port = tls_engine(start_engine, tmp_path, pki, extra=(
+            f"    FOREIGN: {{host: 127.0.0.1, port: {foreign_port}, tls: true}}\n"
+            f"    UNNAMED: {{host: 127.0.0.1, port: {unnamed_port}, tls: true}}\n"
+            f"    LENIENT: {{host: 127.0.0.1, port: {unnamed_port}, tls: {{verify_hostname: false}}}}\n"
+            "  forward_store_to: [FOREIGN, UNNAMED, LENIENT]\n  forward_retry_seconds: 30\n"))
+        assoc = tls_associate(port, pki, pki.ct1)
+        assert assoc.is_established
+        try:
+            assert assoc.send_c_store(ct_instance(51)).Status == 0x0000
+        finally:
+            assoc.release()
+        wait_for_log(engine, "forwarded C-STORE 1.2.826.0.1.3680043.9.7777.3.51 to LENIENT", timeout=15)
+        for title in ("FOREIGN", "UNNAMED"):
+            wait_for_log(engine, f"forward of store 1.2.826.0.1.3680043.9.7777.3.51 to {title} retry in")
+        assert foreign.received == [] and unnamed.received == [("1.2.826.0.1.3680043.9.7777.3.51", True, "SWF_ENGINE")]
+    finally:
+        foreign.close()
+        unnamed.close()
 
 
 def served_certificate(port: int, pki: Pki) -> bytes:

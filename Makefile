@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run test install system-deps bench bench-tls clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install system-deps
 ## bench: every benchmark against real peers it installs and starts (bench/README.md); results in bench/RESULTS.md
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## bench-tls: C-STORE rate over DICOM TLS vs plain, engine and DCMTK storescp (bench/storage_tls.py)
+bench-tls: install
+	$(BIN)/python bench/storage_tls.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -125,12 +125,14 @@ class Engine:
         self.proc.stop()
 
 
-def start_engine(name: str, data_dir: Path, log_dir: Path, env: dict[str, str] | None = None) -> Engine:
-    """``swf serve`` on free ports, DICOM open to any calling AE, no HTTP; waits until MLLP and DICOM listen."""
+def start_engine(name: str, data_dir: Path, log_dir: Path, env: dict[str, str] | None = None,
+                 extra: Sequence[Any] = ()) -> Engine:
+    """``swf serve`` on free ports, DICOM open to any calling AE, no HTTP; waits until MLLP and DICOM listen.
+    ``extra``: more arguments (e.g. ``--config FILE``)."""
     mllp_port, dicom_port = free_port(), free_port()
     cmd = [ENGINE_PY, "-m", "engine.cli", "serve", "--data-dir", data_dir, "--mllp-port", mllp_port,
            "--dicom-port", dicom_port, "--http-port", -1, "--allow-any-ae", "--routes", ROOT / "routes",
-           "--profiles", ROOT / "profiles"]
+           "--profiles", ROOT / "profiles", *extra]
     proc = start_process(name, cmd, log_dir, env={**PEER_ENV, "PYTHONUNBUFFERED": "1", **(env or {})})
     try:
         wait_port(mllp_port, proc.popen, log=proc.log)

@@ -16,6 +16,7 @@ from . import reactor_bridge
 from .config import Config, TlsConfig
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
 from .dicom.directory import AEDirectory
+from .dicom.open_listener import check_dicom_listeners
 from .dicom.wire.direct_storage import serve_storage_directly
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
@@ -228,18 +229,25 @@ class Engine:
         for warning in plain:
             self.security_events.raise_event(SecurityEvent("plain-listener", "", warning))
         dicom = self.config.dicom
-        if dicom.port >= 0:
-            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics))
+        if dicom.port >= 0 or dicom.tls_port > 0:
+            for warning in check_dicom_listeners(dicom, [t for t, e in self.directory.entries.items() if e.certificate]):
+                log.warning("security: %s", warning)
+            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics,
+                                                   self.security_events))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
-            except OSError as exc:
-                raise ListenerUnavailable("DICOM", dicom.host, dicom.port, exc) from exc
+            except OSError as exc:   # the plain listener opens first: when it did, the TLS one failed
+                tls = dicom.tls_port > 0 and (self.dicom.server is not None or dicom.port < 0)
+                raise ListenerUnavailable("DICOM TLS" if tls else "DICOM", dicom.host,
+                                          dicom.tls_port if tls else dicom.port, exc) from exc
             if dicom.direct_storage:
                 serve_storage_directly(self.dicom)
             access = ("any calling AE" if self.directory.allow_any else
                       f"{len(self.directory.entries)} known AE(s)" if self.directory.entries else
                       "no known AE: every association is refused (list AEs under dicom.aes or use --allow-any-ae)")
-            log.info("DICOM listener on %s:%d, AE %s: %s; %s", dicom.host, self.dicom.port, dicom.ae_title,
+            ports = ", ".join(([f"{self.dicom.port}"] if self.dicom.server is not None else []) +
+                              ([f"{self.dicom.tls_port} (TLS)"] if self.dicom.tls_server is not None else []))
+            log.info("DICOM listener on %s:%s, AE %s: %s; %s", dicom.host, ports, dicom.ae_title,
                      ", ".join(service.name for service in self.dicom.services), access)
         mllp = self.config.mllp
         self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp)   # both ports: one set of caps

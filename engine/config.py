@@ -54,6 +54,7 @@ class DicomConfig:
     port: int = 11112
     ae_title: str = "SWF_ENGINE"
     allow_any_ae: bool = False               # admit unknown calling AE titles (testing, small sites)
+    allow_any_ae_on_network: bool = False    # ...also when dicom.host is not loopback (else refused at start)
     aes: dict = field(default_factory=dict)  # known AEs: TITLE: {host, port, permissions, stations, charset}
     acse_timeout: float = 30.0
     dimse_timeout: float = 30.0

@@ -6,10 +6,14 @@ Every accepted connection passes here before pynetdicom or the direct storage pa
   most ``max_associations_per_peer`` connections, associated or not, and at most ``max_associations``
   (128 at least) connections may be waiting for their A-ASSOCIATE-RQ; over either cap the connection is closed at once,
   counted, and logged once per peer per minute;
+- on the connection's thread, on the TLS port: the TLS handshake within ``association_request_timeout``
+  (``dicom/tls.py``; a refused one is closed and raises a security event);
 - on the connection's thread: the A-ASSOCIATE-RQ must arrive whole within ``association_request_timeout``,
   be at most ``upper_layer.LARGEST_ASSOCIATE_RQ`` bytes and parse; anything else (an HTTP request line,
   an unknown PDU type, a 4 GB length, items overrunning the PDU) gets one A-ABORT, a closed socket and
   one log line.  Until then the connection holds no association slot;
+- its calling AE title must match the TLS certificate its known-AE entry names (``dicom/binding.py``),
+  else A-ASSOCIATE-RJ (permanent, calling AE title not recognized);
 - a whole, well-formed request takes one of ``max_associations`` slots (A-ASSOCIATE-RJ "local limit
   exceeded" when none is free) and keeps it until its association ends, on whichever path serves it.
 """
@@ -23,6 +27,8 @@ from typing import Any, Callable, Protocol
 
 from ..config import DicomConfig
 from ..refusal_log import RefusalLog
+from .binding import CertificateBinding
+from .tls import AssociationTlsSocket, TlsHandshake, read_first_pdu
 from .wire import upper_layer as ul
 from .wire.pynetdicom_private import gate_connections
 
@@ -46,12 +52,15 @@ class Admission:
     """Connection and association counts of one listener, and the gate each connection passes."""
 
     def __init__(self, dicom: DicomConfig, pynetdicom_serve: Callable[[socket.socket, Any], None],
-                 pynetdicom_associations: Callable[[], list[Any]], count_refusal: Callable[[str], None]):
+                 pynetdicom_associations: Callable[[], list[Any]], count_refusal: Callable[[str], None],
+                 handshake: TlsHandshake | None = None, binding: CertificateBinding | None = None):
         self.dicom = dicom
         self.count_refusal = count_refusal                 # reason -> /metrics
         self.pynetdicom_serve = pynetdicom_serve
         self.pynetdicom_associations = pynetdicom_associations
         self.direct: AssociationPath | None = None
+        self.handshake = handshake                         # the TLS port's (None: a plain listener)
+        self.binding = binding
         self._lock = threading.Lock()
         self._per_peer: Counter[str] = Counter()          # connections open, by peer address
         self._waiting = 0                                  # connections not yet associated
@@ -92,8 +101,20 @@ class Admission:
         """The connection's whole life: its A-ASSOCIATE-RQ, then its association on one of the paths."""
         peer, associated = address[0], False
         try:
+            if self.handshake is not None:
+                secured = self.handshake.accept(sock, address)
+                with self._lock:
+                    self._sockets.pop(sock, None)
+                    if secured is not None:
+                        self._sockets[secured] = False
+                if secured is None:
+                    return
+                sock = secured
             request = self._first_request(sock, address)
             if request is None:
+                return
+            if self.binding is not None and self.binding.refuses(sock, address, request):
+                self._reject_calling(sock)
                 return
             with self._lock:
                 self._waiting -= 1
@@ -116,7 +137,9 @@ class Admission:
         """The peeked, parsed A-ASSOCIATE-RQ, or None when the connection was ended instead."""
         where = f"{address[0]}:{address[1]}"
         try:
-            return ul.parse_associate_rq(ul.peek_pdu(sock, self.dicom.association_request_timeout))
+            timeout = self.dicom.association_request_timeout
+            return ul.parse_associate_rq(read_first_pdu(sock, timeout) if isinstance(sock, AssociationTlsSocket)
+                                         else ul.peek_pdu(sock, timeout))
         except ul.PduError as exc:
             self.count_refusal("bad_request")
             log.warning("DICOM connection from %s aborted: %s", where, exc)
@@ -138,6 +161,16 @@ class Admission:
         try:
             ul.read_pdu(sock, ul.LARGEST_ASSOCIATE_RQ)       # the request peeked
             sock.sendall(ul.associate_rj(2, 3, 2))           # transient, service provider: local limit exceeded
+        except OSError:
+            pass
+        ul.close(sock)
+
+    def _reject_calling(self, sock: socket.socket) -> None:
+        """The calling AE title does not go with the connection's certificate (logged by the binding)."""
+        self.count_refusal("certificate_binding")
+        try:
+            ul.read_pdu(sock, ul.LARGEST_ASSOCIATE_RQ)       # the request read ahead
+            sock.sendall(ul.associate_rj(1, 1, 3))           # permanent, service user: calling AE not recognized
         except OSError:
             pass
         ul.close(sock)
@@ -170,10 +203,13 @@ class Admission:
         with self._lock:
             sockets = list(self._sockets.items())
         for sock, direct in sockets:
-            if direct:
+            # A TLS connection's reads run on its own thread: no write from here (one SSL object must not be
+            # written while it is read), only the TCP shutdown under it, which ends that read.
+            secured = isinstance(sock, AssociationTlsSocket)
+            if direct and not secured:
                 ul.send_quietly(sock, ul.abort())
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 

@@ -19,11 +19,15 @@ from pynetdicom.presentation import PresentationContext
 
 from ..config import Config, DicomConfig
 from ..metrics import EngineMetrics
+from ..security_events import SecurityEvents
 from ..store.database import Store
 from . import services as services_package
 from .wire import pynetdicom_private as private
 from .wire import upper_layer as ul
 from .admission import Admission
+from .binding import CertificateBinding
+from .open_listener import is_loopback
+from .tls import ReloadingServerContext, TlsHandshake, reload_on_sighup
 from .directory import AEDirectory
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ class DicomContext:
     store: Store
     directory: AEDirectory
     metrics: EngineMetrics = field(default_factory=EngineMetrics)   # what /metrics counts
+    security_events: SecurityEvents = field(default_factory=SecurityEvents)   # the engine's one bus
 
     @property
     def ae_title(self) -> str:
@@ -95,20 +100,30 @@ class DicomServer:
     settings: DicomConfig = field(default_factory=DicomConfig)
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     admission: Admission | None = None      # the gate of every connection (dicom/admission.py)
+    context: DicomContext | None = None
+    tls_server: Any = None                  # the listener on dicom.tls_port, with its own gate
+    tls_port: int = 0
+    tls_admission: Admission | None = None
+    tls_context: ReloadingServerContext | None = None
     # Run before the listener shuts down (which waits for every connection's thread to end).
     before_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def open_associations(self) -> int:
-        return len(self.server.active_associations) if self.server is not None else 0
+        return sum(len(listener.active_associations) for listener in (self.server, self.tls_server)
+                   if listener is not None)
+
+    def admissions(self) -> list[Admission]:
+        return [admission for admission in (self.admission, self.tls_admission) if admission is not None]
 
     def stop(self) -> None:
         for service in self.services:
             service.stop()
         for hook in self.before_shutdown:
             hook()
-        if self.server is not None:
-            self.server.shutdown()
-            self.server = None
+        for listener in (self.server, self.tls_server):
+            if listener is not None:
+                listener.shutdown()
+        self.server = self.tls_server = None
 
 
 def load_services(context: DicomContext) -> list[Service]:
@@ -218,7 +233,7 @@ def build_server(context: DicomContext) -> DicomServer:
                 handlers.append(entry)
     for event, table in by_sop_class.items():
         handlers.append((event, _dispatcher(table)))
-    return DicomServer(ae, services, handlers=handlers, settings=dicom, metrics=context.metrics)
+    return DicomServer(ae, services, handlers=handlers, settings=dicom, metrics=context.metrics, context=context)
 
 
 def _dispatcher(table: dict[str, Callable]) -> Callable:
@@ -233,16 +248,34 @@ def _dispatcher(table: dict[str, Callable]) -> Callable:
 
 
 def start_server(server: DicomServer, host: str, port: int) -> None:
+    """The plain listener on ``port`` (none when negative) and the TLS one on ``dicom.tls_port`` (none when 0)."""
     changed = private.report_changes()
     if changed:   # the engine still starts: each use falls back or fails on its own association
         log.error("%s; see tests/unit/test_pynetdicom_private.py", changed)
     for service in server.services:
         service.start()
+    context = server.context
+    events = context.security_events if context is not None else SecurityEvents()
+    binding = CertificateBinding(context.directory, events, not is_loopback(host)) if context is not None else None
+    if port >= 0:
+        server.server, server.admission = _listen(server, host, port, None, binding)
+        server.port = server.server.server_address[1]
+    dicom = server.settings
+    if dicom.tls_port > 0:
+        server.tls_context = ReloadingServerContext(dicom.tls)
+        reload_on_sighup(server.tls_context)
+        handshake = TlsHandshake(server.tls_context, events, dicom.association_request_timeout,
+                                 server.metrics.association_refused)
+        server.tls_server, server.tls_admission = _listen(server, host, dicom.tls_port, handshake, binding)
+        server.tls_port = server.tls_server.server_address[1]
+
+
+def _listen(server: DicomServer, host: str, port: int, handshake: TlsHandshake | None,
+            binding: CertificateBinding | None) -> tuple[Any, Admission]:
     listener = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
     private.share_supported_contexts(listener)
-    server.admission = Admission(server.settings, private.pynetdicom_serve(listener),
-                                 lambda: listener.active_associations, server.metrics.association_refused)
-    server.admission.install(listener)
-    server.before_shutdown.append(server.admission.abort_all)
-    server.server = listener
-    server.port = listener.server_address[1]
+    admission = Admission(server.settings, private.pynetdicom_serve(listener), lambda: listener.active_associations,
+                          server.metrics.association_refused, handshake, binding)
+    admission.install(listener)
+    server.before_shutdown.append(admission.abort_all)
+    return listener, admission

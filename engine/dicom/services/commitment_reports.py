@@ -39,6 +39,7 @@ from ...store.timestamps import now_iso
 from ...store.commitments import PendingReport
 from ...workflow import commitment as workflow
 from ..ae import DicomContext, set_no_delay
+from ..tls import tls_args
 from ..wire import pynetdicom_private as private
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,8 @@ class ReportSender:
         assert self._requester is not None
         role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
         try:
-            assoc = self._requester.associate(known.host, known.port, ae_title=calling, ext_neg=[role])
+            assoc = self._requester.associate(known.host, known.port, ae_title=calling, ext_neg=[role],
+                                              tls_args=tls_args(known, dicom.tls))
         except Exception as exc:  # noqa: BLE001 - bad address and the like: counts as unreachable
             self._failed(claimed, f"cannot connect to {calling} at {known.host}:{known.port}: {exc}")
             return

@@ -25,6 +25,7 @@ from ...store.queues import ForwardTask
 from ...workflow.forwarding import ForwardingQueue
 from ...workflow.mpps import NOT_SETTABLE
 from ..ae import DicomContext, set_no_delay
+from ..tls import TlsSetupError, tls_args
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -104,7 +105,12 @@ class ForwardingService:
             for task, _ in items:
                 self._failed(task, "source no longer readable", dead=True)
             return
-        assoc = ae.associate(known.host, known.port, ae_title=destination)
+        try:
+            secure = tls_args(known, self.context.config.dicom.tls)
+        except TlsSetupError as exc:
+            self._failed(tasks[0], f"TLS towards {destination}: {exc}")
+            return
+        assoc = ae.associate(known.host, known.port, ae_title=destination, tls_args=secure)
         if not assoc.is_established:
             self._failed(tasks[0], f"association with {destination} at {known.host}:{known.port} not established")
             return

@@ -37,6 +37,7 @@ from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
 from ..ae import DicomContext, ForegroundService, element_text, set_no_delay, status_dataset
 from ..identifier import identifier_of
+from ..tls import TlsSetupError, tls_args
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +203,18 @@ class QueryRetrieveService(ForegroundService):
                         destination_title)
             yield None, None
             return
+        try:
+            secure = tls_args(destination, self.context.config.dicom.tls)
+        except TlsSetupError as exc:
+            log.error("Q/R C-MOVE from %s: TLS towards move destination %s: %s", calling, destination_title, exc)
+            yield None, None
+            return
         model = MOVE_MODELS[str(event.request.AffectedSOPClassUID)]
         try:
             items = self._items(event, model)
         except Exception as exc:  # noqa: BLE001 - reported as a failure after the destination
             log.warning("Q/R C-MOVE from %s to %s: %s", calling, destination_title, exc)
-            yield destination.host, destination.port
+            yield destination.host, destination.port, {"tls_args": secure}
             yield 1
             code = IDENTIFIER_DOES_NOT_MATCH if isinstance(exc, QueryError) else UNABLE_TO_PROCESS
             yield status_dataset(code, str(exc)), None
@@ -215,7 +222,7 @@ class QueryRetrieveService(ForegroundService):
         log.info("Q/R C-MOVE from %s: %d instance(s) to %s (%s:%d)", calling, len(items), destination_title,
                  destination.host, destination.port)
         yield destination.host, destination.port, {
-            "contexts": _contexts_for(items), "max_pdu": self.context.config.dicom.max_pdu_bytes,
+            "contexts": _contexts_for(items), "max_pdu": self.context.config.dicom.max_pdu_bytes, "tls_args": secure,
             "evt_handlers": [(evt.EVT_CONN_OPEN, lambda opened: set_no_delay(opened.assoc))]}
         yield len(items)
         yield from self._datasets(event, items)

@@ -91,11 +91,13 @@ def response_command(command_field: int, message_id: int, sop_class: str, status
 
 
 def serve_storage_directly(server: DicomServer) -> None:
-    """Offer the direct path every association the listener admits (when it stores at all)."""
+    """Offer the direct path every association the listeners admit (when it stores at all), TLS ones too."""
     storage = next((service for service in server.services if isinstance(service, StorageService)), None)
-    if storage is None or server.admission is None:
+    if storage is None:
         return
-    server.admission.direct = DirectStorage.for_ae(storage.context, server.ae, storage)
+    direct = DirectStorage.for_ae(storage.context, server.ae, storage)
+    for admission in server.admissions():
+        admission.direct = direct
 
 
 class DirectStorage:

@@ -602,7 +602,7 @@ OUTBOX_COLUMNS = (
 
 @_reading
 def cmd_outbox(args: argparse.Namespace, store: "Store") -> int:
-    from .store import queues, reports
+    from .store import audit, queues, reports
 
     if not args.action:
         status = "dead" if args.dead else None if args.all else "pending"
@@ -613,7 +613,14 @@ def cmd_outbox(args: argparse.Namespace, store: "Store") -> int:
         print(f"outbox {args.action} needs the message ID", file=sys.stderr)
         return 2
     change = queues.resend_outbox if args.action == "resend" else queues.discard_outbox
-    if not store.write(lambda txn: change(txn, args.message_id)):
+
+    def act(txn: Any) -> bool:
+        if not change(txn, args.message_id):
+            return False
+        audit.record_action(txn, actor=cli_actor(), client="cli", action=f"outbox.{args.action}",
+                            subject=str(args.message_id), before=None, after=None)
+        return True
+    if not store.write(act):
         print(f"no outbox message {args.message_id} that can be {args.action}ed", file=sys.stderr)
         return 1
     print(f"outbox message {args.message_id}: {'queued again' if args.action == 'resend' else 'discarded'}")

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext
 
+from ..audit_trail.recorder import AuditTrail
 from ..config import Config, DicomConfig
 from ..metrics import EngineMetrics
 from ..store.database import Store
@@ -37,6 +38,7 @@ class DicomContext:
     store: Store
     directory: AEDirectory
     metrics: EngineMetrics = field(default_factory=EngineMetrics)   # what /metrics counts
+    audit: AuditTrail = field(default_factory=AuditTrail.off)       # the ATNA audit trail (off by default)
 
     @property
     def ae_title(self) -> str:

@@ -87,7 +87,12 @@ class AuditDelivery:
     def stop(self, drain_seconds: float = 2.0) -> None:
         """Give the queue ``drain_seconds`` to empty (the Application Stop message among it), then end."""
         deadline = time.monotonic() + drain_seconds
-        while self._thread is not None and self.depth and not self._failing and time.monotonic() < deadline:
+        while self._thread is not None and not self._failing and time.monotonic() < deadline:
+            try:
+                if not self.store.read(audit_queue.depth)[0]:
+                    break
+            except Exception:  # noqa: BLE001 - the store is going: what waits is sent after the next start
+                break
             self.wake()
             time.sleep(0.05)
         self._stopping.set()
@@ -116,7 +121,7 @@ class AuditDelivery:
             except (OSError, ssl.SSLError) as exc:
                 self._close()
                 self._note_failure(waiting[0], exc)
-                self._stopping.wait(pause)
+                self._pause(pause)
                 pause = min(pause * 2, self.config.retry_max_seconds)
                 continue
             pause = 0.5
@@ -127,9 +132,22 @@ class AuditDelivery:
             self.store.write(lambda txn: audit_queue.sent(txn, [item.id for item in waiting]))
             self.sent += len(waiting)
 
-    def _read_head(self, txn: object) -> list[QueuedAudit]:
+    def _pause(self, seconds: float) -> None:
+        """Wait before the next attempt, the depth figures kept fresh meanwhile (for /metrics)."""
+        resume = time.monotonic() + seconds
+        while not self._stopping.is_set() and time.monotonic() < resume:
+            self._stopping.wait(min(POLL_SECONDS, max(0.0, resume - time.monotonic())))
+            try:
+                self.store.read(self._read_depth)
+            except Exception:  # noqa: BLE001 - the figures wait for the next read
+                pass
+
+    def _read_depth(self, txn: object) -> None:
         self.depth, first = audit_queue.depth(txn)
         self.oldest_age = max(0.0, time.time() - _epoch(first)) if first else 0.0
+
+    def _read_head(self, txn: object) -> list[QueuedAudit]:
+        self._read_depth(txn)
         if not self.depth and audit_queue.rows_waiting(txn):
             self.store.submit(lambda _txn: None)   # rows written by `swf`: a commit audits them
         return audit_queue.oldest(txn, BATCH) if self.depth else []

@@ -209,7 +209,8 @@ class Engine:
             refuse_open_listener(self.config, self.authorizer)   # before any listener opens
         dicom = self.config.dicom
         if dicom.port >= 0:
-            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics, self.audit))
+            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics, self.audit,
+                                                    self.security_events))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
             except OSError as exc:

@@ -31,7 +31,7 @@ BATCH = 100
 
 
 class RepositoryAddressError(ValueError):
-    """audit.repository is not tls://host:port or udp://host:port."""
+    """audit.repository is not tls://host:port or udp://host:port, or its TLS files cannot be read."""
 
 
 def parse_repository(url: str) -> tuple[str, str, int]:
@@ -46,11 +46,16 @@ def parse_repository(url: str) -> tuple[str, str, int]:
 
 
 def tls_context(config: AuditConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=config.ca or None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = config.verify_hostname
-    if config.cert:
-        context.load_cert_chain(config.cert, config.key or None)
+    """TLS 1.2 at least; the repository's certificate checked against ``ca`` (and its host name)."""
+    try:
+        context = ssl.create_default_context(cafile=config.ca or None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = config.verify_hostname
+        if config.cert:
+            context.load_cert_chain(config.cert, config.key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise RepositoryAddressError(f"audit: cannot load the TLS files (ca {config.ca!r}, cert {config.cert!r}):"
+                                     f" {exc}") from None
     return context
 
 

@@ -230,9 +230,11 @@ def test_dicom_events_reach_rsyslog(start_engine, repository: AuditRepository, t
                                                                     StudyRootQueryRetrieveInformationModelMove)]
         assoc.release()
         assert statuses[-1] == 0 and len(destination.received) == 2
+        refused = dcmtk("echoscu", "-aet", "INTRUDER", "-aec", "SWF_ENGINE", "127.0.0.1", str(engine.dicom_port))
+        assert refused.returncode != 0                                       # A-ASSOCIATE-RJ: unknown calling AE
 
         wanted = {"Procedure Record", "Query", "DICOM Instances Transferred", "Begin Transferring DICOM Instances",
-                  "Order Record"}
+                  "Order Record", "Security Alert"}
         audits = repository.wait_for(lambda found: wanted <= {event_name(a) for a in found} and len(
             of_event(found, "DICOM Instances Transferred")) >= 2 and len(of_event(found, "Query")) >= 2, "swf-dicom")
         for audit in audits:
@@ -256,6 +258,10 @@ def test_dicom_events_reach_rsyslog(start_engine, repository: AuditRepository, t
         assert check_patient(received).get("ParticipantObjectID") == "PAT0911"
         moved = transfers["R"]
         assert {"DEST", "MOVER"} <= {p.get("UserID") for p in moved.iter("ActiveParticipant")}
+        [alert] = of_event(audits, "Security Alert")
+        assert type_codes(alert) == {"110126"}                               # node authentication
+        assert {p.get("UserID") for p in alert.iter("ActiveParticipant")} >= {"INTRUDER"}
+        assert objects(alert, "110182")[0].get("ParticipantObjectID") == "127.0.0.1"
     finally:
         destination.close()
 
@@ -344,6 +350,15 @@ def call_metrics(engine: EngineProcess) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{engine.http_port}/metrics", timeout=10).read().decode()
     return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
             if line.startswith("swf_audit_")}
+
+
+def test_unusable_repository_settings_refuse_to_start(tmp_path: Path) -> None:
+    for url, extra, said in (("syslog://127.0.0.1:514", "", "use tls://host:6514 or udp://host:514"),
+                             ("tls://127.0.0.1:6514", "", "cannot load the TLS files")):
+        config = audit_config(tmp_path, url, tmp_path / "missing-ca.pem", "swf-bad", extra)
+        done = run_swf("serve", "--config", str(config), "--data-dir", str(tmp_path / "var"), "--mllp-port",
+                       str(free_port()), "--http-port", "-1", "--dicom-port", "-1", timeout=30)
+        assert done.returncode == 2 and said in done.stderr, done.stderr
 
 
 def test_off_by_default_nothing_is_queued(start_engine) -> None:

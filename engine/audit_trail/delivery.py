@@ -150,11 +150,11 @@ class AuditDelivery:
     def _read_depth(self, txn: object) -> None:
         self.depth, first = audit_queue.depth(txn)
         self.oldest_age = max(0.0, time.time() - _epoch(first)) if first else 0.0
+        if audit_queue.rows_waiting(txn):
+            self.store.submit(lambda _txn: None)   # rows written by `swf` in another process: a commit audits them
 
     def _read_head(self, txn: object) -> list[QueuedAudit]:
         self._read_depth(txn)
-        if not self.depth and audit_queue.rows_waiting(txn):
-            self.store.submit(lambda _txn: None)   # rows written by `swf`: a commit audits them
         return audit_queue.oldest(txn, BATCH) if self.depth else []
 
     def _note_failure(self, head: QueuedAudit, exc: Exception) -> None:

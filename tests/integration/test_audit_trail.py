@@ -36,7 +36,7 @@ from tests.integration.test_mpps import ORDER as MPPS_ORDER
 from tests.integration.test_storage_qr import ORDER as STORE_ORDER
 from tests.integration.test_storage_qr import STUDY as STORED_STUDY
 from tests.integration.test_storage_qr import StorageSCP, dcmtk, findscu, make_files, storescu
-from tests.integration.test_users_access import PASSWORD, add_user, call, login
+from tests.integration.test_users_access import add_user, call, login
 
 DAY = ROOT / "samples" / "day-v251.hl7"
 pytestmark = pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslogd (Debian rsyslog) not installed")

@@ -697,15 +697,22 @@ def cmd_explain(args: argparse.Namespace, store: "Store") -> int:
     return 0
 
 
-def _operator_action(args: argparse.Namespace, work: Any, refused: str, done: str) -> int:
-    """Run an operator's order change; the running engine reports the recorded event to the destinations."""
+def _operator_action(args: argparse.Namespace, work: Any, refused: str, done: str, action: str) -> int:
+    """Run an operator's order change, written to the operator audit trail with it; the running engine
+    reports the recorded event to the destinations."""
     from .domain.model import Rejection
+    from .store import audit
 
     store = _open_store(args)
     if store is None:
         return 2
+
+    def recorded(txn: Any) -> None:
+        work(txn)
+        audit.record_action(txn, actor=cli_actor(), client="cli", action=action, subject=args.accession,
+                            before=None, after={"reason": args.reason})
     try:
-        store.write(work)
+        store.write(recorded)
     except Rejection as refusal:
         print(f"not {refused}: {refusal.reason}", file=sys.stderr)
         return 1
@@ -719,7 +726,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from .workflow.orders import operator_cancel
 
     return _operator_action(args, lambda txn: operator_cancel(txn, args.accession, args.reason), "cancelled",
-                            "cancelled")
+                            "cancelled", "order.cancel")
 
 
 def cmd_reschedule(args: argparse.Namespace) -> int:
@@ -733,7 +740,7 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
         return 2
     return _operator_action(
         args, lambda txn: operator_change(txn, args.accession, args.start, args.station, args.reason), "changed",
-        "rescheduled")
+        "rescheduled", "order.reschedule")
 
 
 # -- users (issue 13): who may use the HTTP API and console -------------------------------------------

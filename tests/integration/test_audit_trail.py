@@ -166,12 +166,16 @@ def test_hl7_console_and_operator_events_reach_rsyslog(start_engine, repository:
     assert done.returncode == 0, done.stdout + done.stderr
     outbox = sqlite3.connect(engine.data_dir / "swf.sqlite").execute("SELECT MIN(id) FROM outbox").fetchone()[0]
     assert run_swf("outbox", "resend", str(outbox), "--data-dir", str(engine.data_dir)).returncode == 0
+    cancelled = run_swf("cancel", "R2503060006", "--reason", "patient left", "--data-dir", str(engine.data_dir))
+    assert cancelled.returncode == 0, cancelled.stderr
     (routes / "20-rooms.yaml").write_text((routes / "20-rooms.yaml").read_text() + "\n# edited\n")
 
     wanted = {"Application Activity", "User Authentication", "Patient Record", "Order Record", "Security Alert",
               "Export"}
     audits = repository.wait_for(lambda found: wanted <= {event_name(a) for a in found} and len(
-        [a for a in of_event(found, "Security Alert") if "110131" in type_codes(a)]) >= 1, "swf-hl7")
+        [a for a in of_event(found, "Security Alert") if "110131" in type_codes(a)]) >= 1 and any(
+        "patient left" in (a.findtext("EventIdentification/EventOutcomeDescription") or "")
+        for a in of_event(found, "Order Record")), "swf-hl7")
     for audit in audits:
         check_class(audit)
     assert wanted <= {event_name(a) for a in audits}
@@ -180,6 +184,13 @@ def test_hl7_console_and_operator_events_reach_rsyslog(start_engine, repository:
     hl7_requestors = {p.get("UserID") for a in of_event(audits, "Order Record") for p in a.iter("ActiveParticipant")
                       if p.get("UserIsRequestor") == "true"}
     assert "RIS^RIVERSIDE" in hl7_requestors
+    [by_command_line] = [a for a in of_event(audits, "Order Record")
+                         if "patient left" in a.findtext("EventIdentification/EventOutcomeDescription")]
+    assert by_command_line.find("EventIdentification").get("EventActionCode") == "D"
+    assert any(p.get("UserID").startswith("cli:") and p.get("UserIsRequestor") == "true"
+               for p in by_command_line.iter("ActiveParticipant"))
+    assert objects(by_command_line, "110180")[0].find("ParticipantObjectDescription/Accession").get("Number") == \
+        "R2503060006"
     authentications = of_event(audits, "User Authentication")
     outcomes = {(next(iter(type_codes(a))), a.find("EventIdentification").get("EventOutcomeIndicator"))
                 for a in authentications}

@@ -13,6 +13,8 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 
 from . import reactor_bridge
+from .audit_trail.delivery import AuditDelivery
+from .audit_trail.recorder import AuditTrail
 from .config import Config, TlsConfig
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
 from .dicom.directory import AEDirectory
@@ -87,6 +89,14 @@ class Engine:
         self.store.before_commit.append(self.dispatcher)
         self.store.after_commit.append(self._wake_outbox)
         self.outbox = Outbox(self.store, self.security_events)
+        # The ATNA audit trail (off without audit.repository): audits the rows each batch writes, in its
+        # transaction, and every security event; its own thread sends the queue.
+        self.audit = AuditTrail(config.audit, self.store, config.dicom.ae_title)
+        self.audit_delivery: AuditDelivery | None = None
+        if self.audit.enabled:
+            self.audit_delivery = AuditDelivery(self.audit, self.store, config.audit)
+            self.store.before_commit.append(self.audit.audit_changes)
+            self.security_events.subscribe(self.audit.security_event)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
         self.mllp: MLLPServerFactory | None = None
@@ -177,6 +187,12 @@ class Engine:
                                                   sum(f.contexts.refusals for f in self.tls.values()))
         if dicom is not None:
             figures["swf_dicom_associations_open"] = ("gauge", "Open DICOM associations", dicom.open_associations())
+        delivery = self.audit_delivery
+        if delivery is not None:
+            figures["swf_audit_queue_depth"] = ("gauge", "ATNA audit messages waiting for the repository", delivery.depth)
+            figures["swf_audit_queue_oldest_age_seconds"] = ("gauge", "Age of the oldest waiting audit message",
+                                                             delivery.oldest_age)
+            figures["swf_audit_messages_sent"] = ("counter", "ATNA audit messages sent", delivery.sent)
         return figures
 
     def _explain(self, accession: str) -> Any:
@@ -196,8 +212,16 @@ class Engine:
         return checks
 
     def _reload_rules(self) -> None:
+        refusals = self.rules.refusals
         if self.rules.reload_if_changed():
             self.outbox.configure(self.rules.current.destinations)
+            self.security_events.raise_event(SecurityEvent(
+                "rules-reloaded", "", f"{len(self.rules.current.rules)} rules from {self.config.routes_dir} in force",
+                self.config.routes_dir))
+        elif self.rules.refusals != refusals:
+            self.security_events.raise_event(SecurityEvent(
+                "rules-refused", "", f"an edit of {self.config.routes_dir} was refused; the last good rules stay",
+                self.config.routes_dir))
 
     def reload_tls(self) -> None:
         """SIGHUP: re-read every TLS listener's files now (a broken one is refused, the old one serves)."""
@@ -222,6 +246,9 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         self.store.start()
+        if self.audit_delivery is not None:
+            self.audit.application(started=True)
+            self.audit_delivery.start()
         plain = check_listeners(self.config)   # before any listener opens: fail closed
         if self.config.http.port >= 0:
             self.authorizer.load()
@@ -231,9 +258,9 @@ class Engine:
         dicom = self.config.dicom
         if dicom.port >= 0 or dicom.tls_port > 0:
             for warning in check_dicom_listeners(dicom, [t for t, e in self.directory.entries.items() if e.certificate]):
-                log.warning("security: %s", warning)
+                self.security_events.raise_event(SecurityEvent("plain-listener", "", warning))
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics,
-                                                   self.security_events))
+                                                   self.audit, self.security_events))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
             except OSError as exc:   # the plain listener opens first: when it did, the TLS one failed
@@ -266,7 +293,7 @@ class Engine:
             root.putChild(b"ready", ReadyPage(self.store, self._readiness))
             root.putChild(b"metrics", MetricsPage(self.metrics))
             root.putChild(b"auth", AuthPages(self.store, self.authorizer, http.session_hours,
-                                             http.secure_cookies or http.tls.enabled))
+                                             http.secure_cookies or http.tls.enabled, self.security_events))
             engine = EngineContext(self.config, self.ingestor, self.rules, self.profiles, self.ingestor.profile_of)
             root.putChild(b"api", build_api(self.store, self.authorizer, engine))
             console = Console(self.store, self.authorizer, self._explain, self._readiness,
@@ -311,5 +338,13 @@ class Engine:
                 loop.stop()
         if self.dicom is not None:
             self.dicom.stop()
+        if self.audit_delivery is not None:
+            self.audit.flush_transfers(everything=True)
+            self.audit.application(started=False)
+            try:
+                self.store.submit(lambda txn: None).result(5)   # after the messages above: they are queued
+            except Exception:  # noqa: BLE001 - they stay for the next start if the store cannot take them now
+                log.warning("audit messages of the stop not queued")
+            self.audit_delivery.stop()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]
         return defer.DeferredList(stopping).addBoth(lambda _: self.store.close())

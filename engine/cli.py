@@ -650,7 +650,7 @@ OUTBOX_COLUMNS = (
 
 @_reading
 def cmd_outbox(args: argparse.Namespace, store: "Store") -> int:
-    from .store import queues, reports
+    from .store import audit, queues, reports
 
     if not args.action:
         status = "dead" if args.dead else None if args.all else "pending"
@@ -661,7 +661,14 @@ def cmd_outbox(args: argparse.Namespace, store: "Store") -> int:
         print(f"outbox {args.action} needs the message ID", file=sys.stderr)
         return 2
     change = queues.resend_outbox if args.action == "resend" else queues.discard_outbox
-    if not store.write(lambda txn: change(txn, args.message_id)):
+
+    def act(txn: Any) -> bool:
+        if not change(txn, args.message_id):
+            return False
+        audit.record_action(txn, actor=cli_actor(), client="cli", action=f"outbox.{args.action}",
+                            subject=str(args.message_id), before=None, after=None)
+        return True
+    if not store.write(act):
         print(f"no outbox message {args.message_id} that can be {args.action}ed", file=sys.stderr)
         return 1
     print(f"outbox message {args.message_id}: {'queued again' if args.action == 'resend' else 'discarded'}")
@@ -738,15 +745,22 @@ def cmd_explain(args: argparse.Namespace, store: "Store") -> int:
     return 0
 
 
-def _operator_action(args: argparse.Namespace, work: Any, refused: str, done: str) -> int:
-    """Run an operator's order change; the running engine reports the recorded event to the destinations."""
+def _operator_action(args: argparse.Namespace, work: Any, refused: str, done: str, action: str) -> int:
+    """Run an operator's order change, written to the operator audit trail with it; the running engine
+    reports the recorded event to the destinations."""
     from .domain.model import Rejection
+    from .store import audit
 
     store = _open_store(args)
     if store is None:
         return 2
+
+    def recorded(txn: Any) -> None:
+        work(txn)
+        audit.record_action(txn, actor=cli_actor(), client="cli", action=action, subject=args.accession,
+                            before=None, after={"reason": args.reason})
     try:
-        store.write(work)
+        store.write(recorded)
     except Rejection as refusal:
         print(f"not {refused}: {refusal.reason}", file=sys.stderr)
         return 1
@@ -760,7 +774,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from .workflow.orders import operator_cancel
 
     return _operator_action(args, lambda txn: operator_cancel(txn, args.accession, args.reason), "cancelled",
-                            "cancelled")
+                            "cancelled", "order.cancel")
 
 
 def cmd_reschedule(args: argparse.Namespace) -> int:
@@ -774,7 +788,7 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
         return 2
     return _operator_action(
         args, lambda txn: operator_change(txn, args.accession, args.start, args.station, args.reason), "changed",
-        "rescheduled")
+        "rescheduled", "order.reschedule")
 
 
 # -- users (issue 13): who may use the HTTP API and console -------------------------------------------

@@ -120,6 +120,21 @@ class OrdersConfig:
 
 
 @dataclass
+class AuditConfig:
+    """The ATNA audit trail (README Security): off until a repository is named."""
+    repository: str = ""                     # tls://host:6514 (RFC 5425) or udp://host:514 (RFC 5426); empty: off
+    ca: str = ""                             # CAs (PEM) the repository's certificate must come from (tls)
+    cert: str = ""                           # our client certificate (PEM), for a repository that asks for one
+    key: str = ""                            # its private key (PEM)
+    verify_hostname: bool = True             # the repository's certificate must name its host
+    app_name: str = "swf-engine"             # syslog APP-NAME, and the engine's UserID in the messages
+    source_id: str = ""                      # AuditSourceID; default: the DICOM AE title
+    enterprise_site: str = ""                # AuditEnterpriseSiteID
+    retry_max_seconds: float = 30.0          # reconnect backoff (doubles from 0.5 s up to this)
+    transfer_quiet_seconds: float = 2.0      # C-STOREs of one study from one sender: one message once quiet this long
+
+
+@dataclass
 class Config:
     data_dir: str = "var"
     database_url: str = ""                   # default: sqlite:///<data_dir>/swf.sqlite
@@ -132,6 +147,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     hl7: Hl7Config = field(default_factory=Hl7Config)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     @property
     def database(self) -> str:

@@ -17,9 +17,10 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext
 
+from ..audit_trail.recorder import AuditTrail
 from ..config import Config, DicomConfig
 from ..metrics import EngineMetrics
-from ..security_events import SecurityEvents
+from ..security_events import SecurityEvent, SecurityEvents
 from ..store.database import Store
 from . import services as services_package
 from .wire import pynetdicom_private as private
@@ -41,6 +42,7 @@ class DicomContext:
     store: Store
     directory: AEDirectory
     metrics: EngineMetrics = field(default_factory=EngineMetrics)   # what /metrics counts
+    audit: AuditTrail = field(default_factory=AuditTrail.off)       # the ATNA audit trail (off by default)
     security_events: SecurityEvents = field(default_factory=SecurityEvents)   # the engine's one bus
 
     @property
@@ -186,8 +188,10 @@ def _on_connection(event: Any) -> None:
     read_bounded_pdus(event.assoc, ul.largest_pdu(event.assoc.acceptor.maximum_length))
 
 
-def _association_handlers(metrics: EngineMetrics, services: list[Service]) -> list[tuple[Any, Callable]]:
-    """Log each accepted association and count it by the services it negotiated; count rejections."""
+def _association_handlers(metrics: EngineMetrics, services: list[Service],
+                          security_events: SecurityEvents) -> list[tuple[Any, Callable]]:
+    """Log each accepted association and count it by the services it negotiated; count rejections and
+    raise each as a security event (an unknown calling or called AE title: the audit trail's alert)."""
     service_of = {str(presentation.abstract_syntax): service.name
                   for service in services for presentation in service.contexts()}
 
@@ -200,6 +204,11 @@ def _association_handlers(metrics: EngineMetrics, services: list[Service]) -> li
 
     def rejected(event: Any) -> None:
         metrics.association_refused("rejected")     # unknown calling or called AE title, or pynetdicom's cap
+        requestor = event.assoc.requestor
+        security_events.raise_event(SecurityEvent(
+            "association-rejected", f"{requestor.address}:{requestor.port}",
+            f"A-ASSOCIATE-RJ: calling AE {requestor.ae_title.strip()!r} to {event.assoc.acceptor.ae_title.strip()!r}",
+            requestor.ae_title.strip()))
 
     return [(evt.EVT_ACCEPTED, accepted), (evt.EVT_REJECTED, rejected)]
 
@@ -221,7 +230,8 @@ def build_server(context: DicomContext) -> DicomServer:
         for presentation in service.contexts():
             ae.add_supported_context(presentation.abstract_syntax, presentation.transfer_syntax,
                                      scu_role=presentation.scu_role, scp_role=presentation.scp_role)
-    handlers = [*_association_handlers(context.metrics, services), (evt.EVT_CONN_OPEN, _on_connection)]
+    handlers = [*_association_handlers(context.metrics, services, context.security_events),
+                (evt.EVT_CONN_OPEN, _on_connection)]
     by_sop_class: dict[Any, dict[str, Callable]] = {}
     for service in services:
         for entry in service.handlers():

@@ -360,4 +360,21 @@ MIGRATIONS.append([
     "CREATE INDEX outbox_journal ON outbox (journal_ref)",
 ])
 
+MIGRATIONS.append([
+    # 9: the ATNA audit trail (issue 14): audit messages waiting for the Audit Record Repository, in order,
+    #    and how far the recorder has read the rows it audits (domain events, operator actions)
+    """CREATE TABLE audit_queue (
+        id {pk},
+        created_at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        message {blob} NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT ''
+    )""",
+    """CREATE TABLE audit_cursors (
+        source TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL
+    )""",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -28,6 +28,7 @@ from twisted.web import resource, server
 from .. import reactor_bridge
 from ..domain.credentials import new_secret, secret_hash, unknown_user_hash, verify_password
 from ..domain.principal import ROLES
+from ..security_events import SecurityEvent, SecurityEvents
 from ..store import audit, users
 from ..store.database import Store, StoreUnavailable
 from ..store.users import StoredSession, User
@@ -96,8 +97,10 @@ class AuthPages(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, store: Store, authorizer: Authorizer, session_hours: float, secure_cookies: bool):
+    def __init__(self, store: Store, authorizer: Authorizer, session_hours: float, secure_cookies: bool,
+                 security_events: SecurityEvents | None = None):
         super().__init__()
+        self.security_events = security_events   # told of each failed login (the audit trail listens)
         self.store = store
         self.authorizer = authorizer
         self.session_seconds = session_hours * 3600
@@ -151,6 +154,9 @@ class AuthPages(resource.Resource):
             failures = self.throttle.failed(client)
             log.warning("login failed for user %r from %s: wrong name or password (%d of %d failures allowed "
                         "within %d s)", name, client, failures, MAX_FAILURES, FAILURE_WINDOW)
+            if self.security_events is not None:
+                self.security_events.raise_event(SecurityEvent(
+                    "login-failed", client, f"console login as {name!r} failed: wrong name or password", name[:64]))
             answer_later(request, 401, {"error": "wrong name or password"})
             return None
         self.throttle.succeeded(client)

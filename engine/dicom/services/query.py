@@ -32,10 +32,12 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from ...audit_trail.message import Participant
 from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
 from ..ae import DicomContext, ForegroundService, element_text, set_no_delay, status_dataset
+from ..auditing import audit_query, requestor
 from ..identifier import identifier_of
 from ..tls import TlsSetupError, tls_args
 
@@ -155,16 +157,19 @@ class QueryRetrieveService(ForegroundService):
             matches = self.context.store.read(lambda txn: availability.find(txn, request))
         except QueryError as exc:
             log.warning("Q/R C-FIND from %s: %s", calling, exc)
+            audit_query(self.context.audit, event, IDENTIFIER_DOES_NOT_MATCH, str(exc))
             yield status_dataset(IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
             return
         except Exception as exc:  # noqa: BLE001 - undecodable identifier or database trouble
             log.exception("Q/R C-FIND from %s failed", calling)
+            audit_query(self.context.audit, event, UNABLE_TO_PROCESS, str(exc))
             yield status_dataset(UNABLE_TO_PROCESS, f"unable to process: {exc}"), None
             return
         unmatched = availability.unmatched_keys(request)
         log.info("Q/R C-FIND from %s at %s level: %d match(es)%s", calling, request.level, len(matches),
                  f" (not matched on: {', '.join(unmatched)})" if unmatched else "")
         pending = PENDING_WARNING if unmatched else PENDING
+        audit_query(self.context.audit, event, SUCCESS, f"{len(matches)} match(es) at {request.level} level")
         for match in matches:
             if event.is_cancelled:
                 yield CANCEL, None
@@ -225,7 +230,12 @@ class QueryRetrieveService(ForegroundService):
             "contexts": _contexts_for(items), "max_pdu": self.context.config.dicom.max_pdu_bytes, "tls_args": secure,
             "evt_handlers": [(evt.EVT_CONN_OPEN, lambda opened: set_no_delay(opened.assoc))]}
         yield len(items)
+        mover = requestor(event.assoc)
+        target = Participant(destination_title, False, network_access_point=destination.host)
+        self.context.audit.retrieval(mover, target, items, began=True)
         yield from self._datasets(event, items)
+        self.context.audit.retrieval(mover, target, items, began=False,
+                                     detail=f"C-MOVE by {calling}: {len(items)} instance(s) to {destination_title}")
 
     def on_get(self, event: Any) -> Iterator[Any]:
         calling = event.assoc.requestor.ae_title.strip()
@@ -245,7 +255,11 @@ class QueryRetrieveService(ForegroundService):
             return
         log.info("Q/R C-GET from %s: %d instance(s)", calling, len(items))
         yield len(items)
+        getter = requestor(event.assoc)
+        self.context.audit.retrieval(getter, getter, items, began=True)
         yield from self._datasets(event, items)
+        self.context.audit.retrieval(getter, getter, items, began=False,
+                                     detail=f"C-GET by {calling}: {len(items)} instance(s)")
 
 
 def create(context: DicomContext) -> QueryRetrieveService:

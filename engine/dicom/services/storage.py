@@ -120,7 +120,8 @@ class StorageService:
                 data.write(buffer)
         try:
             return self.receive(event.assoc.requestor.ae_title.strip(), uids["AffectedSOPClassUID"],
-                                uids["AffectedSOPInstanceUID"], str(event.context.transfer_syntax), data)
+                                uids["AffectedSOPInstanceUID"], str(event.context.transfer_syntax), data,
+                                str(event.assoc.requestor.address or ""))
         finally:
             data.close()
 
@@ -160,14 +161,14 @@ class StorageService:
         after_each_pdata(assoc, receive_bounded)
 
     def receive(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
-                data: IncomingDataSet) -> int | Dataset:
+                data: IncomingDataSet, address: str = "") -> int | Dataset:
         """Store one received data set; the C-STORE response status (with a comment on failure)."""
-        status = self._checked_store(calling, sop_class_uid, sop_instance_uid, transfer_syntax, data)
+        status = self._checked_store(calling, sop_class_uid, sop_instance_uid, transfer_syntax, data, address)
         self.context.metrics.instance_stored("accepted" if status == SUCCESS else "refused", data.size)
         return status
 
     def _checked_store(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
-                       data: IncomingDataSet) -> int | Dataset:
+                       data: IncomingDataSet, address: str = "") -> int | Dataset:
         command_uid = sop_instance_uid.strip()
         if not self.context.directory.allows(calling, "store"):
             log.warning("C-STORE %r from %s refused: not authorised (permission 'store')", command_uid, calling)
@@ -197,7 +198,11 @@ class StorageService:
         if problem:
             log.warning("C-STORE %s from %s refused: %s", command_uid, calling, problem)
             return status_dataset(DOES_NOT_MATCH_SOP_CLASS, problem)
-        return self._status(self.storage.store_received(header, transfer_syntax, calling, data, self.policy))
+        outcome = self.storage.store_received(header, transfer_syntax, calling, data, self.policy)
+        if outcome.result is not None:
+            self.context.audit.instance_received(calling, address, header["StudyInstanceUID"],
+                                                 str(header.get("PatientID") or ""), sop_class_uid.strip())
+        return self._status(outcome)
 
     def _too_large(self, uid: str, calling: str, what: str) -> Dataset:
         log.warning("C-STORE %s from %s refused: %s, over dicom.max_instance_bytes (%d)", uid, calling, what,

@@ -23,6 +23,7 @@ from ...store.matching import QueryError
 from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
 from ..ae import DicomContext, ForegroundService, element_text, status_dataset
+from ..auditing import audit_query
 from ..identifier import identifier_of
 from ..wire.pending_responses import PendingSender, encode_identifier, pending_command
 from ..wire.response_encoding import Element, NotPlain, encode_elements
@@ -372,11 +373,13 @@ class WorklistService(ForegroundService):
         except QueryError as exc:
             log.warning("MWL query from %s refused: %s", calling, exc)
             self.context.metrics.mwl_answered("refused", time.perf_counter() - started)
+            audit_query(self.context.audit, event, 0xA900, str(exc))
             yield status_dataset(0xA900, str(exc)), None
             return
         for status, response in self.answer(identifier, calling, lambda: event.is_cancelled):
             if response is None:
                 self.context.metrics.mwl_answered(_outcome(status), time.perf_counter() - started)
+                audit_query(self.context.audit, event, status if isinstance(status, int) else int(status.Status))
                 yield status, None
                 return
             if sender is None:

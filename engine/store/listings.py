@@ -294,9 +294,16 @@ _JOURNAL_COLUMNS = ("j.id, j.received_at, j.peer, j.control_id, j.message_code, 
                     " j.sending_application, j.sending_facility")
 
 
+REASON_SCAN_ROWS = 200_000   # journal rows one page of a free-text reason search reads at most
+
+
 def journal_page(txn: Transaction, filters: JournalFilter, limit: int, before_id: int | None) -> \
         Page[JournalSearchEntry]:
-    """Journal entries matching every given criterion, newest first (by id)."""
+    """Journal entries matching every given criterion, newest first (by id).
+
+    A reason search is a LIKE no index can serve, so one page reads at most REASON_SCAN_ROWS rows below
+    the cursor: when they hold fewer matches than ``limit``, the page ends there and its next_cursor goes on
+    below them (a page may then hold no item and still have a next_cursor)."""
     where = Where()
     where.equal(("j.control_id", filters.control_id), ("j.sending_application", filters.sending_application),
                 ("j.sending_facility", filters.sending_facility), ("j.message_code", filters.message_code),
@@ -304,8 +311,13 @@ def journal_page(txn: Transaction, filters: JournalFilter, limit: int, before_id
     where.when("j.received_at >= ?", filters.received_from)
     if filters.received_to:
         where.add("j.received_at < ?", up_to(filters.received_to))
+    scan_floor = None
     if filters.reason:
         where.add("j.reason LIKE ? ESCAPE '\\'", _like(filters.reason))
+        top = before_id if before_id is not None else (txn.row("SELECT MAX(id) FROM journal")[0] or 0) + 1
+        if top - REASON_SCAN_ROWS > 1:
+            scan_floor = top - REASON_SCAN_ROWS
+            where.add("j.id >= ?", scan_floor)
     where.when("j.id IN (SELECT h.journal_ref FROM order_history h JOIN requested_procedures r"
                " ON r.order_ref = h.order_ref WHERE r.accession_number = ?)", filters.accession_number)
     if filters.patient_id:
@@ -314,9 +326,12 @@ def journal_page(txn: Transaction, filters: JournalFilter, limit: int, before_id
                   " ON o.id = h.order_ref JOIN patients p ON p.id = o.patient_ref WHERE p.patient_id = ?))",
                   filters.patient_id, filters.patient_id)
     where.when("j.id < ?", before_id)
-    return _page([JournalSearchEntry(*row) for row in txn.rows(
+    page = _page([JournalSearchEntry(*row) for row in txn.rows(
         f"SELECT {_JOURNAL_COLUMNS} FROM journal j{where.clause} ORDER BY j.id DESC LIMIT ?",
         [*where.params, limit + 1])], limit)
+    if page.next_cursor is None and scan_floor is not None:
+        return Page(page.items, scan_floor)   # older rows not read yet
+    return page
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,28 @@ def test_journal_reason_wildcards_are_literal(store: Store) -> None:
     assert reasons("wrong") == ["1000 wrong", "100% wrong"]
 
 
+def test_a_reason_search_reads_a_bounded_window_per_page_and_its_cursor_goes_on_below_it(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listings, "REASON_SCAN_ROWS", 10)
+    def fill(txn: Transaction) -> None:
+        for n in range(1, 36):   # the two matches are far below the newest rows
+            txn.execute("INSERT INTO journal (received_at, control_id, payload_hash, raw, status, reason)"
+                        " VALUES (?, ?, ?, ?, 'rejected', ?)",
+                        (NOW, f"C{n}", f"{n:064x}", b"MSH|", "no OBR" if n in (4, 5) else "other"))
+    store.write(fill)
+    pages, cursor, found = 0, None, []
+    while True:
+        page = store.read(lambda txn: listings.journal_page(txn, listings.JournalFilter(reason="OBR"), 50, cursor))
+        pages += 1
+        found += [entry.control_id for entry in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert found == ["C5", "C4"] and pages == 4   # rows 26-35, 16-25, 6-15, then 1-5: nothing missed, none twice
+    first = store.read(lambda txn: listings.journal_page(txn, listings.JournalFilter(reason="OBR"), 50, None))
+    assert first.items == () and first.next_cursor == 26
+
+
 def test_a_forward_is_resent_and_discarded_in_the_states_that_allow_it(store: Store) -> None:
     def fill(txn: Transaction) -> None:
         queues.enqueue_forward(txn, destination="PACS", kind="store", source=queues.ForwardSource(7, "1.2.7"), at=NOW)

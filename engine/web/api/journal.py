@@ -28,7 +28,9 @@ _FILTERS = {   # query parameter: (JournalFilter field, description)
     "sending_application": ("sending_application", "MSH-3"),
     "sending_facility": ("sending_facility", "MSH-4"),
     "message_type": ("message_code", "MSH-9 as journaled, e.g. ORM^O01"),
-    "reason": ("reason", "text anywhere in the recorded reason (case as written)"),
+    "reason": ("reason", "text anywhere in the recorded reason (case as written); one page reads at most "
+                         "200,000 journal rows, so it may hold fewer items than limit, even none, and still a "
+                         "next_cursor to search older ones"),
 }
 SEGMENT_FIELD = obj({"segment": STRING, "index": INTEGER, "field": INTEGER, "name": STRING,
                      "name_source": {"type": "string", "enum": ["profile", "standard", "none"]},

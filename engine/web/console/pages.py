@@ -80,7 +80,9 @@ def order_page(txn: Transaction, accession: str) -> dict[str, Any] | None:
 def messages_page(txn: Transaction, query: dict[str, str]) -> dict[str, Any]:
     filters = listings.JournalFilter(**{name: query.get(name) or None for name in (
         "control_id", "accession_number", "patient_id", "message_code", "status", "reason")})
-    return {"messages": listings.journal_page(txn, filters, PAGE_ROWS, None).items}
+    cursor = query.get("cursor", "")
+    page = listings.journal_page(txn, filters, PAGE_ROWS, int(cursor) if cursor.isdigit() else None)
+    return {"messages": page.items, "next_cursor": page.next_cursor}
 
 
 def message_page(txn: Transaction, journal_id: int, engine: EngineContext | None) -> dict[str, Any] | None:

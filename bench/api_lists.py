@@ -70,9 +70,11 @@ def fill(path: Path, orders: int, journal: int) -> dict[str, str]:
     db.executemany("INSERT INTO order_history (order_ref, at, kind, detail, journal_ref) VALUES (?, ?, ?, '', ?)",
                    ((n, NOW, kind, 1 + (n * 7 + offset) % journal) for n in range(1, orders + 1)
                     for kind, offset in (("order NW", 0), ("SPS SCHEDULED", 0))))
-    db.executemany("INSERT INTO outbox (destination, created_at, kind, control_id, accession_number, message, status,"
-                   " attempts, last_error) VALUES ('ris', ?, 'order.status', ?, ?, ?, ?, 3, ?)",
-                   ((NOW, f"O{n}", f"ACC{n}", b"MSH|", "dead" if n % 50 == 0 else "delivered",
+    db.executemany("INSERT INTO events (id, at, kind, order_ref, journal_ref) VALUES (?, ?, 'order.status', ?, ?)",
+                   ((n, NOW, n, 1 + (n * 7) % journal) for n in range(1, orders + 1)))   # each order's NW
+    db.executemany("INSERT INTO outbox (destination, created_at, event_ref, kind, control_id, accession_number,"
+                   " message, status, attempts, last_error) VALUES ('ris', ?, ?, 'order.status', ?, ?, ?, ?, 3, ?)",
+                   ((NOW, n, f"O{n}", f"ACC{n}", b"MSH|", "dead" if n % 50 == 0 else "delivered",
                      "refused" if n % 50 == 0 else "") for n in range(1, orders + 1)))
     db.commit()
     db.execute("ANALYZE")
@@ -109,6 +111,7 @@ def requests(sample: dict[str, str]) -> list[str]:
         f"/api/v1/journal?patient_id={sample['patient']}",
         "/api/v1/journal?received_from=2026-06-01&received_to=2026-06-02",
         "/api/v1/journal/12345",
+        f"/api/v1/journal/{1 + 777 * 7}",   # a message with an order, its event and outbox row
         "/api/v1/outbox?status=dead",
         "/api/v1/patients?name=M%C3%9CLLER*",
         "/api/v1/patients?birth_date=19770101",

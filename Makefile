@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run test install system-deps bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: install system-deps
 ## bench: every benchmark against real peers it installs and starts (bench/README.md); results in bench/RESULTS.md
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## fuzz: every fuzz target in turn (tests/fuzz, atheris coverage-guided + grammar mutators), FUZZ_INPUTS in all
+##       (default 10^6, ~25 min here; FUZZ_ENGINE=grammar without atheris); a table of inputs, crashes, hangs, peak RSS
+FUZZ_INPUTS ?= 1000000
+fuzz: install
+	$(BIN)/python -m tests.fuzz.runner --inputs $(FUZZ_INPUTS) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -40,9 +40,12 @@ class Tally:
     seconds: float = 0.0
     findings: list[str] = field(default_factory=list)
 
-    def write(self, path: Path) -> None:
+    def json(self) -> str:
         self.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        path.write_text(json.dumps(asdict(self)))
+        return json.dumps(asdict(self))
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.json())
 
 
 def load(name: str) -> ModuleType:
@@ -59,6 +62,7 @@ class Fuzzer:
 
     def __init__(self, module: ModuleType, workdir: Path, time_limit: float, findings: Path | None = None):
         self.module = module
+        workdir.mkdir(parents=True, exist_ok=True)
         self.target = module.Target(workdir)
         self.time_limit = time_limit
         self.findings = findings

@@ -2,7 +2,7 @@
 turned into the plain request (and its Part 10 copy), and applied by the MPPS workflow on a real SQLite
 store holding scheduled orders: an N-CREATE with the input, then an N-SET with the same input on it.
 
-Declared for bad input: ``MppsRefused`` (its DIMSE status), and exceptions raised while pydicom decodes
+Declared for bad input: ``MppsRefused`` (its DIMSE status), ``NestedTooDeep`` (0x0110), and exceptions raised while pydicom decodes
 or encodes a received value (the service answers those 0x0110)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pynetdicom.dsutils import decode
 
-from engine.dicom.services.mpps import create_request, update_request
+from engine.dicom.services.mpps import NestedTooDeep, create_request, update_request
 from engine.workflow import mpps
 from engine.workflow.mpps import MppsRefused
 
@@ -28,7 +28,7 @@ KEYWORDS = mpps.REQUIRED_AT_CREATE + mpps.TYPE2_AT_CREATE + mpps.TYPE2_IN_SSA_IT
 
 
 def refused(exc: BaseException) -> bool:
-    return isinstance(exc, MppsRefused) or datasets.raised_while_decoding(exc)
+    return isinstance(exc, (MppsRefused, NestedTooDeep)) or datasets.raised_while_decoding(exc)
 
 
 def seeds() -> list[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from pathlib import Path
 
@@ -13,9 +14,12 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from tests.api_client import Api
 from tests.fuzz import findings as regressions
 from tests.hostile import END, START, mllp_connect, msa, orm, read_frame
-from tests.integration.test_dicom_input_limits import EXPLICIT, RawAssociation, element, identity, indexed
+from tests.integration.test_dicom_input_limits import EXPLICIT, RawAssociation, _even, command, element, identity, \
+    indexed
 
 QR_FIND = str(StudyRootQueryRetrieveInformationModelFind)
+MPPS = "1.2.840.10008.3.1.2.3.3"
+IMPLICIT = "1.2.840.10008.1.2"
 
 
 @pytest.mark.parametrize("mixed", [False, True], ids=["direct", "pynetdicom"])
@@ -40,6 +44,22 @@ def test_modalities_in_study_of_backslashes_only_matches_all(start_engine) -> No
     identifier = (element(0x00080052, b"CS", b"STUDY ") + element(0x00080061, b"CS", regressions.BACKSLASHES)
                   + element(0x0020000D, b"UI", b""))
     assert association.find(QR_FIND, identifier) == 0x0000
+    association.release()
+    assert "Traceback" not in engine.log()
+
+
+def test_an_mpps_data_set_nested_fifty_levels_deep_is_refused_at_once(start_engine) -> None:
+    """mpps target: an N-CREATE whose sequences nest 50 levels made pydicom's writer build gigabytes of
+    error text for minutes (the modality got no answer, the engine's memory grew); now 0x0110 at once."""
+    engine = start_engine()
+    association = RawAssociation(engine, abstract=MPPS, syntax=IMPLICIT)
+    association.pdv(0x03, command({0x0002: _even(MPPS.encode(), b"\0"), 0x0100: struct.pack("<H", 0x0140),
+                                   0x0110: struct.pack("<H", 5), 0x0800: struct.pack("<H", 0),
+                                   0x1000: b"2.25.1414"}))
+    started = time.monotonic()
+    association.send_data_set(regressions.DEEP_MPPS)
+    assert association.status() == 0x0110
+    assert time.monotonic() - started < 5
     association.release()
     assert "Traceback" not in engine.log()
 

@@ -38,6 +38,7 @@ class Tally:
     hangs: int = 0
     peak_rss_mb: float = 0.0
     seconds: float = 0.0
+    engine: str = ""
     findings: list[str] = field(default_factory=list)
 
     def json(self) -> str:

@@ -35,7 +35,7 @@ from .web.login import AuthPages
 from .web.metrics import MetricsPage
 from .web.ready import ReadyPage
 from .web.root import Root
-from .web.site import BoundedSite
+from .web.site import BoundedSite, ConnectionCaps
 from .workflow.explain import explain_step
 from .workflow.ingest import IngestResult, Ingestor, Received
 
@@ -78,6 +78,7 @@ class Engine:
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
         self.mllp: MLLPServerFactory | None = None
+        self.http: ConnectionCaps | None = None
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.metrics = EngineMetrics()
         self.metrics.watch(EngineState(self.health, self._live_metrics))
@@ -148,6 +149,10 @@ class Engine:
         if mllp is not None:
             figures["swf_mllp_connections_open"] = ("gauge", "Open MLLP connections", mllp.connections)
             figures["swf_mllp_connections_refused"] = ("counter", "MLLP connections refused (caps)", mllp.refused)
+        if self.http is not None:
+            figures["swf_http_connections_open"] = ("gauge", "Open HTTP connections", self.http.open_connections)
+            figures["swf_http_connections_refused"] = ("counter", "HTTP connections refused (caps) or dropped "
+                                                                  "(http.request_timeout)", self.http.refused)
         if dicom is not None:
             figures["swf_dicom_associations_open"] = ("gauge", "Open DICOM associations", dicom.open_associations())
         return figures
@@ -212,7 +217,8 @@ class Engine:
             root.putChild(b"", console)
             root.putChild(b"console", console)
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
-            self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
+            self.http = ConnectionCaps(site, http.max_connections, http.max_connections_per_peer, http.request_timeout)
+            self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, self.http)
             self.authorizer.start()
             access = (f"{len(self.authorizer.view.users)} user(s): sessions and API tokens" if self.authorizer.has_users
                       else "no users: every request is the local admin (loopback only; swf users add NAME --role R)")

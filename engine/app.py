@@ -20,6 +20,7 @@ from .dicom.wire.direct_storage import serve_storage_directly
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
 from .metrics import EngineMetrics, EngineState
+from .security_events import SecurityEvents
 from .outbound.delivery import Outbox
 from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
@@ -81,6 +82,7 @@ class Engine:
         self.http: ConnectionCaps | None = None
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.metrics = EngineMetrics()
+        self.security_events = SecurityEvents()   # the adapters raise on it, the audit trail subscribes
         self.metrics.watch(EngineState(self.health, self._live_metrics))
         self.authorizer = Authorizer(self.store, config)   # the principal of each HTTP request
         self.ports: dict[str, IListeningPort] = {}
@@ -185,7 +187,8 @@ class Engine:
             refuse_open_listener(self.config, self.authorizer)   # before any listener opens
         dicom = self.config.dicom
         if dicom.port >= 0:
-            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics))
+            self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics,
+                                                   self.security_events))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
             except OSError as exc:

@@ -19,6 +19,7 @@ from pynetdicom.presentation import PresentationContext
 
 from ..config import Config, DicomConfig
 from ..metrics import EngineMetrics
+from ..security_events import SecurityEvents
 from ..store.database import Store
 from . import services as services_package
 from .wire import pynetdicom_private as private
@@ -37,6 +38,7 @@ class DicomContext:
     store: Store
     directory: AEDirectory
     metrics: EngineMetrics = field(default_factory=EngineMetrics)   # what /metrics counts
+    security_events: SecurityEvents = field(default_factory=SecurityEvents)   # the engine's one bus (app.py)
 
     @property
     def ae_title(self) -> str:

@@ -31,7 +31,7 @@ bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## fuzz: every fuzz target in turn (tests/fuzz, atheris coverage-guided + grammar mutators), FUZZ_INPUTS in all
-##       (default 10^6, ~25 min here; FUZZ_ENGINE=grammar without atheris); a table of inputs, crashes, hangs, peak RSS
+##       (default 10^6, 10-15 min here; FUZZ_ENGINE=grammar without atheris); a table of inputs, crashes, hangs, peak RSS
 FUZZ_INPUTS ?= 1000000
 fuzz: install
 	$(BIN)/python -m tests.fuzz.runner --inputs $(FUZZ_INPUTS) $(FUZZ_ARGS)

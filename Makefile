@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system-deps bench bench-tls clean
+.PHONY: run test install system-deps bench bench-tls fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench: install
 ## bench-tls: C-STORE rate over DICOM TLS vs plain, engine and DCMTK storescp (bench/storage_tls.py)
 bench-tls: install
 	$(BIN)/python bench/storage_tls.py $(BENCH_ARGS)
+
+## fuzz: every fuzz target in turn (tests/fuzz, atheris coverage-guided + grammar mutators), FUZZ_INPUTS in all
+##       (default 10^6, 10-15 min here; FUZZ_ENGINE=grammar without atheris); a table of inputs, crashes, hangs, peak RSS
+FUZZ_INPUTS ?= 1000000
+fuzz: install
+	$(BIN)/python -m tests.fuzz.runner --inputs $(FUZZ_INPUTS) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

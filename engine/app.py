@@ -23,6 +23,7 @@ from .dicom.wire.direct_storage import serve_storage_directly
 from .hl7.mllp import MLLPServerFactory
 from .hl7.profiles import load_profiles
 from .metrics import EngineMetrics, EngineState
+from .security_events import SecurityEvents
 from .outbound.delivery import Outbox
 from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
@@ -44,7 +45,7 @@ from .web.login import AuthPages
 from .web.metrics import MetricsPage
 from .web.ready import ReadyPage
 from .web.root import Root
-from .web.site import BoundedSite
+from .web.site import BoundedSite, ConnectionCaps
 from .workflow.explain import explain_step
 from .workflow.ingest import IngestResult, Ingestor, Received
 
@@ -100,8 +101,10 @@ class Engine:
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
         self.dicom: DicomServer | None = None
         self.mllp: MLLPServerFactory | None = None
+        self.http: ConnectionCaps | None = None
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.metrics = EngineMetrics()
+        self.security_events = SecurityEvents()   # the adapters raise on it, the audit trail subscribes
         self.metrics.watch(EngineState(self.health, self._live_metrics))
         self.authorizer = Authorizer(self.store, config)   # the principal of each HTTP request
         self.ports: dict[str, IListeningPort] = {}
@@ -185,6 +188,10 @@ class Engine:
                                           sum(f.contexts.reloads for f in self.tls.values()))
             figures["swf_tls_reload_failures"] = ("counter", "TLS file changes refused (the previous files serve on)",
                                                   sum(f.contexts.refusals for f in self.tls.values()))
+        if self.http is not None:
+            figures["swf_http_connections_open"] = ("gauge", "Open HTTP connections", self.http.open_connections)
+            figures["swf_http_connections_refused"] = ("counter", "HTTP connections refused (caps) or dropped "
+                                                                  "(http.request_timeout)", self.http.refused)
         if dicom is not None:
             figures["swf_dicom_associations_open"] = ("gauge", "Open DICOM associations", dicom.open_associations())
         delivery = self.audit_delivery
@@ -301,10 +308,12 @@ class Engine:
             root.putChild(b"", console)
             root.putChild(b"console", console)
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
+            self.http = ConnectionCaps(site, http.max_connections, http.max_connections_per_peer, http.request_timeout)
             if http.tls.enabled:
-                self._open_tls("http", f"HTTPS listener {http.host}:{http.port}", http.host, http.port, http.tls, site)
+                self._open_tls("http", f"HTTPS listener {http.host}:{http.port}", http.host, http.port, http.tls,
+                               self.http)
             else:
-                self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, site)
+                self.ports["http"] = _listen_tcp("HTTP", http.host, http.port, self.http)
             scheme = "https" if http.tls.enabled else "http"
             self.authorizer.start()
             access = (f"{len(self.authorizer.view.users)} user(s): sessions and API tokens" if self.authorizer.has_users

@@ -89,6 +89,9 @@ class HttpConfig:
     max_body_bytes: int = 65536              # a request body over this is answered 413 from its headers
     api_max_body_bytes: int = 1024 * 1024    # the same for the JSON bodies of /api/v1 requests
     idle_timeout: float = 60.0               # an HTTP connection silent this long is closed
+    request_timeout: float = 30.0            # a request must arrive whole this long after its first byte (0 = no limit)
+    max_connections: int = 256               # open HTTP connections in total; more are refused at once
+    max_connections_per_peer: int = 128      # open HTTP connections from one IP address (a TLS proxy in front is one)
     health_max_age: float = 5.0              # /health database figures older than this are re-read in the background (s)
     session_hours: float = 12.0              # a console session (login cookie) ends this long after the login
     secure_cookies: bool = False             # mark the session cookie Secure (a TLS proxy in front); always with http.tls

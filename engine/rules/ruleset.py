@@ -362,7 +362,7 @@ def _parse_rule(raw: Any, file: str, line: int, problems: list[YamlProblem]) -> 
     _parse_when(raw, rule, file, problems)
     if "mode" in raw:
         mode = raw["mode"]
-        if mode not in MODES:
+        if not _is_text(mode) or mode not in MODES:     # a list or mapping is unhashable: test the type first
             problems.append(YamlProblem(file, line_of(raw, "mode"), f"mode must be broker or filler, not {mode!r}"))
         else:
             rule.mode = mode

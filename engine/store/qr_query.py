@@ -135,6 +135,8 @@ def _modalities_condition(value: str, where: list[str], params: list[Any]) -> No
         else:
             inner.append("m.modality = ?")
             inner_params.append(modality)
+    if not inner:       # only backslashes: no value, a universal match (it was "AND ()": found by make fuzz)
+        return
     where.append("EXISTS (SELECT 1 FROM instances m WHERE m.study_instance_uid = i.study_instance_uid"
                  f" AND m.hidden = 0 AND ({' OR '.join(inner)}))")
     params.extend(inner_params)

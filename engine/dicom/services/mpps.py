@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 MPPS_SOP_CLASS = str(ModalityPerformedProcedureStep)
 WRITE_TIMEOUT = 30.0         # answer 0x0213 rather than let the modality's DIMSE timeout expire
 ERROR_ID_NOT_UPDATABLE = 0xA710
+# Sequence nesting an MPPS data set may have (real ones: Performed Series > Referenced Image, code sequences:
+# 3).  Why a limit: the data set is re-encoded with pydicom, whose writer appends the whole traceback to the
+# error message at each level when an element deep inside fails, so a failure 50 levels down built
+# gigabytes of text for minutes (found by make fuzz).
+MAX_SEQUENCE_DEPTH = 8
 STATUS_OF = {
     Refusal.DUPLICATE: 0x0111,
     Refusal.NO_SUCH_INSTANCE: 0x0112,
@@ -85,9 +90,25 @@ def encode_dataset(dataset: Dataset, sop_instance_uid: str) -> bytes:
     return buffer.getvalue()
 
 
+class NestedTooDeep(ValueError):
+    """A received MPPS data set whose sequences nest deeper than ``MAX_SEQUENCE_DEPTH`` (0x0110)."""
+
+
+def check_nesting(dataset: Dataset, depth: int = 0) -> None:
+    """Raise NestedTooDeep when sequences (private ones too) nest deeper than ``MAX_SEQUENCE_DEPTH``."""
+    for element in dataset:
+        if element.VR != "SQ":
+            continue
+        if depth >= MAX_SEQUENCE_DEPTH:
+            raise NestedTooDeep(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
+        for item in element.value or []:
+            check_nesting(item, depth + 1)
+
+
 def create_request(dataset: Dataset | None, sop_instance_uid: str, calling_ae_title: str) -> CreateRequest:
     """The plain N-CREATE request; raises when the dataset cannot be decoded or encoded (0x0110)."""
     dataset = dataset if dataset is not None else Dataset()
+    check_nesting(dataset)
     attributes = plain_values(dataset)   # decodes every element: a broken one raises here
     return CreateRequest(sop_instance_uid, calling_ae_title, attributes, encode_dataset(dataset, sop_instance_uid))
 
@@ -96,6 +117,7 @@ def update_request(modification: Dataset | None, sop_instance_uid: str, calling_
     """The plain N-SET request; ``apply`` merges the Modification List into the stored dataset (each
     attribute replaced whole, a zero-length one emptied, as PS3.7 10.1.3 says)."""
     modification = modification if modification is not None else Dataset()
+    check_nesting(modification)
     modifications = plain_values(modification)
 
     def apply(stored: bytes) -> tuple[bytes, dict[str, Any]]:

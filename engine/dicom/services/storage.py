@@ -28,6 +28,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.presentation import PresentationContext
 
 from ...domain.uid import MAX_LENGTH as MAX_UID_LENGTH, uid_problem
+from ...security_events import SecurityEvent
 from ...store.files import FileStore
 from ...store.incoming import IncomingDataSet
 from ...workflow import storage as workflow
@@ -177,6 +178,7 @@ class StorageService:
         if problem:
             log.warning("C-STORE %r from %s refused: Affected SOP Instance UID: %s", command_uid[:80], calling,
                         problem)
+            self._uid_refused(calling, f"Affected SOP Instance UID: {problem}")
             return status_dataset(INVALID_SOP_INSTANCE, f"SOP Instance UID: {problem}")
         problem = uid_problem(sop_class_uid.strip())
         if problem:
@@ -194,15 +196,23 @@ class StorageService:
         except HeaderError as exc:
             log.warning("C-STORE %s from %s: %s", command_uid, calling, exc)
             return status_dataset(CANNOT_UNDERSTAND, str(exc))
-        problem = self._mismatch(header, sop_class_uid.strip(), command_uid)
+        problem, malformed = self._filing_uids_problem(header)
+        problem = problem or self._mismatch(header, sop_class_uid.strip(), command_uid)
         if problem:
             log.warning("C-STORE %s from %s refused: %s", command_uid, calling, problem)
+            if malformed:
+                self._uid_refused(calling, f"C-STORE {command_uid}: {problem}")
             return status_dataset(DOES_NOT_MATCH_SOP_CLASS, problem)
         outcome = self.storage.store_received(header, transfer_syntax, calling, data, self.policy)
         if outcome.result is not None:
             self.context.audit.instance_received(calling, address, header["StudyInstanceUID"],
                                                  str(header.get("PatientID") or ""), sop_class_uid.strip())
         return self._status(outcome)
+
+    def _uid_refused(self, calling: str, detail: str) -> None:
+        """A UID that is no UID (``../``, 200 characters) is hostile more often than broken: a security
+        event (the ATNA trail audits it), besides the log line and the failure status."""
+        self.context.security_events.raise_event(SecurityEvent("uid-refused", "", detail, calling))
 
     def _too_large(self, uid: str, calling: str, what: str) -> Dataset:
         log.warning("C-STORE %s from %s refused: %s, over dicom.max_instance_bytes (%d)", uid, calling, what,
@@ -216,14 +226,20 @@ class StorageService:
         return status_dataset(_REFUSAL_STATUS[outcome.refusal], outcome.reason)
 
     @staticmethod
-    def _mismatch(header: dict[str, Any], sop_class_uid: str, sop_instance_uid: str) -> str:
-        """Why the data set does not fit the command or cannot be filed (empty: it fits)."""
+    def _filing_uids_problem(header: dict[str, Any]) -> tuple[str, bool]:
+        """Why the data set's UIDs cannot file it ('' when they can), and whether one is malformed (not
+        merely missing)."""
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
             if not header.get(keyword):
-                return f"{keyword} missing"
+                return f"{keyword} missing", False
             problem = uid_problem(header[keyword])
             if problem:
-                return f"{keyword}: {problem}"
+                return f"{keyword}: {problem}", True
+        return "", False
+
+    @staticmethod
+    def _mismatch(header: dict[str, Any], sop_class_uid: str, sop_instance_uid: str) -> str:
+        """Why the data set does not fit the command (empty: it fits)."""
         if header["SOPInstanceUID"] != sop_instance_uid:
             return "SOP Instance UID differs from the C-STORE request"
         if header["SOPClassUID"] != sop_class_uid:

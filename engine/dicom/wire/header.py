@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import re
 import struct
 import tempfile
 import zlib
@@ -86,6 +87,7 @@ _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
 _TEXT_DELIMITERS = {0x5C}      # backslash between values
 _PN_DELIMITERS = {0x5C, 0x5E, 0x3D}
+_CHARSET_TERM = re.compile(r"[A-Z0-9 _]*")
 
 
 class HeaderError(ValueError):
@@ -219,10 +221,13 @@ def _items(stream: _Stream, start: int, end: int, undefined: bool) -> list[tuple
 
 
 def _encodings(charset: str) -> list[str]:
+    """Python codecs for a Specific Character Set value.  A term that cannot be a defined term (CS: upper
+    case, digits, space, underscore) counts as unknown, as pydicom counts an unknown name: the default
+    repertoire.  Why: pydicom's lookup raises ValueError on a NUL byte in the name (found by ``make fuzz``)."""
     from pydicom.charset import convert_encodings
 
     values = [v.strip() for v in charset.split("\\")] if charset else [""]
-    return convert_encodings(values)
+    return convert_encodings([value if _CHARSET_TERM.fullmatch(value) else "" for value in values])
 
 
 def _text(raw: bytes, vr: str, encodings: list[str]) -> str:

@@ -28,6 +28,8 @@ PDU_TYPES = frozenset(range(ASSOCIATE_RQ, ABORT + 1))
 # An A-ASSOCIATE-RQ is a few KiB (128 contexts with 3 transfer syntaxes each: ~15 KiB); a larger one is refused
 # before anything is read into memory.
 LARGEST_ASSOCIATE_RQ = 1 << 16
+# Presentation context IDs are the odd numbers 1-255 (PS3.8 9.3.2.2): a request with more contexts is malformed.
+MAX_PRESENTATION_CONTEXTS = 128
 NO_LIMIT_PDU = 1 << 26        # the largest PDU read when we announce no maximum length (0)
 FIRST_CHUNK = 1 << 16         # a PDU body's buffer starts at this size and doubles as bytes arrive
 CLOSED = select.POLLRDHUP | select.POLLHUP | select.POLLERR
@@ -107,6 +109,8 @@ def parse_associate_rq(pdu: bytes | memoryview) -> AssociateRQ:
                     elif sub_kind == 0x40:
                         transfers.append(_uid(bytes(sub_value)))
                 request.contexts.append(PresentationContextRQ(value[0], abstract, transfers))
+                if len(request.contexts) > MAX_PRESENTATION_CONTEXTS:
+                    raise PduError(f"more than {MAX_PRESENTATION_CONTEXTS} presentation contexts")
             elif kind == 0x50:
                 for sub_kind, sub_value in _items(value):
                     request.user_items.add(sub_kind)

@@ -1,0 +1,1 @@
+"""One module per fuzz target (see ``tests/fuzz/harness.py`` for what a module provides)."""

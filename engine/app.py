@@ -104,7 +104,6 @@ class Engine:
         self.http: ConnectionCaps | None = None
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.metrics = EngineMetrics()
-        self.security_events = SecurityEvents()   # the adapters raise on it, the audit trail subscribes
         self.metrics.watch(EngineState(self.health, self._live_metrics))
         self.authorizer = Authorizer(self.store, config)   # the principal of each HTTP request
         self.ports: dict[str, IListeningPort] = {}

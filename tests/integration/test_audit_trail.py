@@ -30,20 +30,22 @@ from engine.config import AuditConfig
 from engine.store import audit_queue
 from engine.store.database import Store
 from tests.audit_repository import AuditRepository, event_name, of_event
-from tests.conftest import ROOT, EngineProcess, free_port, run_swf
+from tests.conftest import ROOT, EngineProcess, free_port, require_tool, run_swf
 from tests.integration.test_mpps import Modality, final, in_progress
 from tests.integration.test_mpps import ORDER as MPPS_ORDER
 from tests.integration.test_storage_qr import ORDER as STORE_ORDER
 from tests.integration.test_storage_qr import STUDY as STORED_STUDY
 from tests.integration.test_storage_qr import StorageSCP, dcmtk, findscu, make_files, storescu
 from tests.integration.test_users_access import add_user, call, login
+from tests.pki import CertificateAuthority
+from tests.tls_clients import END, START, client_context, tls_exchange
 
 DAY = ROOT / "samples" / "day-v251.hl7"
-pytestmark = pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslogd (Debian rsyslog) not installed")
 
 
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditRepository]:
+    require_tool(shutil.which("rsyslogd"), "rsyslogd (Debian rsyslog, rsyslog-gnutls)")
     found = AuditRepository(tmp_path_factory.mktemp("rsyslog"))
     found.start()
     yield found
@@ -275,6 +277,39 @@ def test_dicom_events_reach_rsyslog(start_engine, repository: AuditRepository, t
         assert objects(alert, "110182")[0].get("ParticipantObjectID") == "127.0.0.1"
     finally:
         destination.close()
+
+
+def test_tls_refusals_of_the_mllp_listener_reach_rsyslog_as_security_alerts(
+        start_engine, repository: AuditRepository, tmp_path: Path) -> None:
+    """The TLS adapter's security events (a refused certificate, MSH-3 not covered by the certificate
+    presented) reach the repository through the engine's one bus, as Security Alerts naming the peer."""
+    pki = CertificateAuthority(tmp_path / "pki")
+    server, tls_port = pki.issue("server", "swf-engine.test"), free_port()
+    extra = (f"mllp:\n  tls_port: {tls_port}\n  tls: {{cert: {server.cert}, key: {server.key}, ca: {pki.ca},"
+             " require_client_cert: true}\n  senders:\n    RIS: {certificate: ris.hospital.example}\n")
+    engine = start_engine("--config", str(audit_config(tmp_path, repository.tls_url, repository.authority.ca,
+                                                       "swf-tls", extra)))
+    order = (b"MSH|^~\\&|RIS|GENHOSP|SWF_ENGINE|RADIOLOGY|20250304083000||ORM^O01|SPOOF9|P|2.3.1\r"
+             b"PID|1||PAT-9^^^GENHOSP^MR||DOE^JANE")
+    with pytest.raises((OSError, AssertionError)):   # a self-signed client certificate: no handshake
+        answer = tls_exchange(tls_port, client_context(pki.ca, pki.issue("self", "x", self_signed=True)),
+                              START + order + END, source="127.0.0.7")
+        assert b"MSA" in answer, "no ACK: refused"
+    answer = tls_exchange(tls_port, client_context(pki.ca, pki.issue("modality", "modality.hospital.example")),
+                          START + order + END, source="127.0.0.8")
+    assert b"MSA|AR|SPOOF9" in answer, answer   # a modality's certificate claiming MSH-3 RIS
+
+    def alerts(found: list[ET.Element]) -> dict[str, ET.Element]:
+        return {(a.find("EventIdentification").findtext("EventOutcomeDescription") or "").split(":")[0]: a
+                for a in of_event(found, "Security Alert")}
+    audits = repository.wait_for(lambda found: {"certificate-refused", "msh-certificate-mismatch"} <= set(
+        alerts(found)), "swf-tls")
+    found = alerts(audits)
+    for kind, source in (("certificate-refused", "127.0.0.7"), ("msh-certificate-mismatch", "127.0.0.8")):
+        check_class(found[kind])
+        assert type_codes(found[kind]) == {"110126"}, kind   # node authentication
+        access_points = {p.get("NetworkAccessPointID") for p in found[kind].iter("ActiveParticipant")}
+        assert source in access_points, (kind, access_points)
 
 
 # -- the wire: rsyslog splits what the delivery frames ----------------------------------------------------

@@ -66,6 +66,7 @@ class DicomConfig:
     direct_storage: bool = True              # storage-only associations bypass pynetdicom (dicom/wire/direct_storage.py)
     storage_dir: str = ""                    # received instances; default <data_dir>/dicom
     duplicate_policy: str = "ignore"         # ignore | overwrite: a second copy of a stored SOP Instance UID
+    accept_uid_leading_zeros: bool = False   # store UIDs like 1.2.03 (PS3.5 forbids them; some old modalities send them)
     max_instance_bytes: int = 2 << 30        # a larger C-STORE data set (inflated, if deflated) gets 0xA700
     worklist_charset: str = "ISO_IR 192"     # response repertoire when the AE entry does not name one
     commitment_grace_seconds: float = 30.0   # wait for in-flight C-STOREs before failing a reference

@@ -68,7 +68,7 @@ def uid_list(value: str, keyword: str = "") -> list[str]:
     """The UIDs of a list-of-UIDs key; QueryError (0xA900) for a value that is not a UID, or too many."""
     uids = value_list(value)
     for uid in uids:
-        problem = uid_problem(uid)
+        problem = uid_problem(uid, leading_zeros=True)   # a query reads only (domain/uid.py)
         if problem:
             raise QueryError(f"{keyword}: {problem}" if keyword else problem)
     return uids

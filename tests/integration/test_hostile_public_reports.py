@@ -103,3 +103,20 @@ def test_uids_with_dot_dot_slash_are_refused_and_write_no_file(start_engine, mix
         in engine.log()
     assert not list(Path(engine.data_dir).parent.glob("tmp/x*")) and not Path("/tmp/x.dcm").exists()
     still_serving(engine, f"DOTDOT{int(mixed)}")
+
+
+@pytest.mark.parametrize("accepted", [False, True], ids=["default", "accept_uid_leading_zeros"])
+def test_a_uid_with_a_leading_zero_is_refused_unless_the_site_accepts_them(start_engine, tmp_path: Path,
+                                                                           accepted: bool) -> None:
+    """PS3.5 9.1 forbids ``.03``: refused (0x0117, no file) by default; a site with such modalities opts in."""
+    config = tmp_path / "zeros.yaml"
+    config.write_text(f"dicom:\n  accept_uid_leading_zeros: {str(accepted).lower()}\n")
+    engine = start_engine("--config", str(config))
+    association = RawAssociation(engine)
+    legacy = b"1.2.826.0.1.3680043.9.7781.03.7"
+    assert association.store(legacy, identity(legacy)) == (0x0000 if accepted else 0x0117)
+    association.release()
+    assert indexed(engine) == ({legacy.decode()} if accepted else set())
+    assert bool(list(Path(engine.data_dir).rglob("*.dcm"))) == accepted
+    if not accepted:
+        assert "leading zero (PS3.5 9.1)" in engine.log()

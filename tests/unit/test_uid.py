@@ -4,9 +4,15 @@ import pytest
 from engine.domain.uid import uid_problem
 
 
-@pytest.mark.parametrize("value", ["1.2.840.10008.5.1.4.1.1.2", "2.25.1234567890", "0", "1.2.03.4", "9" * 64])
-def test_uids_and_tolerated_leading_zeros_pass(value: str) -> None:
+@pytest.mark.parametrize("value", ["1.2.840.10008.5.1.4.1.1.2", "2.25.1234567890", "0", "1.0.2", "9" * 64])
+def test_uids_pass(value: str) -> None:
     assert uid_problem(value) == ""
+
+
+@pytest.mark.parametrize("value", ["1.2.03.4", "01.2", "1.2.00"])
+def test_a_leading_zero_is_refused_unless_the_site_tolerates_it(value: str) -> None:
+    assert uid_problem(value) == f"UID {value!r} has a component with a leading zero (PS3.5 9.1)"
+    assert uid_problem(value, leading_zeros=True) == ""
 
 
 @pytest.mark.parametrize("value, reason", [

@@ -74,6 +74,7 @@ class StorageService:
         self.context = context
         self.files = FileStore(context.config.storage_dir)
         self.policy = context.config.dicom.duplicate_policy
+        self.leading_zeros = context.config.dicom.accept_uid_leading_zeros
         if self.policy not in workflow.DUPLICATE_POLICIES:
             raise ValueError(f"dicom.duplicate_policy {self.policy!r}: use one of "
                              f"{', '.join(workflow.DUPLICATE_POLICIES)}")
@@ -174,13 +175,13 @@ class StorageService:
         if not self.context.directory.allows(calling, "store"):
             log.warning("C-STORE %r from %s refused: not authorised (permission 'store')", command_uid, calling)
             return status_dataset(NOT_AUTHORISED, f"{calling} may not store")
-        problem = uid_problem(command_uid)
+        problem = uid_problem(command_uid, self.leading_zeros)
         if problem:
             log.warning("C-STORE %r from %s refused: Affected SOP Instance UID: %s", command_uid[:80], calling,
                         problem)
             self._uid_refused(calling, f"Affected SOP Instance UID: {problem}")
             return status_dataset(INVALID_SOP_INSTANCE, f"SOP Instance UID: {problem}")
-        problem = uid_problem(sop_class_uid.strip())
+        problem = uid_problem(sop_class_uid.strip(), self.leading_zeros)
         if problem:
             log.warning("C-STORE %s from %s refused: Affected SOP Class UID: %s", command_uid, calling, problem)
             return status_dataset(DOES_NOT_MATCH_SOP_CLASS, f"SOP Class UID: {problem}")
@@ -225,14 +226,13 @@ class StorageService:
             return SUCCESS
         return status_dataset(_REFUSAL_STATUS[outcome.refusal], outcome.reason)
 
-    @staticmethod
-    def _filing_uids_problem(header: dict[str, Any]) -> tuple[str, bool]:
+    def _filing_uids_problem(self, header: dict[str, Any]) -> tuple[str, bool]:
         """Why the data set's UIDs cannot file it ('' when they can), and whether one is malformed (not
         merely missing)."""
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
             if not header.get(keyword):
                 return f"{keyword} missing", False
-            problem = uid_problem(header[keyword])
+            problem = uid_problem(header[keyword], self.leading_zeros)
             if problem:
                 return f"{keyword}: {problem}", True
         return "", False

@@ -79,7 +79,7 @@ def test_operator_reschedules_a_replayed_order_and_resends_a_dead_letter(start_e
     chrome.find_element(By.ID, "filter-accession").send_keys("ACC0")
     chrome.find_element(By.ID, "filter-all").click()
     chrome.find_element(By.ID, "search").click()
-    chrome.find_element(By.LINK_TEXT, "ACC0").click()
+    WebDriverWait(chrome, WAIT).until(seen.element_to_be_clickable((By.LINK_TEXT, "ACC0"))).click()   # the results page
     WebDriverWait(chrome, WAIT).until(seen.presence_of_element_located((By.ID, "explain")))
     assert "PatientID" in chrome.find_element(By.ID, "explain").text
     chrome.find_element(By.ID, "reschedule-start").send_keys("202503051430")
@@ -210,7 +210,7 @@ def test_operator_creates_edits_an_order_and_resends_its_message_to_the_ris(star
     chrome.find_element(By.ID, "nav-worklist").click()   # today's worklist
     assert [link.text for link in chrome.find_elements(By.CSS_SELECTOR, "#orders a.order-link")] == ["ACC-WEB-1"]
 
-    chrome.find_element(By.LINK_TEXT, "ACC-WEB-1").click()
+    WebDriverWait(chrome, WAIT).until(seen.element_to_be_clickable((By.LINK_TEXT, "ACC-WEB-1"))).click()
     fill(chrome, "edit", {"start": f"{today}1130"})
     chrome.find_element(By.ID, "edit-button").click()
     WebDriverWait(chrome, WAIT).until(seen.text_to_be_present_in_element((By.ID, "done"), "order ACC-WEB-1 edited"))

@@ -48,7 +48,7 @@ def test_spelled_out_plain_and_any_ae_start_with_warnings_and_events(start_engin
     config.write_text("dicom: {host: 0.0.0.0, tls: off, allow_any_ae_on_network: true, aes: {KNOWN_AE: {}}}\n")
     engine = start_engine("--config", str(config))          # the fixture adds --allow-any-ae
     log = engine.log()
-    assert "WARNING engine: security: plain DICOM listener on 0.0.0.0:" in log
+    assert "security: plain-listener from -: plain DICOM listener on 0.0.0.0:" in log   # an audited event
     assert "admits any calling AE title (allow_any_ae_on_network)" in log
     env = {**os.environ, "TCP_NODELAY": "1"}
     for title in ("KNOWN_AE", "STRANGER"):

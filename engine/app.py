@@ -283,7 +283,8 @@ class Engine:
             log.info("DICOM listener on %s:%s, AE %s: %s; %s", dicom.host, ports, dicom.ae_title,
                      ", ".join(service.name for service in self.dicom.services), access)
         mllp = self.config.mllp
-        self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp)   # both ports: one set of caps
+        self.mllp = MLLPServerFactory(self.handle_message, self.handle_oversize, mllp,   # both ports: one set of caps
+                                      self.security_events)
         if mllp.port >= 0:
             self.ports["mllp"] = _listen_tcp("MLLP", mllp.host, mllp.port, self.mllp)
             log.info("MLLP listener on %s:%d: HL7 v2 ADT (RAD-1/12) and ORM/OMI/OMG orders (RAD-2/4/13)",
@@ -307,7 +308,8 @@ class Engine:
             root.putChild(b"", console)
             root.putChild(b"console", console)
             site = BoundedSite(root, http.max_body_bytes, http.idle_timeout, http.api_max_body_bytes)
-            self.http = ConnectionCaps(site, http.max_connections, http.max_connections_per_peer, http.request_timeout)
+            self.http = ConnectionCaps(site, http.max_connections, http.max_connections_per_peer, http.request_timeout,
+                                       security_events=self.security_events)
             if http.tls.enabled:
                 self._open_tls("http", f"HTTPS listener {http.host}:{http.port}", http.host, http.port, http.tls,
                                self.http)

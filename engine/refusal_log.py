@@ -9,22 +9,29 @@ import logging
 import threading
 import time
 
+from .security_events import SecurityEvent, SecurityEvents
+
 MAX_REMEMBERED_PEERS = 10_000   # past this many hosts, those not logged within the interval are forgotten
 
 
 class RefusalLog:
     """Logs a peer's refusal at most once per ``interval`` seconds, with the count not logged since."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 60.0):
+    def __init__(self, logger: logging.Logger, interval: float = 60.0, events: SecurityEvents | None = None):
         self.logger = logger
         self.interval = interval
+        self.events = events               # with the engine's bus, each said refusal is an audited event
         self._lock = threading.Lock()      # the DICOM listener refuses from several threads
         self._logged_at: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
 
     def refused(self, peer: str, reason: str) -> None:
         unlogged = self.due(peer)
-        if unlogged is not None:
+        if unlogged is None:
+            return
+        if self.events is not None:   # the bus logs it (and the audit trail makes it a Security Alert)
+            self.events.raise_event(SecurityEvent("connection-refused", peer, reason + self.since(peer, unlogged)))
+        else:
             self.logger.warning("%s%s", reason, self.since(peer, unlogged))
 
     def due(self, peer: str) -> int | None:

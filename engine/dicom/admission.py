@@ -27,6 +27,7 @@ from typing import Any, Callable, Protocol
 
 from ..config import DicomConfig
 from ..refusal_log import RefusalLog
+from ..security_events import SecurityEvents
 from .binding import CertificateBinding
 from .tls import AssociationTlsSocket, TlsHandshake, read_first_pdu
 from .wire import upper_layer as ul
@@ -53,7 +54,8 @@ class Admission:
 
     def __init__(self, dicom: DicomConfig, pynetdicom_serve: Callable[[socket.socket, Any], None],
                  pynetdicom_associations: Callable[[], list[Any]], count_refusal: Callable[[str], None],
-                 handshake: TlsHandshake | None = None, binding: CertificateBinding | None = None):
+                 handshake: TlsHandshake | None = None, binding: CertificateBinding | None = None,
+                 security_events: SecurityEvents | None = None):
         self.dicom = dicom
         self.count_refusal = count_refusal                 # reason -> /metrics
         self.pynetdicom_serve = pynetdicom_serve
@@ -66,7 +68,7 @@ class Admission:
         self._waiting = 0                                  # connections not yet associated
         self._associations = 0                             # slots taken
         self._sockets: dict[socket.socket, bool] = {}      # open connections -> served by the direct path
-        self._refusals = RefusalLog(log, REFUSAL_LOG_INTERVAL)
+        self._refusals = RefusalLog(log, REFUSAL_LOG_INTERVAL, security_events)
 
     @property
     def most_waiting(self) -> int:

@@ -285,7 +285,8 @@ def _listen(server: DicomServer, host: str, port: int, handshake: TlsHandshake |
     listener = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
     private.share_supported_contexts(listener)
     admission = Admission(server.settings, private.pynetdicom_serve(listener), lambda: listener.active_associations,
-                          server.metrics.association_refused, handshake, binding)
+                          server.metrics.association_refused, handshake, binding,
+                          server.context.security_events if server.context is not None else None)
     admission.install(listener)
     server.before_shutdown.append(admission.abort_all)
     return listener, admission

@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from ..config import MllpConfig
 from ..refusal_log import RefusalLog
+from ..security_events import SecurityEvents
 from ..tls.identity import certificate_names
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,8 @@ class MLLPServerFactory(protocol.Factory):
     protocol = MLLPServerProtocol
 
     def __init__(self, handle: Callable[[bytes, str, tuple[str, ...]], defer.Deferred],
-                 handle_oversize: Callable[[bytes, str], defer.Deferred], limits: MllpConfig = MllpConfig()):
+                 handle_oversize: Callable[[bytes, str], defer.Deferred], limits: MllpConfig = MllpConfig(),
+                 security_events: SecurityEvents | None = None):
         self.handle = handle
         self.handle_oversize = handle_oversize
         self.max_message_bytes = limits.max_message_bytes
@@ -278,7 +280,7 @@ class MLLPServerFactory(protocol.Factory):
         self._throttled: set[MLLPServerProtocol] = set()
         self._throttle_logged_at = -REFUSAL_LOG_SECONDS
         self.refused = 0
-        self._refusals = RefusalLog(log, REFUSAL_LOG_SECONDS)
+        self._refusals = RefusalLog(log, REFUSAL_LOG_SECONDS, security_events)
 
     def buildProtocol(self, addr: IAddress) -> protocol.Protocol | None:
         """None (Twisted then closes the socket at once) when a connection cap is reached."""

@@ -25,6 +25,7 @@ from twisted.protocols import policies
 from twisted.web import resource, server
 
 from ..refusal_log import RefusalLog
+from ..security_events import SecurityEvents
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class ConnectionCaps(policies.WrappingFactory):
     protocol = CappedConnection
 
     def __init__(self, site: server.Site, max_connections: int, max_connections_per_peer: int,
-                 request_timeout: float, clock: Any = reactor):
+                 request_timeout: float, clock: Any = reactor, security_events: SecurityEvents | None = None):
         super().__init__(site)
         self.max_connections = max_connections
         self.max_connections_per_peer = max_connections_per_peer
@@ -147,7 +148,7 @@ class ConnectionCaps(policies.WrappingFactory):
         self.clock = clock
         self.by_peer: dict[str, int] = {}
         self.refused = 0                    # connections refused over a cap or dropped as too slow (/metrics)
-        self._refusals = RefusalLog(log, REFUSAL_LOG_SECONDS)
+        self._refusals = RefusalLog(log, REFUSAL_LOG_SECONDS, security_events)
 
     @property
     def open_connections(self) -> int:

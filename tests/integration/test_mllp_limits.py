@@ -69,6 +69,7 @@ def test_connections_over_the_per_peer_cap_are_refused_counted_and_logged_once(s
     assert health(engine)["mllp"]["refused"] == 10
     lines = [line for line in engine.log().splitlines() if "mllp.max_connections_per_peer" in line]
     assert len(lines) == 1 and "127.0.0.3" in lines[0], lines
+    assert "security: connection-refused from 127.0.0.3:" in lines[0]   # one audited event, not ten
 
 
 def test_connections_over_the_total_cap_are_refused(start_engine, tmp_path) -> None:

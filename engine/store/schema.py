@@ -377,4 +377,25 @@ MIGRATIONS.append([
     )""",
 ])
 
+# 10: (issue 15, leases15's branch: instances, heartbeats and leases; this branch's next step is renumbered
+#     after it when both are merged)
+
+MIGRATIONS.append([
+    # 11 (issue 15): the duplicate check is a primary key, so it holds across instances on one PostgreSQL:
+    #    each processed (MSH-3, MSH-4, MSH-10) names the journal entry holding it (whose ACK a resend gets);
+    #    filled from the journal's processed entries (the latest holds its key)
+    """CREATE TABLE journal_keys (
+        sending_application TEXT NOT NULL,
+        sending_facility TEXT NOT NULL,
+        control_id TEXT NOT NULL,
+        journal_ref INTEGER NOT NULL REFERENCES journal (id),
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (sending_application, sending_facility, control_id)
+    )""",
+    """INSERT INTO journal_keys (sending_application, sending_facility, control_id, journal_ref, received_at)
+        SELECT sending_application, sending_facility, control_id, MAX(id), MAX(received_at) FROM journal
+        WHERE control_id <> '' AND status NOT IN ('failed', 'duplicate', 'processing')
+        GROUP BY sending_application, sending_facility, control_id""",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

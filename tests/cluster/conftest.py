@@ -95,6 +95,7 @@ class Instance:
     routes: Path
     log_path: Path
     extra: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
     mllp_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     dicom_port: int = field(default_factory=free_port)
@@ -111,7 +112,7 @@ class Instance:
         log.write(f"--- start {self.starts} of {self.name}\n")
         log.flush()
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         for port in (self.mllp_port, self.dicom_port, self.http_port):
             wait_for_port(port, self.process, timeout)
         return self
@@ -139,10 +140,12 @@ def make_instances(tmp_path: Path, database_url: str) -> Iterator[Callable[..., 
     """Starts N instances on the test's schema, sharing one data directory (so one storage_dir)."""
     made: list[Instance] = []
 
-    def make(count: int = 2, routes: Path | None = None, extra: tuple[str, ...] = ()) -> list[Instance]:
+    def make(count: int = 2, routes: Path | None = None, extra: tuple[str, ...] = (),
+             env: dict[str, str] | None = None) -> list[Instance]:
         shared = tmp_path / "shared"
         instances = [Instance(f"swf-{chr(ord('a') + len(made) + i)}", shared, database_url, routes or ROOT / "routes",
-                              tmp_path / f"instance-{len(made) + i}.log", extra) for i in range(count)]
+                              tmp_path / f"instance-{len(made) + i}.log", extra, dict(env or {}))
+                     for i in range(count)]
         made.extend(instances)
         instances[0].start(60)          # the first applies the migrations
         for instance in instances[1:]:

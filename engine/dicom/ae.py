@@ -18,6 +18,7 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext
 
 from ..audit_trail.recorder import AuditTrail
+from ..cluster import Cluster
 from ..config import Config, DicomConfig
 from ..metrics import EngineMetrics
 from ..security_events import SecurityEvent, SecurityEvents
@@ -44,6 +45,14 @@ class DicomContext:
     metrics: EngineMetrics = field(default_factory=EngineMetrics)   # what /metrics counts
     audit: AuditTrail = field(default_factory=AuditTrail.off)       # the ATNA audit trail (off by default)
     security_events: SecurityEvents = field(default_factory=SecurityEvents)   # the engine's one bus
+    cluster_instance: Cluster | None = None   # the engine's leases; None: a single-instance one of its own
+
+    @property
+    def cluster(self) -> Cluster:
+        """The leases the queues deliver under (engine/cluster.py)."""
+        if self.cluster_instance is None:
+            self.cluster_instance = Cluster(self.config, self.store, standalone=True)
+        return self.cluster_instance
 
     @property
     def ae_title(self) -> str:

@@ -377,8 +377,24 @@ MIGRATIONS.append([
     )""",
 ])
 
-# 10: (issue 15, leases15's branch: instances, heartbeats and leases; this branch's next step is renumbered
-#     after it when both are merged)
+MIGRATIONS.append([
+    # 10: several engines on one PostgreSQL database (issue 15): each running engine's heartbeat, and the
+    #     leases that let one instance at a time deliver a destination's queue or run a once-per-cluster
+    #     job; a lease's generation grows at every change of holder and fences a stale holder's writes
+    """CREATE TABLE cluster_instances (
+        name TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at REAL NOT NULL
+    )""",
+    """CREATE TABLE cluster_leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    )""",
+])
 
 MIGRATIONS.append([
     # 11 (issue 15): the duplicate check is a primary key, so it holds across instances on one PostgreSQL:

@@ -23,6 +23,7 @@ from ..config import Config, DicomConfig
 from ..metrics import EngineMetrics
 from ..security_events import SecurityEvent, SecurityEvents
 from ..store.database import Store
+from ..store.reachability import DatabaseReachability
 from . import services as services_package
 from .wire import pynetdicom_private as private
 from .wire import upper_layer as ul
@@ -276,8 +277,9 @@ def start_server(server: DicomServer, host: str, port: int) -> None:
     context = server.context
     events = context.security_events if context is not None else SecurityEvents()
     binding = CertificateBinding(context.directory, events, not is_loopback(host)) if context is not None else None
+    database = DatabaseReachability(context.store).problem if context is not None else None
     if port >= 0:
-        server.server, server.admission = _listen(server, host, port, None, binding)
+        server.server, server.admission = _listen(server, host, port, None, binding, database)
         server.port = server.server.server_address[1]
     dicom = server.settings
     if dicom.tls_port > 0:
@@ -285,16 +287,17 @@ def start_server(server: DicomServer, host: str, port: int) -> None:
         reload_on_sighup(server.tls_context)
         handshake = TlsHandshake(server.tls_context, events, dicom.association_request_timeout,
                                  server.metrics.association_refused)
-        server.tls_server, server.tls_admission = _listen(server, host, dicom.tls_port, handshake, binding)
+        server.tls_server, server.tls_admission = _listen(server, host, dicom.tls_port, handshake, binding, database)
         server.tls_port = server.tls_server.server_address[1]
 
 
 def _listen(server: DicomServer, host: str, port: int, handshake: TlsHandshake | None,
-            binding: CertificateBinding | None) -> tuple[Any, Admission]:
+            binding: CertificateBinding | None,
+            database: Callable[[], str | None] | None) -> tuple[Any, Admission]:
     listener = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
     private.share_supported_contexts(listener)
     admission = Admission(server.settings, private.pynetdicom_serve(listener), lambda: listener.active_associations,
-                          server.metrics.association_refused, handshake, binding)
+                          server.metrics.association_refused, handshake, binding, database)
     admission.install(listener)
     server.before_shutdown.append(admission.abort_all)
     return listener, admission

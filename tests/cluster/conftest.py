@@ -184,22 +184,32 @@ backend swf_dicom
 {dicom_servers}
 
 frontend mllp
-    bind 127.0.0.1:{mllp_port}
+    bind {bind}:{mllp_port}
     default_backend swf_mllp
 
 frontend dicom
-    bind 127.0.0.1:{dicom_port}
+    bind {bind}:{dicom_port}
     default_backend swf_dicom
 """
 
 
-def haproxy_config(instances: list[Instance], mllp_port: int, dicom_port: int) -> str:
+@dataclass(frozen=True)
+class Backend:
+    """One instance as the proxy sees it."""
+    name: str
+    host: str
+    mllp_port: int
+    dicom_port: int
+    http_port: int
+
+
+def haproxy_config(backends: list[Backend], mllp_port: int, dicom_port: int, bind: str = "127.0.0.1") -> str:
     """The configuration README.md's "Running two instances" shows: TCP mode, /ready health checks."""
-    def servers(port: Callable[[Instance], int]) -> str:
-        return "\n".join(f"    server {i.name} 127.0.0.1:{port(i)} check port {i.http_port}" for i in instances)
-    return HAPROXY_TEMPLATE.format(mllp_servers=servers(lambda i: i.mllp_port),
-                                   dicom_servers=servers(lambda i: i.dicom_port),
-                                   mllp_port=mllp_port, dicom_port=dicom_port)
+    def servers(port: Callable[[Backend], int]) -> str:
+        return "\n".join(f"    server {b.name} {b.host}:{port(b)} check port {b.http_port}" for b in backends)
+    return HAPROXY_TEMPLATE.format(mllp_servers=servers(lambda b: b.mllp_port),
+                                   dicom_servers=servers(lambda b: b.dicom_port),
+                                   bind=bind, mllp_port=mllp_port, dicom_port=dicom_port)
 
 
 @dataclass
@@ -219,7 +229,8 @@ def make_proxy(tmp_path: Path) -> Iterator[Callable[[list[Instance]], Proxy]]:
 
     def make(instances: list[Instance]) -> Proxy:
         mllp_port, dicom_port = free_port(), free_port()
-        config = haproxy_config(instances, mllp_port, dicom_port)
+        config = haproxy_config([Backend(i.name, "127.0.0.1", i.mllp_port, i.dicom_port, i.http_port)
+                                 for i in instances], mllp_port, dicom_port)
         path = tmp_path / "haproxy.cfg"
         path.write_text(config)
         checked = subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)

@@ -254,7 +254,7 @@ class Engine:
         if self.instance_lock is not None:
             self.instance_lock.acquire()   # before anything serves: a second engine on the file is refused
         self.store.start()
-        self.cluster.start()
+        self.cluster.start(sole=self.instance_lock is not None)
         if self.audit_delivery is not None:
             self.audit.application(started=True)
             self.audit_delivery.start()

@@ -119,7 +119,11 @@ class Cluster:
     def is_leader(self) -> bool:
         return self.standalone or self.leader.fresh() is not None
 
-    def start(self) -> None:
+    def start(self, sole: bool = False) -> None:
+        """Register and take the leader lease; ``sole``: no other instance can run (SQLite, its lock held),
+        so the leases an earlier process left are ended first."""
+        if sole:
+            self.store.write(cluster.release_all)
         self._beat()   # registered before the listeners open
         self._thread = threading.Thread(target=self._run, name="cluster-heartbeat", daemon=True)
         self._thread.start()

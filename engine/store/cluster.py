@@ -45,6 +45,15 @@ class Instance:
     heartbeat_at: float   # epoch seconds
 
 
+@dataclass(frozen=True)
+class ClusterOverview:
+    """Who runs and who holds what, as ``swf cluster``, GET /api/v1/cluster and the console show it."""
+
+    now: float                 # epoch seconds the view was read at, to tell heartbeats' and leases' age
+    instances: tuple[Instance, ...]
+    leases: tuple[Lease, ...]  # a lease whose expires_at is past is held by nobody (taken by the next asker)
+
+
 def heartbeat(txn: Transaction, name: str, host: str, pid: int, started_at: str, now: float) -> None:
     """Register the instance, or note that it is alive (one row per instance name)."""
     txn.execute("INSERT INTO cluster_instances (name, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
@@ -61,6 +70,10 @@ def instances(txn: Transaction) -> list[Instance]:
 def leases(txn: Transaction) -> list[Lease]:
     return [Lease(*row) for row in txn.rows(
         "SELECT name, holder, generation, expires_at FROM cluster_leases ORDER BY name")]
+
+
+def overview(txn: Transaction, now: float) -> ClusterOverview:
+    return ClusterOverview(now, tuple(instances(txn)), tuple(leases(txn)))
 
 
 def take(txn: Transaction, name: str, holder: str, now: float, seconds: float) -> Lease | None:
@@ -97,3 +110,9 @@ def fence(txn: Transaction, lease: Lease, now: float, seconds: float) -> Lease:
 def release(txn: Transaction, holder: str) -> None:
     """At a clean stop: the instance's leases expire now, so another instance takes over at once."""
     txn.execute("UPDATE cluster_leases SET expires_at = 0 WHERE holder = ?", (holder,))
+
+
+def release_all(txn: Transaction) -> None:
+    """On SQLite, at start: the engine is the only instance (engine/store/instance_lock.py), so the leases
+    of an earlier process, whatever its name (another MLLP port), are stale and end now."""
+    txn.execute("UPDATE cluster_leases SET expires_at = 0")

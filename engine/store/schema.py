@@ -386,13 +386,13 @@ MIGRATIONS.append([
         host TEXT NOT NULL,
         pid INTEGER NOT NULL,
         started_at TEXT NOT NULL,
-        heartbeat_at REAL NOT NULL
+        heartbeat_at DOUBLE PRECISION NOT NULL
     )""",
     """CREATE TABLE cluster_leases (
         name TEXT PRIMARY KEY,
         holder TEXT NOT NULL,
         generation INTEGER NOT NULL,
-        expires_at REAL NOT NULL
+        expires_at DOUBLE PRECISION NOT NULL
     )""",
 ])
 

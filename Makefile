@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system-deps bench bench-tls clean
+.PHONY: run test install system-deps bench bench-tls bench-cluster clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: install
 ## bench-tls: C-STORE rate over DICOM TLS vs plain, engine and DCMTK storescp (bench/storage_tls.py)
 bench-tls: install
 	$(BIN)/python bench/storage_tls.py $(BENCH_ARGS)
+
+## bench-cluster: ingest and MWL rate with one and two instances on PostgreSQL behind HAProxy, failover time (bench/cluster.py)
+bench-cluster: install system-deps
+	$(BIN)/python bench/cluster.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

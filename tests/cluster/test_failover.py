@@ -195,8 +195,13 @@ def modality_day(load: Load, port: int, commitment: CommitmentModality, deadline
     target = ProxyTarget(port)
     for k in range(MODALITY_ORDERS):
         accession = f"A-MOD{k}"
-        entries = retrying(load, f"MWL {accession}", lambda _: worklist_query(port, accession) or
-                           (_ for _ in ()).throw(LookupError("no entry yet")), deadline)
+        def scheduled(_attempt: int) -> list[Dataset]:
+            found = worklist_query(port, accession)
+            if not found:
+                raise LookupError(f"{accession} not in the worklist yet")
+            return found
+
+        entries = retrying(load, f"MWL {accession}", scheduled, deadline)
         if not entries:
             return
         study = str(entries[0].StudyInstanceUID)
@@ -225,9 +230,13 @@ def modality_day(load: Load, port: int, commitment: CommitmentModality, deadline
         if retrying(load, f"N-SET {accession}", complete, deadline) is None:
             return
         transaction = generate_uid()
-        if retrying(load, f"N-ACTION {accession}",
-                    lambda _: commitment.request(target, transaction, stored) == 0x0000 or
-                    (_ for _ in ()).throw(RuntimeError("N-ACTION refused")), deadline) is None:
+        def commit(_attempt: int) -> int:
+            status = commitment.request(target, transaction, stored)
+            if status != 0x0000:
+                raise RuntimeError(f"N-ACTION 0x{status:04X}")
+            return status
+
+        if retrying(load, f"N-ACTION {accession}", commit, deadline) is None:
             return
         with load.lock:
             load.commitments.append((transaction, stored))

@@ -37,7 +37,8 @@ def default_instance_name(config: Config) -> str:
 
 class LeaseKeeper:
     """One lease as this instance sees it: taken or renewed in the store only when it is missing or a
-    third of it has run (not once per message), and renewed by every fenced completion."""
+    third of it has run (not once per message); every fenced completion renews it too (its caller hands
+    the renewed lease to ``taken``)."""
 
     def __init__(self, owner: "Cluster", name: str):
         self.owner = owner
@@ -54,8 +55,7 @@ class LeaseKeeper:
 
     def take(self, txn: Transaction) -> Lease | None:
         """Store work: take or renew the lease (None while another instance holds it)."""
-        lease = cluster.take(txn, self.name, self.owner.name, time.time(), self.owner.lease_seconds)
-        return lease
+        return cluster.take(txn, self.name, self.owner.name, time.time(), self.owner.lease_seconds)
 
     def taken(self, lease: Lease | None) -> Lease | None:
         """Note the outcome of ``take`` (logged when the lease changes hands)."""
@@ -67,12 +67,6 @@ class LeaseKeeper:
             log.warning("lease %s lost by instance %s (generation %d): another instance delivers", self.name,
                         self.owner.name, before.generation)
         return lease
-
-    def fence(self, txn: Transaction, lease: Lease) -> None:
-        """Store work, inside a completion's transaction: refuse it (``StaleLease``) when ``lease`` was taken
-        over; otherwise renew it (seen by ``fresh`` after the commit)."""
-        renewed = cluster.fence(txn, lease, time.time(), self.owner.lease_seconds)
-        self.lease = renewed
 
     def stale(self, lease: Lease, what: str, reason: Exception) -> None:
         """A completion refused by the fence: logged, and the lease forgotten (taken again before more)."""

@@ -111,7 +111,10 @@ class Cluster:
         self._leader_jobs.append((name, job, seconds, [0.0]))
 
     def is_leader(self) -> bool:
-        return self.standalone or self.leader.fresh() is not None
+        """Whether this instance runs the once-per-cluster jobs now: it holds the leader lease with at least
+        a third of it left (the heartbeat renews it every third at the latest)."""
+        lease = self.leader.lease
+        return self.standalone or (lease is not None and lease.expires_at - time.time() > self.lease_seconds / 3)
 
     def start(self, sole: bool = False) -> None:
         """Register and take the leader lease; ``sole``: no other instance can run (SQLite, its lock held),

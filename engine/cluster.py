@@ -122,6 +122,7 @@ class Cluster:
         if sole:
             self.store.write(cluster.release_all)
         self._beat()   # registered before the listeners open
+        self._run_leader_jobs()   # those registered before the start: at once, as the leader
         self._thread = threading.Thread(target=self._run, name="cluster-heartbeat", daemon=True)
         self._thread.start()
         log.info("cluster instance %s: heartbeat every %.0f s, leases of %.0f s", self.name, self.heartbeat_seconds,
@@ -149,11 +150,9 @@ class Cluster:
         return f"no heartbeat written for {age:.0f} s ({self.heartbeat_error or 'not yet'})"
 
     def _run(self) -> None:
-        while True:
-            self._run_leader_jobs()
-            if self._stop.wait(self.heartbeat_seconds):
-                return
+        while not self._stop.wait(self.heartbeat_seconds):
             self._beat()
+            self._run_leader_jobs()
 
     def _beat(self) -> None:
         def work(txn: Transaction) -> Lease | None:

@@ -89,6 +89,8 @@ class Engine:
         # One instance per SQLite file; several on PostgreSQL, each with its heartbeat and leases.
         self.instance_lock = InstanceLock(self.store.path) if self.store.dialect is SQLITE else None
         self.cluster = Cluster(config, self.store)
+        # Planner statistics, refreshed at start and hourly, on the writer, between batches, by one instance.
+        self.cluster.every("planner statistics", lambda: self.store.submit(refresh_planner_statistics), 3600.0)
         self.ingestor = Ingestor(config, self.profiles, self.rules)
         self.dispatcher = EventDispatcher(lambda: self.rules().destinations, self.profiles, self.ingestor.identity)
         self.store.before_commit.append(self.dispatcher)
@@ -327,8 +329,6 @@ class Engine:
         self.outbox.configure(self.rules.current.destinations)
         self._dispatch_loop = task.LoopingCall(self._dispatch_recorded_events)
         self._dispatch_loop.start(1.0, now=True)
-        # Planner statistics, refreshed at start and hourly, on the writer, between batches, by one instance.
-        self.cluster.every("planner statistics", lambda: self.store.submit(refresh_planner_statistics), 3600.0)
         if self.tls:
             self._tls_loop = task.LoopingCall(self._reload_tls_if_changed)
             self._tls_loop.start(tls_reloading.POLL_SECONDS, now=False)

@@ -37,7 +37,8 @@ def default_instance_name(config: Config) -> str:
 
 class LeaseKeeper:
     """One lease as this instance sees it: taken or renewed in the store only when it is missing or a
-    third of it has run (not once per message), and renewed by every fenced completion."""
+    third of it has run (not once per message); every fenced completion renews it too (its caller hands
+    the renewed lease to ``taken``)."""
 
     def __init__(self, owner: "Cluster", name: str):
         self.owner = owner
@@ -54,8 +55,7 @@ class LeaseKeeper:
 
     def take(self, txn: Transaction) -> Lease | None:
         """Store work: take or renew the lease (None while another instance holds it)."""
-        lease = cluster.take(txn, self.name, self.owner.name, time.time(), self.owner.lease_seconds)
-        return lease
+        return cluster.take(txn, self.name, self.owner.name, time.time(), self.owner.lease_seconds)
 
     def taken(self, lease: Lease | None) -> Lease | None:
         """Note the outcome of ``take`` (logged when the lease changes hands)."""
@@ -67,12 +67,6 @@ class LeaseKeeper:
             log.warning("lease %s lost by instance %s (generation %d): another instance delivers", self.name,
                         self.owner.name, before.generation)
         return lease
-
-    def fence(self, txn: Transaction, lease: Lease) -> None:
-        """Store work, inside a completion's transaction: refuse it (``StaleLease``) when ``lease`` was taken
-        over; otherwise renew it (seen by ``fresh`` after the commit)."""
-        renewed = cluster.fence(txn, lease, time.time(), self.owner.lease_seconds)
-        self.lease = renewed
 
     def stale(self, lease: Lease, what: str, reason: Exception) -> None:
         """A completion refused by the fence: logged, and the lease forgotten (taken again before more)."""
@@ -117,7 +111,10 @@ class Cluster:
         self._leader_jobs.append((name, job, seconds, [0.0]))
 
     def is_leader(self) -> bool:
-        return self.standalone or self.leader.fresh() is not None
+        """Whether this instance runs the once-per-cluster jobs now: it holds the leader lease with at least
+        a third of it left (the heartbeat renews it every third at the latest)."""
+        lease = self.leader.lease
+        return self.standalone or (lease is not None and lease.expires_at - time.time() > self.lease_seconds / 3)
 
     def start(self, sole: bool = False) -> None:
         """Register and take the leader lease; ``sole``: no other instance can run (SQLite, its lock held),
@@ -125,6 +122,7 @@ class Cluster:
         if sole:
             self.store.write(cluster.release_all)
         self._beat()   # registered before the listeners open
+        self._run_leader_jobs()   # those registered before the start: at once, as the leader
         self._thread = threading.Thread(target=self._run, name="cluster-heartbeat", daemon=True)
         self._thread.start()
         log.info("cluster instance %s: heartbeat every %.0f s, leases of %.0f s", self.name, self.heartbeat_seconds,
@@ -152,11 +150,9 @@ class Cluster:
         return f"no heartbeat written for {age:.0f} s ({self.heartbeat_error or 'not yet'})"
 
     def _run(self) -> None:
-        while True:
-            self._run_leader_jobs()
-            if self._stop.wait(self.heartbeat_seconds):
-                return
+        while not self._stop.wait(self.heartbeat_seconds):
             self._beat()
+            self._run_leader_jobs()
 
     def _beat(self) -> None:
         def work(txn: Transaction) -> Lease | None:

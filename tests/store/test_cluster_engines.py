@@ -51,7 +51,7 @@ def test_two_engines_deliver_once_in_order_and_one_takes_over_when_the_other_is_
         delivering = holder(store)
         assert delivering.holder in engines
         listing = run_swf("cluster", "--database-url", postgres_url).stdout
-        assert "A " in listing and "B " in listing and f"outbox:archive" in listing
+        assert "A " in listing and "B " in listing and "outbox:archive" in listing
 
         engines[delivering.holder].process.send_signal(signal.SIGKILL)
         engines[delivering.holder].process.wait(10)

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system-deps bench bench-tls fuzz clean
+.PHONY: run test install system-deps bench bench-tls bench-cluster fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-tls: install
 FUZZ_INPUTS ?= 1000000
 fuzz: install
 	$(BIN)/python -m tests.fuzz.runner --inputs $(FUZZ_INPUTS) $(FUZZ_ARGS)
+
+## bench-cluster: ingest and MWL rate with one and two instances on PostgreSQL behind HAProxy, failover time (bench/cluster.py)
+bench-cluster: install system-deps
+	$(BIN)/python bench/cluster.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

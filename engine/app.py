@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IListeningPort
 from . import reactor_bridge
 from .audit_trail.delivery import AuditDelivery
 from .audit_trail.recorder import AuditTrail
+from .cluster import Cluster
 from .config import Config, TlsConfig
 from .dicom.ae import DicomContext, DicomServer, build_server, start_server
 from .dicom.directory import AEDirectory
@@ -28,8 +29,9 @@ from .outbound.delivery import Outbox
 from .outbound.dispatch import EventDispatcher
 from .rules.watcher import RulesHolder
 from .security_events import SecurityEvent, SecurityEvents
-from .store import queues
-from .store.database import Store, refresh_planner_statistics
+from .store import audit_queue, queues
+from .store.database import SQLITE, Store, refresh_planner_statistics
+from .store.instance_lock import InstanceLock
 from .tls import reloading as tls_reloading
 from .tls.contexts import TlsSettingProblem
 from .tls.files import TlsFileProblem
@@ -85,17 +87,23 @@ class Engine:
         self.profiles = load_profiles(config.profiles_dir)
         self.rules = RulesHolder(config.routes_dir, set(self.profiles))
         self.store = Store(config.database)
+        # One instance per SQLite file; several on PostgreSQL, each with its heartbeat and leases.
+        self.instance_lock = InstanceLock(self.store.path) if self.store.dialect is SQLITE else None
+        self.cluster = Cluster(config, self.store)
+        # Planner statistics, refreshed at start and hourly, on the writer, between batches, by one instance.
+        self.cluster.every("planner statistics", lambda: self.store.submit(refresh_planner_statistics), 3600.0)
         self.ingestor = Ingestor(config, self.profiles, self.rules)
         self.dispatcher = EventDispatcher(lambda: self.rules().destinations, self.profiles, self.ingestor.identity)
         self.store.before_commit.append(self.dispatcher)
         self.store.after_commit.append(self._wake_outbox)
-        self.outbox = Outbox(self.store, self.security_events)
+        self.outbox = Outbox(self.store, self.cluster, self.security_events)
         # The ATNA audit trail (off without audit.repository): audits the rows each batch writes, in its
         # transaction, and every security event; its own thread sends the queue.
         self.audit = AuditTrail(config.audit, self.store, config.dicom.ae_title)
         self.audit_delivery: AuditDelivery | None = None
         if self.audit.enabled:
-            self.audit_delivery = AuditDelivery(self.audit, self.store, config.audit)
+            self.audit_delivery = AuditDelivery(self.audit, self.store, config.audit,
+                                                self.cluster.keeper(audit_queue.LEASE))
             self.store.before_commit.append(self.audit.audit_changes)
             self.security_events.subscribe(self.audit.security_event)
         self.directory = AEDirectory.from_config(config.dicom.aes, config.dicom.allow_any_ae)
@@ -111,7 +119,6 @@ class Engine:
         self._tls_loop: task.LoopingCall | None = None
         self._reload_loop: task.LoopingCall | None = None
         self._dispatch_loop: task.LoopingCall | None = None
-        self._analyze_loop: task.LoopingCall | None = None
 
     # -- the MLLP adapter's two entry points ----------------------------------------------------------
     def handle_message(self, raw: bytes, peer: str, presented: tuple[str, ...] = ()) -> defer.Deferred:
@@ -211,6 +218,7 @@ class Engine:
         checks: dict[str, str | None] = {
             "mllp": None if "mllp" in self.ports or "mllp-tls" in self.ports else "the MLLP listener is not open",
             "rules": None if self.rules.current is not None else "no rules loaded",
+            "cluster": self.cluster.healthy(),
         }
         if self.config.dicom.port >= 0:
             checks["dicom"] = None if self.dicom is not None and self.dicom.server is not None else \
@@ -251,7 +259,10 @@ class Engine:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.instance_lock is not None:
+            self.instance_lock.acquire()   # before anything serves: a second engine on the file is refused
         self.store.start()
+        self.cluster.start(sole=self.instance_lock is not None)
         if self.audit_delivery is not None:
             self.audit.application(started=True)
             self.audit_delivery.start()
@@ -266,7 +277,7 @@ class Engine:
             for warning in check_dicom_listeners(dicom, [t for t, e in self.directory.entries.items() if e.certificate]):
                 self.security_events.raise_event(SecurityEvent("plain-listener", "", warning))
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics,
-                                                   self.audit, self.security_events))
+                                                   self.audit, self.security_events, self.cluster))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
             except OSError as exc:   # the plain listener opens first: when it did, the TLS one failed
@@ -328,9 +339,6 @@ class Engine:
         self.outbox.configure(self.rules.current.destinations)
         self._dispatch_loop = task.LoopingCall(self._dispatch_recorded_events)
         self._dispatch_loop.start(1.0, now=True)
-        # Planner statistics, refreshed at start and hourly, on the writer, between batches.
-        self._analyze_loop = task.LoopingCall(lambda: self.store.submit(refresh_planner_statistics))
-        self._analyze_loop.start(3600.0, now=True)
         if self.tls:
             self._tls_loop = task.LoopingCall(self._reload_tls_if_changed)
             self._tls_loop.start(tls_reloading.POLL_SECONDS, now=False)
@@ -343,7 +351,7 @@ class Engine:
             self._reload_loop.stop()
         self.outbox.stop()
         self.authorizer.stop()
-        for loop in (self._dispatch_loop, self._analyze_loop, self._tls_loop):
+        for loop in (self._dispatch_loop, self._tls_loop):
             if loop is not None and loop.running:
                 loop.stop()
         if self.dicom is not None:
@@ -357,4 +365,10 @@ class Engine:
                 log.warning("audit messages of the stop not queued")
             self.audit_delivery.stop()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]
-        return defer.DeferredList(stopping).addBoth(lambda _: self.store.close())
+        return defer.DeferredList(stopping).addBoth(lambda _: self._close_store())
+
+    def _close_store(self) -> None:
+        self.cluster.stop()   # its leases released: another instance takes over at once
+        self.store.close()
+        if self.instance_lock is not None:
+            self.instance_lock.release()

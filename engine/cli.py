@@ -696,6 +696,32 @@ def cmd_forwards(args: argparse.Namespace, store: "Store") -> int:
     return 0
 
 
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f} s ago" if seconds >= 0 else f"in {-seconds:.0f} s"
+
+
+@_reading
+def cmd_cluster(args: argparse.Namespace, store: "Store") -> int:
+    import time
+
+    from .store import cluster
+
+    view = store.read(lambda txn: cluster.overview(txn, time.time()))
+    print_table((Column("INSTANCE", 28, lambda i: i.name[:27]), Column("HOST", 20, lambda i: i.host[:19]),
+                 Column("PID", 8, lambda i: i.pid), Column("STARTED", 24, lambda i: i.started_at[:23]),
+                 Column("HEARTBEAT", None, lambda i: _ago(view.now - i.heartbeat_at))),
+                view.instances, "no instances (no swf serve has run on this database since it has instances)")
+    if view.instances:
+        print()
+        print_table((Column("LEASE", 32, lambda lease: lease.name[:31]),
+                     Column("HOLDER", 28, lambda lease: (lease.holder if lease.expires_at > view.now else "-")[:27]),
+                     Column("GENERATION", 11, lambda lease: lease.generation),
+                     Column("EXPIRES", None, lambda lease: (_ago(view.now - lease.expires_at) if lease.expires_at
+                                                             > view.now else f"expired ({lease.holder or 'never held'})"))),
+                    view.leases, "no leases taken yet")
+    return 0
+
+
 EXPLAIN_COLUMNS = (
     Column("ATTRIBUTE", 54, lambda a: f"{a.keyword} {a.tag}"[:53]),
     Column("VALUE", 34, lambda a: _cell(a.value)),
@@ -1045,6 +1071,9 @@ COMMANDS = (
                   arg("--dead", action="store_true"),
                   arg("--all", action="store_true"),
                   arg("--limit", type=int, default=100, metavar="N")),
+    _data_command("cluster", "the engine instances on this database and who holds which lease", cmd_cluster,
+                  "Each instance with its last heartbeat, then each lease (a destination's deliverer, the leader "
+                  "of the once-per-cluster jobs) with its holder, generation and end."),
     _data_command("cancel", "cancel an order as the engine's operator (reported to its RIS)", cmd_cancel,
                   "Cancel every open step of the order with this accession number; refused when a step has started. "
                   "The cancel is reported to the order's status destinations (ORC-1 OC) and procedure destinations "

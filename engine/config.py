@@ -139,6 +139,14 @@ class AuditConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """Several engines on one PostgreSQL database (engine/cluster.py); on SQLite one instance."""
+    instance: str = ""                       # this instance's name; default: host name + ":" + MLLP port
+    lease_seconds: float = 30.0              # a dead instance's queues and jobs are taken over after this long
+    heartbeat_seconds: float = 5.0           # heartbeat and leader lease renewal (at most lease_seconds / 3)
+
+
+@dataclass
 class Config:
     data_dir: str = "var"
     database_url: str = ""                   # default: sqlite:///<data_dir>/swf.sqlite
@@ -152,6 +160,7 @@ class Config:
     hl7: Hl7Config = field(default_factory=Hl7Config)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def database(self) -> str:

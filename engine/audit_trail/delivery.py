@@ -18,9 +18,11 @@ import time
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from ..cluster import LeaseKeeper
 from ..config import AuditConfig
 from ..store import audit_queue
 from ..store.audit_queue import QueuedAudit
+from ..store.cluster import Lease, StaleLease
 from ..store.database import Store
 from .recorder import AuditTrail
 from .syslog import octet_counted, syslog_message
@@ -67,9 +69,10 @@ def _epoch(stamp: str) -> float:
 
 
 class AuditDelivery:
-    def __init__(self, trail: AuditTrail, store: Store, config: AuditConfig):
+    def __init__(self, trail: AuditTrail, store: Store, config: AuditConfig, lease: LeaseKeeper):
         self.trail = trail
         self.store = store
+        self.lease = lease   # one instance of the cluster sends the queue, in order
         self.config = config
         self.scheme, self.host, self.port = parse_repository(config.repository)
         self.context = tls_context(config) if self.scheme == "tls" else None
@@ -121,11 +124,14 @@ class AuditDelivery:
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
                 continue
+            lease = self._held()
+            if lease is None:
+                continue
             try:
                 self._send(waiting)
             except (OSError, ssl.SSLError) as exc:
                 self._close()
-                self._note_failure(waiting[0], exc)
+                self._note_failure(waiting[0], exc, lease)
                 self._pause(pause)
                 pause = min(pause * 2, self.config.retry_max_seconds)
                 continue
@@ -134,8 +140,25 @@ class AuditDelivery:
                 log.warning("audit repository %s:%d reached again; %d waiting message(s) being sent", self.host,
                             self.port, self.depth)
                 self._failing = False
-            self.store.write(lambda txn: audit_queue.sent(txn, [item.id for item in waiting]))
+            seconds = self.lease.owner.lease_seconds
+            try:
+                self.lease.taken(self.store.write(lambda txn: audit_queue.sent(
+                    txn, [item.id for item in waiting], lease, seconds)))
+            except StaleLease as exc:
+                self.lease.stale(lease, f"audit messages {waiting[0].id}..{waiting[-1].id}", exc)
+                continue
             self.sent += len(waiting)
+
+    def _held(self) -> Lease | None:
+        """The audit queue's lease, taken when needed; None (after a pause) while another instance sends."""
+        try:
+            lease = self.lease.take_blocking(self.store)
+        except Exception as exc:  # noqa: BLE001 - the store is busy or closing: try again shortly
+            log.debug("audit queue lease not taken: %s", exc)
+            lease = None
+        if lease is None:
+            self._stopping.wait(POLL_SECONDS)
+        return lease
 
     def _pause(self, seconds: float) -> None:
         """Wait before the next attempt, the depth figures kept fresh meanwhile (for /metrics)."""
@@ -157,13 +180,14 @@ class AuditDelivery:
         self._read_depth(txn)
         return audit_queue.oldest(txn, BATCH) if self.depth else []
 
-    def _note_failure(self, head: QueuedAudit, exc: Exception) -> None:
+    def _note_failure(self, head: QueuedAudit, exc: Exception, lease: Lease) -> None:
         if not self._failing:
             log.warning("audit repository %s:%d unreachable (%s); %d message(s) wait in the queue", self.host,
                         self.port, exc, self.depth)
             self._failing = True
         try:
-            self.store.write(lambda txn: audit_queue.not_sent(txn, head.id, str(exc)))
+            self.lease.taken(self.store.write(lambda txn: audit_queue.not_sent(
+                txn, head.id, str(exc), lease, self.lease.owner.lease_seconds)))
         except Exception:  # noqa: BLE001 - counting the attempt is not worth a crash
             log.debug("audit attempt not counted", exc_info=True)
 

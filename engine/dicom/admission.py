@@ -14,6 +14,8 @@ Every accepted connection passes here before pynetdicom or the direct storage pa
   one log line.  Until then the connection holds no association slot;
 - its calling AE title must match the TLS certificate its known-AE entry names (``dicom/binding.py``),
   else A-ASSOCIATE-RJ (permanent, calling AE title not recognized);
+- while the database does not answer (``database``: the store's reachability), A-ASSOCIATE-RJ (transient,
+  temporary congestion): every request would fail, so the peer had better turn to another instance;
 - a whole, well-formed request takes one of ``max_associations`` slots (A-ASSOCIATE-RJ "local limit
   exceeded" when none is free) and keeps it until its association ends, on whichever path serves it.
 """
@@ -55,7 +57,8 @@ class Admission:
     def __init__(self, dicom: DicomConfig, pynetdicom_serve: Callable[[socket.socket, Any], None],
                  pynetdicom_associations: Callable[[], list[Any]], count_refusal: Callable[[str], None],
                  handshake: TlsHandshake | None = None, binding: CertificateBinding | None = None,
-                 security_events: SecurityEvents | None = None):
+                 security_events: SecurityEvents | None = None,
+                 database: Callable[[], str | None] | None = None):
         self.dicom = dicom
         self.count_refusal = count_refusal                 # reason -> /metrics
         self.pynetdicom_serve = pynetdicom_serve
@@ -63,6 +66,7 @@ class Admission:
         self.direct: AssociationPath | None = None
         self.handshake = handshake                         # the TLS port's (None: a plain listener)
         self.binding = binding
+        self.database = database                           # None while the database answers, else why not
         self._lock = threading.Lock()
         self._per_peer: Counter[str] = Counter()          # connections open, by peer address
         self._waiting = 0                                  # connections not yet associated
@@ -118,6 +122,10 @@ class Admission:
             if self.binding is not None and self.binding.refuses(sock, address, request):
                 self._reject_calling(sock)
                 return
+            unavailable = self.database() if self.database is not None else None
+            if unavailable is not None:
+                self._refuse_unavailable(sock, address, request, unavailable)
+                return
             with self._lock:
                 self._waiting -= 1
                 associated = True
@@ -163,6 +171,17 @@ class Admission:
         try:
             ul.read_pdu(sock, ul.LARGEST_ASSOCIATE_RQ)       # the request peeked
             sock.sendall(ul.associate_rj(2, 3, 2))           # transient, service provider: local limit exceeded
+        except OSError:
+            pass
+        ul.close(sock)
+
+    def _refuse_unavailable(self, sock: socket.socket, address: Any, request: ul.AssociateRQ, problem: str) -> None:
+        self.count_refusal("database_unavailable")
+        log.warning("DICOM association from %s (%s:%s) refused: the database does not answer (%s)",
+                    request.calling_title, address[0], address[1], problem)
+        try:
+            ul.read_pdu(sock, ul.LARGEST_ASSOCIATE_RQ)       # the request peeked
+            sock.sendall(ul.associate_rj(2, 3, 1))           # transient, service provider: temporary congestion
         except OSError:
             pass
         ul.close(sock)

@@ -18,10 +18,12 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext
 
 from ..audit_trail.recorder import AuditTrail
+from ..cluster import Cluster
 from ..config import Config, DicomConfig
 from ..metrics import EngineMetrics
 from ..security_events import SecurityEvent, SecurityEvents
 from ..store.database import Store
+from ..store.reachability import DatabaseReachability
 from . import services as services_package
 from .wire import pynetdicom_private as private
 from .wire import upper_layer as ul
@@ -44,6 +46,14 @@ class DicomContext:
     metrics: EngineMetrics = field(default_factory=EngineMetrics)   # what /metrics counts
     audit: AuditTrail = field(default_factory=AuditTrail.off)       # the ATNA audit trail (off by default)
     security_events: SecurityEvents = field(default_factory=SecurityEvents)   # the engine's one bus
+    cluster_instance: Cluster | None = None   # the engine's leases; None: a single-instance one of its own
+
+    @property
+    def cluster(self) -> Cluster:
+        """The leases the queues deliver under (engine/cluster.py)."""
+        if self.cluster_instance is None:
+            self.cluster_instance = Cluster(self.config, self.store, standalone=True)
+        return self.cluster_instance
 
     @property
     def ae_title(self) -> str:
@@ -267,8 +277,9 @@ def start_server(server: DicomServer, host: str, port: int) -> None:
     context = server.context
     events = context.security_events if context is not None else SecurityEvents()
     binding = CertificateBinding(context.directory, events, not is_loopback(host)) if context is not None else None
+    database = DatabaseReachability(context.store).problem if context is not None else None
     if port >= 0:
-        server.server, server.admission = _listen(server, host, port, None, binding)
+        server.server, server.admission = _listen(server, host, port, None, binding, database)
         server.port = server.server.server_address[1]
     dicom = server.settings
     if dicom.tls_port > 0:
@@ -276,17 +287,18 @@ def start_server(server: DicomServer, host: str, port: int) -> None:
         reload_on_sighup(server.tls_context)
         handshake = TlsHandshake(server.tls_context, events, dicom.association_request_timeout,
                                  server.metrics.association_refused)
-        server.tls_server, server.tls_admission = _listen(server, host, dicom.tls_port, handshake, binding)
+        server.tls_server, server.tls_admission = _listen(server, host, dicom.tls_port, handshake, binding, database)
         server.tls_port = server.tls_server.server_address[1]
 
 
 def _listen(server: DicomServer, host: str, port: int, handshake: TlsHandshake | None,
-            binding: CertificateBinding | None) -> tuple[Any, Admission]:
+            binding: CertificateBinding | None,
+            database: Callable[[], str | None] | None) -> tuple[Any, Admission]:
     listener = server.ae.start_server((host, port), block=False, evt_handlers=server.handlers)
     private.share_supported_contexts(listener)
     admission = Admission(server.settings, private.pynetdicom_serve(listener), lambda: listener.active_associations,
                           server.metrics.association_refused, handshake, binding,
-                          server.context.security_events if server.context is not None else None)
+                          server.context.security_events if server.context is not None else None, database)
     admission.install(listener)
     server.before_shutdown.append(admission.abort_all)
     return listener, admission

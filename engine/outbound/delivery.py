@@ -8,6 +8,9 @@ An ACK whose MSA-2 is not the message's control ID is logged and ignored.
 A destination with ``tls:`` is reached over TLS (engine/tls/contexts.py: its certificate checked against
 ``ca`` and, unless ``verify_hostname: false``, against the host dialled); a refused server certificate
 is retried like connection trouble and raised as a security event.
+With several engines on one database, one instance at a time delivers a destination (the holder of its
+lease, engine/cluster.py), so its order holds across instances; a completion the lease no longer covers
+is refused by the store and logged, and the message is left to the lease's new holder.
 """
 from __future__ import annotations
 
@@ -25,10 +28,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .. import reactor_bridge
+from ..cluster import Cluster, LeaseKeeper
 from ..hl7.message import HL7ParseError, Message, decode_bytes
 from ..hl7.mllp import MLLPDecoder, frame
 from ..store import queues
 from ..store.database import Store
+from ..store.cluster import Lease, StaleLease
 from ..store.queues import OutboxMessage
 from ..security_events import SecurityEvent, SecurityEvents
 from ..store.timestamps import now_iso
@@ -113,9 +118,11 @@ def _created_epoch(created_at: str) -> float:
 class DestinationQueue:
     """The delivery loop of one destination."""
 
-    def __init__(self, destination: Destination, store: Store, events: SecurityEvents | None = None):
+    def __init__(self, destination: Destination, store: Store, lease: LeaseKeeper,
+                 events: SecurityEvents | None = None):
         self.destination = destination
         self.store = store
+        self.lease = lease
         self.events = events
         self._tls: ReloadingTls[Any] | None = None   # built at the first connection, re-read when the files change
         self.client: MLLPClientProtocol | None = None
@@ -159,7 +166,13 @@ class DestinationQueue:
             wait = head.next_attempt_at - time.time()
             if wait > 0:
                 return min(wait, POLL_SECONDS * 5)
-            yield self._attempt(head)
+            lease = self.lease.fresh()
+            if lease is None:   # taken or renewed once per third of a lease, not per message
+                lease = self.lease.taken((yield reactor_bridge.write(self.store, self.lease.take)))
+                if lease is None:
+                    return POLL_SECONDS   # another instance delivers this destination
+                continue   # the head again: the previous holder may have delivered it meanwhile
+            yield self._attempt(head, lease)
         return POLL_SECONDS
 
     @defer.inlineCallbacks
@@ -181,7 +194,7 @@ class DestinationQueue:
         return self.client
 
     @defer.inlineCallbacks
-    def _attempt(self, head: OutboxMessage) -> Any:
+    def _attempt(self, head: OutboxMessage, lease: Lease) -> Any:
         destination = self.destination
         try:
             client = yield self._connect()
@@ -197,16 +210,31 @@ class DestinationQueue:
             if self.client is not None and self.client.transport is not None:
                 self.client.transport.loseConnection()
             self.client = None
-            yield self._retry(head, reason, rejected=False)
+            yield self._retry(head, lease, reason, rejected=False)
             return
         if code in ("AA", "CA"):
-            yield reactor_bridge.write(self.store, lambda txn: queues.outbox_delivered(txn, head, ack, now_iso()))
-            log.info("outbox %s: %s %s for accession %s delivered (%s)", destination.name, head.kind,
-                     head.control_id, head.accession_number, code)
+            seconds = self.lease.owner.lease_seconds
+            done = yield self._complete(head, lease, lambda txn: queues.outbox_delivered(
+                txn, head, ack, now_iso(), lease, seconds))
+            if done:
+                log.info("outbox %s: %s %s for accession %s delivered (%s)", destination.name, head.kind,
+                         head.control_id, head.accession_number, code)
             return
-        yield self._retry(head, f"{code}: {text}", rejected=code in ("AE", "CE"), ack=ack)
+        yield self._retry(head, lease, f"{code}: {text}", rejected=code in ("AE", "CE"), ack=ack)
 
-    def _retry(self, head: OutboxMessage, reason: str, rejected: bool, ack: bytes | None = None) -> defer.Deferred:
+    @defer.inlineCallbacks
+    def _complete(self, head: OutboxMessage, lease: Lease, work: Any) -> Any:
+        """Record how an attempt ended; False when the lease was taken over meanwhile (refused, logged)."""
+        try:
+            self.lease.taken((yield reactor_bridge.write(self.store, work)))
+        except StaleLease as exc:
+            self.lease.stale(lease, f"outbox {self.destination.name}: {head.kind} {head.control_id} for accession "
+                             f"{head.accession_number}", exc)
+            return False
+        return True
+
+    def _retry(self, head: OutboxMessage, lease: Lease, reason: str, rejected: bool,
+               ack: bytes | None = None) -> defer.Deferred:
         destination = self.destination
         attempts = head.attempts + 1
         rejections = head.rejections + (1 if rejected else 0)
@@ -221,16 +249,18 @@ class DestinationQueue:
         else:
             log.warning("outbox %s: %s %s not delivered (%s); retry in %.0f s", destination.name, head.kind,
                         head.control_id, reason, next_attempt - now)
-        return reactor_bridge.write(self.store, lambda txn: queues.outbox_failed(
+        seconds = self.lease.owner.lease_seconds
+        return self._complete(head, lease, lambda txn: queues.outbox_failed(
             txn, head, attempts=attempts, rejections=rejections, dead=dead, next_attempt_at=next_attempt,
-            reason=reason, ack=ack))
+            reason=reason, ack=ack, lease=lease, lease_seconds=seconds))
 
 
 class Outbox:
     """All destination queues of the engine; rebuilt when the rules (and so the destinations) change."""
 
-    def __init__(self, store: Store, events: SecurityEvents | None = None):
+    def __init__(self, store: Store, cluster: Cluster, events: SecurityEvents | None = None):
         self.store = store
+        self.cluster = cluster
         self.events = events
         self.queues: dict[str, DestinationQueue] = {}
         self._reported_off: set[str] = set()
@@ -247,7 +277,8 @@ class Outbox:
                     log.warning("destination %s is off: %s", name, destination.off_reason)
                 continue
             if name not in self.queues:
-                self.queues[name] = DestinationQueue(destination, self.store, self.events)
+                self.queues[name] = DestinationQueue(destination, self.store,
+                                                     self.cluster.keeper(queues.outbox_lease(name)), self.events)
                 self.queues[name].start()
                 log.info("destination %s: delivering %s messages to %s%s", name, destination.sends, destination.address,
                          " over TLS" if destination.tls is not None else "")

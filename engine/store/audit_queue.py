@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .database import Transaction
+import time
+
+from . import cluster
+from .cluster import Lease
+from .database import POSTGRES, Transaction
 from .timestamps import now_iso
 
 EVENTS, OPERATOR_ACTIONS = "events", "operator_audit"
@@ -32,14 +36,22 @@ def oldest(txn: Transaction, limit: int) -> list[QueuedAudit]:
         "SELECT id, created_at, event, message FROM audit_queue ORDER BY id LIMIT ?", (limit,))]
 
 
-def sent(txn: Transaction, ids: list[int]) -> None:
+LEASE = "audit"   # its holder sends the queue (one sender at a time keeps the order, engine/store/cluster.py)
+
+
+def sent(txn: Transaction, ids: list[int], lease: Lease, lease_seconds: float) -> Lease:
+    """Sent: deleted (fenced by ``lease``, which is renewed and returned)."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
     if ids:
         txn.execute(f"DELETE FROM audit_queue WHERE id IN ({', '.join('?' for _ in ids)})", ids)
+    return renewed
 
 
-def not_sent(txn: Transaction, first_id: int, error: str) -> None:
+def not_sent(txn: Transaction, first_id: int, error: str, lease: Lease, lease_seconds: float) -> Lease:
     """The head of the queue could not be sent (the repository is unreachable): counted, with why."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
     txn.execute("UPDATE audit_queue SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error[:500], first_id))
+    return renewed
 
 
 def depth(txn: Transaction) -> tuple[int, str]:
@@ -52,7 +64,9 @@ def depth(txn: Transaction) -> tuple[int, str]:
 def cursor(txn: Transaction, source: str) -> int:
     """The last row of ``source`` audited; a source never read starts at its newest row (the past before
     the audit trail was configured is not sent)."""
-    row = txn.row("SELECT last_id FROM audit_cursors WHERE source = ?", (source,))
+    # On PostgreSQL the cursor row is locked until the commit: two instances' writers audit each row once.
+    locking = " FOR UPDATE" if txn.dialect is POSTGRES else ""
+    row = txn.row(f"SELECT last_id FROM audit_cursors WHERE source = ?{locking}", (source,))
     if row is not None:
         return int(row[0])
     newest = txn.row(f"SELECT COALESCE(MAX(id), 0) FROM {_TABLES[source]}")

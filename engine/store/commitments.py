@@ -11,10 +11,10 @@ pending request is evaluated, the time a report is due, or the lease of a report
 The report queue follows engine/store/queues.py: ``reports_due`` lists what is due (to group it per
 requester), ``claim_reports`` is the one claim, and a claimed report ends in ``report_delivered``,
 ``reschedule_report`` (failed, retried later) or ``report_dead``, each handed the record the claim
-returned.  The claim already leases: it moves a report's ``next_attempt_at`` to the lease's end only if
-it is still the value listed, so two senders on one database never take one report.  For several
-engines on PostgreSQL (issue 15) the listing and claim become one ``FOR UPDATE SKIP LOCKED``, and the
-completions check the lease (the claimed ``next_attempt_at``) as a fencing token, here only.
+returned.  The claim leases: it moves a report's ``next_attempt_at`` to the lease's end only if it is
+still the value listed, so two senders on one database (several engines, issue 15) never take one report,
+and every completion checks that value as its fencing token: a sender whose lease ran out and whose
+report was claimed again by another cannot record its outcome over the new claim's.
 """
 from __future__ import annotations
 
@@ -222,12 +222,14 @@ def claim_reports(txn: Transaction, reports: Iterable[PendingReport], lease_unti
 def report_delivered(txn: Transaction, report: PendingReport, at: str) -> None:
     """The requester acknowledged the report: the transaction is closed."""
     txn.execute("UPDATE commitments SET status = ?, attempts = attempts + 1, last_error = '', next_attempt_at = '',"
-                " updated_at = ? WHERE id = ? AND status = ?", (DELIVERED, at, report.id, REPORTING))
+                " updated_at = ? WHERE id = ? AND status = ? AND next_attempt_at = ?",
+                (DELIVERED, at, report.id, REPORTING, report.next_attempt_at))
 
 
 def report_attempts(txn: Transaction, report: PendingReport) -> ReportAttempts | None:
     """When the report's request came and how often delivery was tried; None when it is no longer reporting."""
-    row = txn.row("SELECT requested_at, attempts FROM commitments WHERE id = ? AND status = ?", (report.id, REPORTING))
+    row = txn.row("SELECT requested_at, attempts FROM commitments WHERE id = ? AND status = ? AND next_attempt_at = ?",
+                  (report.id, REPORTING, report.next_attempt_at))
     return None if row is None else ReportAttempts(*row)
 
 
@@ -245,8 +247,8 @@ def report_dead(txn: Transaction, report: PendingReport, reason: str, *, attempt
     row = txn.row("SELECT transaction_uid, calling_ae_title FROM commitments WHERE id = ?", (report.id,))
     changed = txn.execute(
         "UPDATE commitments SET status = ?, attempts = attempts + ?, last_error = ?, next_attempt_at = '',"
-        " updated_at = ? WHERE id = ? AND status = ?",
-        (DEAD, 1 if attempted else 0, reason, at, report.id, REPORTING)).rowcount
+        " updated_at = ? WHERE id = ? AND status = ? AND next_attempt_at = ?",
+        (DEAD, 1 if attempted else 0, reason, at, report.id, REPORTING, report.next_attempt_at)).rowcount
     return GivenUpReport(*row) if changed and row else None
 
 

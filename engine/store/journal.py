@@ -1,5 +1,10 @@
 """SQL of the HL7 message journal: every received frame is a row before its effects run (SWF.md 8.2),
-finished with its status and ACK in the same transaction; the duplicate check reads it back."""
+finished with its status and ACK in the same transaction.
+
+The duplicate check is the database's, not a read-then-write: each processed (MSH-3, MSH-4, MSH-10) is
+claimed in ``journal_keys`` (its primary key), so two instances on one PostgreSQL receiving the same
+message at the same moment cannot both apply it: the second INSERT waits for the first transaction and,
+once it has committed, finds the key taken and answers with the first copy's ACK."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,11 +39,31 @@ def finish(txn: Transaction, journal_id: int, status: str, ack_code: str, ack: b
                 (status, ack_code, ack, reason, rule, journal_id))
 
 
-def processed(txn: Transaction, sending_application: str, sending_facility: str, control_id: str,
-              since: str) -> ProcessedEntry | None:
-    """The first processed entry with this key received after ``since`` (failed and duplicate ones do not count)."""
+def claim(txn: Transaction, sending_application: str, sending_facility: str, control_id: str,
+          journal_id: int, received_at: str, window_start: str) -> ProcessedEntry | None:
+    """Claim the key for ``journal_id``: None when claimed (new, or its holder is older than ``window_start``),
+    else the holder, the entry whose ACK a duplicate gets (committed: a concurrent claim waits for it)."""
+    key = (sending_application, sending_facility, control_id)
+    claimed = txn.execute(
+        "INSERT INTO journal_keys (sending_application, sending_facility, control_id, journal_ref, received_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sending_application, sending_facility, control_id) DO NOTHING",
+        (*key, journal_id, received_at))
+    if claimed.rowcount == 1:
+        return None
+    renewed = txn.execute(
+        "UPDATE journal_keys SET journal_ref = ?, received_at = ? WHERE sending_application = ?"
+        " AND sending_facility = ? AND control_id = ? AND received_at < ?", (journal_id, received_at, *key, window_start))
+    if renewed.rowcount == 1:
+        return None
     row = txn.row(
-        "SELECT id, payload_hash, ack, ack_code, status FROM journal WHERE sending_application = ?"
-        " AND sending_facility = ? AND control_id = ? AND status NOT IN ('failed', 'duplicate', 'processing')"
-        " AND received_at >= ? ORDER BY id LIMIT 1", (sending_application, sending_facility, control_id, since))
+        "SELECT j.id, j.payload_hash, j.ack, j.ack_code, j.status FROM journal_keys k JOIN journal j"
+        " ON j.id = k.journal_ref WHERE k.sending_application = ? AND k.sending_facility = ? AND k.control_id = ?",
+        key)
     return None if row is None else ProcessedEntry(*row)
+
+
+def release(txn: Transaction, sending_application: str, sending_facility: str, control_id: str,
+            journal_id: int) -> None:
+    """Give the key up again: a message that failed (an engine fault) is applied when it is resent."""
+    txn.execute("DELETE FROM journal_keys WHERE sending_application = ? AND sending_facility = ? AND control_id = ?"
+                " AND journal_ref = ?", (sending_application, sending_facility, control_id, journal_id))

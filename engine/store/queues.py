@@ -4,17 +4,23 @@ the DICOM forwards (instances and MPPS to downstream AEs).
 Every function takes the transaction and returns frozen records.  Each queue has one function that
 claims work (``claim_outbox``, ``claim_forwards``) and one per way a piece of work ends
 (``outbox_delivered`` / ``outbox_failed``, ``forward_delivered`` / ``forward_failed``), and a completion
-is handed the record its claim returned.  Today one process delivers each queue, so a claim reads the
-pending head in order (in a read transaction); for several engines on one PostgreSQL database (issue 15)
-the claims become ``FOR UPDATE SKIP LOCKED`` with a lease, the completions check the lease's fencing
-token, both here only, and the two callers of the claims (outbound/delivery.py, dicom/services/
-forwarding.py) run them with ``store.write`` instead of ``store.read``.
+is handed the record its claim returned.  Several engines may share one PostgreSQL database (issue 15):
+a destination's queue is delivered by the one instance holding its lease (engine/store/cluster.py), so
+the claim reads the pending head in order in a read transaction (no write per message), and every
+completion is fenced: it runs only while the deliverer still holds the lease generation it claimed
+under (``StaleLease`` otherwise) and renews that lease in the same transaction, returning it.  Events
+are taken for dispatch with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two instances' writers never
+turn one event into two outbox messages.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .database import Transaction
+import time
+
+from . import cluster
+from .cluster import Lease
+from .database import POSTGRES, Transaction
 from .timestamps import now_iso
 
 
@@ -45,12 +51,16 @@ def record_event(txn: Transaction, kind: str, subject: str, detail: str, order_r
 
 
 def undispatched_events(txn: Transaction) -> list[DomainEvent]:
-    """Every event not yet dispatched, oldest first, with its order's destinations (one statement)."""
+    """Every event not yet dispatched, oldest first, with its order's destinations (one statement).
+
+    On PostgreSQL the events are locked until the commit that marks them dispatched, and those another
+    instance's writer holds are skipped (it dispatches them)."""
+    locking = " FOR UPDATE OF e SKIP LOCKED" if txn.dialect is POSTGRES else ""
     return [DomainEvent(id, kind, subject, detail, order_ref, tuple(destinations.split()),
                         tuple((order_outbound or "").split()))
             for id, kind, subject, detail, order_ref, destinations, order_outbound in txn.rows(
                 "SELECT e.id, e.kind, e.subject, e.detail, e.order_ref, e.destinations, o.outbound FROM events e"
-                " LEFT JOIN orders o ON o.id = e.order_ref WHERE e.dispatched = 0 ORDER BY e.id")]
+                f" LEFT JOIN orders o ON o.id = e.order_ref WHERE e.dispatched = 0 ORDER BY e.id{locking}")]
 
 
 def undispatched_event_waiting(txn: Transaction) -> bool:
@@ -108,17 +118,28 @@ def claim_outbox(txn: Transaction, destination: str) -> OutboxMessage | None:
                          next_attempt_at, created_at)
 
 
-def outbox_delivered(txn: Transaction, message: OutboxMessage, ack: bytes, at: str) -> None:
+def outbox_lease(destination: str) -> str:
+    """The name of the lease whose holder delivers ``destination``'s outbox."""
+    return f"outbox:{destination}"
+
+
+def outbox_delivered(txn: Transaction, message: OutboxMessage, ack: bytes, at: str, lease: Lease,
+                     lease_seconds: float) -> Lease:
+    """Delivered (fenced by ``lease``, which is renewed and returned)."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
     txn.execute("UPDATE outbox SET status = 'delivered', attempts = attempts + 1, ack = ?, delivered_at = ?,"
                 " last_error = '' WHERE id = ?", (ack, at, message.id))
+    return renewed
 
 
 def outbox_failed(txn: Transaction, message: OutboxMessage, *, attempts: int, rejections: int, dead: bool,
-                  next_attempt_at: float, reason: str, ack: bytes | None) -> None:
-    """Not delivered: pending again from ``next_attempt_at``, or parked as dead."""
+                  next_attempt_at: float, reason: str, ack: bytes | None, lease: Lease, lease_seconds: float) -> Lease:
+    """Not delivered: pending again from ``next_attempt_at``, or parked as dead (fenced by ``lease``)."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
     txn.execute("UPDATE outbox SET status = ?, attempts = ?, rejections = ?, next_attempt_at = ?, last_error = ?,"
                 " ack = ? WHERE id = ?",
                 ("dead" if dead else "pending", attempts, rejections, next_attempt_at, reason, ack, message.id))
+    return renewed
 
 
 def resend_outbox(txn: Transaction, message_id: int) -> bool:
@@ -212,16 +233,26 @@ def forwarded_instance(txn: Transaction, instance_ref: int) -> ForwardedInstance
     return None if row is None else ForwardedInstance(*row)
 
 
-def forward_delivered(txn: Transaction, task: ForwardTask) -> None:
+def forward_lease(destination: str) -> str:
+    """The name of the lease whose holder forwards to ``destination``."""
+    return f"forward:{destination}"
+
+
+def forward_delivered(txn: Transaction, task: ForwardTask, lease: Lease, lease_seconds: float) -> Lease:
+    """Forwarded (fenced by ``lease``, which is renewed and returned)."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
     txn.execute("UPDATE dicom_forwards SET status = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = ?",
                 (task.id,))
+    return renewed
 
 
 def forward_failed(txn: Transaction, task: ForwardTask, *, attempts: int, dead: bool, next_attempt_at: float,
-                   reason: str) -> None:
-    """Not delivered: pending again from ``next_attempt_at``, or parked as dead."""
+                   reason: str, lease: Lease, lease_seconds: float) -> Lease:
+    """Not delivered: pending again from ``next_attempt_at``, or parked as dead (fenced by ``lease``)."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
     txn.execute("UPDATE dicom_forwards SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
                 ("dead" if dead else "pending", attempts, next_attempt_at, reason, task.id))
+    return renewed
 
 
 def resend_forward(txn: Transaction, forward_id: int) -> bool:

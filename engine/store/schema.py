@@ -377,4 +377,41 @@ MIGRATIONS.append([
     )""",
 ])
 
+MIGRATIONS.append([
+    # 10: several engines on one PostgreSQL database (issue 15): each running engine's heartbeat, and the
+    #     leases that let one instance at a time deliver a destination's queue or run a once-per-cluster
+    #     job; a lease's generation grows at every change of holder and fences a stale holder's writes
+    """CREATE TABLE cluster_instances (
+        name TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE cluster_leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
+])
+
+MIGRATIONS.append([
+    # 11 (issue 15): the duplicate check is a primary key, so it holds across instances on one PostgreSQL:
+    #    each processed (MSH-3, MSH-4, MSH-10) names the journal entry holding it (whose ACK a resend gets);
+    #    filled from the journal's processed entries (the latest holds its key)
+    """CREATE TABLE journal_keys (
+        sending_application TEXT NOT NULL,
+        sending_facility TEXT NOT NULL,
+        control_id TEXT NOT NULL,
+        journal_ref INTEGER NOT NULL REFERENCES journal (id),
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (sending_application, sending_facility, control_id)
+    )""",
+    """INSERT INTO journal_keys (sending_application, sending_facility, control_id, journal_ref, received_at)
+        SELECT sending_application, sending_facility, control_id, MAX(id), MAX(received_at) FROM journal
+        WHERE control_id <> '' AND status NOT IN ('failed', 'duplicate', 'processing')
+        GROUP BY sending_application, sending_facility, control_id""",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

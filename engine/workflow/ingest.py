@@ -158,8 +158,9 @@ class Ingestor:
             if refused is not None:
                 return self._finish(txn, journal_id, message, "AR", [refused], "rejected", "")
         window_start = (datetime.now().astimezone() - timedelta(days=hl7.duplicate_window_days)).isoformat()
-        earlier = journal.processed(txn, application, facility, control_id, window_start)
-        if earlier is not None and earlier.id != journal_id:
+        earlier = journal.claim(txn, application, facility, control_id, journal_id, received.received_at,
+                                window_start)
+        if earlier is not None:
             if earlier.payload_hash == digest:
                 log.info("duplicate message %s from %s/%s: original ACK resent", control_id, application, facility)
                 journal.finish(txn, journal_id, "duplicate", earlier.ack_code, earlier.ack,
@@ -190,6 +191,7 @@ class Ingestor:
                                 decision.rule_names)
         except Exception as exc:  # noqa: BLE001 - an engine bug must not lose the message or the connection
             log.exception("message %s could not be applied; kept in journal #%d", control_id, journal_id)
+            journal.release(txn, application, facility, control_id, journal_id)
             return self._finish(txn, journal_id, message, "AR",
                                 [HL7Error(207, f"internal error: {type(exc).__name__}: {exc}")], "failed",
                                 decision.rule_names)

@@ -93,6 +93,12 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     assert api.checked_call("GET", "/api/v1/mpps/{uid}", "/api/v1/mpps/PPS-8831", 200) == detail
     api.checked_call("GET", "/api/v1/mpps/{uid}", "/api/v1/mpps/1.2.3.4", 404)
 
+    view = api.checked_call("GET", "/api/v1/cluster", "/api/v1/cluster", 200)   # this one engine, its leases
+    [instance] = view["instances"]
+    assert instance["name"].endswith(f":{engine.mllp_port}") and view["now"] - instance["heartbeat_at"] < 30
+    held = {lease["name"]: lease["holder"] for lease in view["leases"] if lease["expires_at"] > view["now"]}
+    assert held["leader"] == instance["name"] and held["outbox:archive"] == instance["name"]
+
     journal = api.checked_call("GET", "/api/v1/journal", "/api/v1/journal?limit=500", 200)
     assert len(journal["items"]) == 33
     entry = api.checked_call("GET", "/api/v1/journal/{id}", f"/api/v1/journal/{journal['items'][0]['id']}", 200)

@@ -26,7 +26,8 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
 from engine.audit_trail.delivery import AuditDelivery
 from engine.audit_trail.recorder import AuditTrail
-from engine.config import AuditConfig
+from engine.cluster import Cluster
+from engine.config import AuditConfig, Config
 from engine.store import audit_queue
 from engine.store.database import Store
 from tests.audit_repository import AuditRepository, event_name, of_event
@@ -321,7 +322,8 @@ def test_octet_counted_frames_split_by_rsyslog(repository: AuditRepository, tmp_
               for i in range(12)]
     store.write(lambda txn: [audit_queue.enqueue(txn, "Test", body) for body in bodies])
     config = AuditConfig(repository=repository.tls_url, ca=str(repository.authority.ca), app_name="swf-frames")
-    delivery = AuditDelivery(AuditTrail(config, store), store, config)
+    delivery = AuditDelivery(AuditTrail(config, store), store, config,
+                             Cluster(Config(), store, standalone=True).keeper(audit_queue.LEASE))
     delivery.start()
     try:
         found = repository.wait_for(lambda got: len(got) >= len(bodies), "swf-frames")

@@ -2,11 +2,12 @@
 orders replayed over MLLP, a stand-in RIS and a refusing archive on 127.0.0.1 (SWF.md 4.3/4.4)."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
-from datetime import date
 import urllib.error
 import urllib.request
+from datetime import date
 from pathlib import Path
 from typing import Iterator
 
@@ -109,6 +110,13 @@ def test_operator_reschedules_a_replayed_order_and_resends_a_dead_letter(start_e
     chrome.find_element(By.ID, "nav-audit").click()
     actions = [cell.text for cell in chrome.find_elements(By.CSS_SELECTOR, "#audit .audit-action")]
     assert actions[:2] == ["outbox.resend", "order.reschedule"] and "session.login" in actions
+
+    chrome.find_element(By.ID, "nav-cluster").click()   # this engine, and the leases it delivered under
+    instance = f"{socket.gethostname()}:{engine.address.rpartition(':')[2]}"
+    assert [cell.text for cell in chrome.find_elements(By.CSS_SELECTOR, "#instances .instance-name")] == [instance]
+    holders = {row.find_element(By.CLASS_NAME, "lease-name").text: row.find_element(By.CLASS_NAME, "lease-holder").text
+               for row in chrome.find_elements(By.CSS_SELECTOR, "#leases tr") if row.find_elements(By.TAG_NAME, "td")}
+    assert holders["outbox:archive"] == instance and holders["leader"] == instance
     ris.close(), archive.close()
 
 

@@ -23,7 +23,7 @@ def ready(port: int) -> tuple[int, dict]:
 def test_ready_on_sqlite(start_engine) -> None:
     engine = start_engine()
     assert ready(engine.http_port) == (200, {"status": "ready", "checks": {
-        "database": "ok", "mllp": "ok", "rules": "ok", "dicom": "ok"}})
+        "database": "ok", "mllp": "ok", "rules": "ok", "cluster": "ok", "dicom": "ok"}})
     assert http_get(engine.http_port, "/ready/x")[0] == 404
 
 
@@ -44,7 +44,7 @@ def test_not_ready_when_the_postgresql_server_is_gone(start_engine) -> None:
         assert time.monotonic() - began < 6
         assert status == 503 and body["status"] == "not ready", body
         assert body["checks"]["database"].startswith("the database does not answer: "), body
-        assert {name: value for name, value in body["checks"].items() if name != "database"} == {
+        assert {name: value for name, value in body["checks"].items() if name not in ("database", "cluster")} == {
             "mllp": "ok", "rules": "ok", "dicom": "ok"}
         assert http_get(engine.http_port, "/health")[0] == 200
         assert "not ready: the database does not answer" in engine.log()

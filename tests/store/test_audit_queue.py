@@ -3,7 +3,9 @@ oldest's time, and the cursors that let the recorder audit each domain event / o
 (starting at the newest row when first read, so the past is not sent)."""
 from __future__ import annotations
 
-from engine.store import audit, audit_queue, queues
+import time
+
+from engine.store import audit, audit_queue, cluster, queues
 from engine.store.database import Store
 
 
@@ -14,8 +16,9 @@ def test_queue_in_order_depth_and_sent(store: Store) -> None:
     assert [(item.event, item.message) for item in head] == [("Query", b"<m0/>"), ("Query", b"<m1/>")]
     count, first = store.read(audit_queue.depth)
     assert count == 3 and first == head[0].created_at
-    store.write(lambda txn: audit_queue.not_sent(txn, head[0].id, "connection refused"))
-    store.write(lambda txn: audit_queue.sent(txn, [item.id for item in head]))
+    lease = store.write(lambda txn: cluster.take(txn, audit_queue.LEASE, "test", time.time(), 30))
+    store.write(lambda txn: audit_queue.not_sent(txn, head[0].id, "connection refused", lease, 30))
+    store.write(lambda txn: audit_queue.sent(txn, [item.id for item in head], lease, 30))
     assert [item.message for item in store.read(lambda txn: audit_queue.oldest(txn, 10))] == [b"<m2/>"]
 
 

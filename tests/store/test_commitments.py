@@ -109,6 +109,10 @@ def test_a_failed_report_is_rescheduled_then_parked_dead(store: Store) -> None:
     store.write(lambda txn: commitments.reschedule_report(txn, report, attempts=1, error="refused",
                                                            next_attempt=later, at=AT))
     assert row(store, report.id) == ("reporting", 1, commitments.utc_iso(later), "refused")
+    # the claim's next_attempt_at is the fencing token: a completion with the old one is refused
+    assert store.write(lambda txn: commitments.report_dead(txn, report, "stale", attempted=True, at=AT)) is None
+    assert row(store, report.id) == ("reporting", 1, commitments.utc_iso(later), "refused")
+    report = dataclasses.replace(report, next_attempt_at=commitments.utc_iso(later))
     given_up = store.write(lambda txn: commitments.report_dead(txn, report, "gone", attempted=True, at=AT))
     assert given_up == commitments.GivenUpReport("2.25.1", "CT1")
     assert row(store, report.id) == ("dead", 2, "", "gone")

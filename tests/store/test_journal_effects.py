@@ -3,7 +3,9 @@ events and the outbox messages they queued, and a resent copy queued behind the 
 messages (delivery claims it after them)."""
 from __future__ import annotations
 
-from engine.store import journal, journal_effects, orders, patients, queues
+import time
+
+from engine.store import cluster, journal, journal_effects, orders, patients, queues
 from engine.store.database import Store, Transaction
 from tests.store.test_queues import NOW, enqueue, scheduled_order
 
@@ -46,5 +48,6 @@ def test_a_message_s_changes_and_its_resent_copy_in_queue_order(store: Store) ->
         (), (), (), ())
     head = store.read(lambda txn: queues.claim_outbox(txn, "ris"))
     assert head.control_id == "PENDING-1"           # the copy waits behind the pending message
-    store.write(lambda txn: queues.outbox_delivered(txn, head, b"ACK", NOW))
+    store.write(lambda txn: queues.outbox_delivered(
+        txn, head, b"ACK", NOW, cluster.take(txn, queues.outbox_lease("ris"), "test", time.time(), 30), 30))
     assert store.read(lambda txn: queues.claim_outbox(txn, "ris")).control_id == "R1"

@@ -5,11 +5,12 @@ DICOM forward can be resent and discarded like an outbox message."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
 from engine.domain.status import StepStatus, order_status
-from engine.store import listings, queues
+from engine.store import cluster, listings, queues
 from engine.store.database import Store, Transaction
 
 NOW = "2026-12-07T09:00:00.000+00:00"
@@ -115,7 +116,8 @@ def test_a_forward_is_resent_and_discarded_in_the_states_that_allow_it(store: St
     def fill(txn: Transaction) -> None:
         queues.enqueue_forward(txn, destination="PACS", kind="store", source=queues.ForwardSource(7, "1.2.7"), at=NOW)
         queues.forward_failed(txn, queues.claim_forwards(txn, "PACS")[0], attempts=3, dead=True, next_attempt_at=0,
-                              reason="refused")
+                              reason="refused", lease=cluster.take(txn, "forward:PACS", "test", time.time(), 30),
+                              lease_seconds=30)
     store.write(fill)
     assert store.read(lambda txn: listings.forward_record(txn, 1)).status == "dead"
     assert store.write(lambda txn: queues.discard_forward(txn, 1))

@@ -3,6 +3,7 @@ operator's resend/discard, forwarding watermarks, and MPPS rows read back as fro
 from __future__ import annotations
 
 import dataclasses
+import time
 from io import BytesIO
 
 import pytest
@@ -10,10 +11,17 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRLittleEndian
 
-from engine.store import orders, patients, performed_steps, queues
+from engine.store import cluster, orders, patients, performed_steps, queues
 from engine.store.database import DuplicateKey, Store, Transaction
 
 NOW = "2026-12-07T09:00:00.000+00:00"
+
+
+def held(store: Store, name: str) -> cluster.Lease:
+    """A lease taken for the test's completions (they are fenced by it)."""
+    lease = store.write(lambda txn: cluster.take(txn, name, "test", time.time(), 30))
+    assert lease is not None
+    return lease
 
 
 def scheduled_order(txn: Transaction, accession: str = "ACC1") -> tuple[int, int]:
@@ -44,15 +52,18 @@ def test_outbox_claims_the_destinations_head_and_each_completion_ends_it(store: 
     assert (head.control_id, head.message, head.attempts, head.rejections) == ("C0", b"MSH|C0", 0, 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         head.attempts = 3  # type: ignore[misc]
+    lease = held(store, queues.outbox_lease("archive"))
     store.write(lambda txn: queues.outbox_failed(txn, head, attempts=1, rejections=1, dead=False,
-                                                  next_attempt_at=12.5, reason="AE: no", ack=b"ACK"))
+                                                  next_attempt_at=12.5, reason="AE: no", ack=b"ACK", lease=lease,
+                                                  lease_seconds=30))
     again = store.read(lambda txn: queues.claim_outbox(txn, "archive"))
     assert (again.id, again.attempts, again.rejections, again.next_attempt_at) == (head.id, 1, 1, 12.5)
-    store.write(lambda txn: queues.outbox_delivered(txn, again, b"ACK AA", NOW))
+    store.write(lambda txn: queues.outbox_delivered(txn, again, b"ACK AA", NOW, lease, 30))
     assert store.read(lambda txn: queues.claim_outbox(txn, "archive")).control_id == "C2"
     third = store.read(lambda txn: queues.claim_outbox(txn, "archive"))
     store.write(lambda txn: queues.outbox_failed(txn, third, attempts=1, rejections=0, dead=True,
-                                                  next_attempt_at=0, reason="too old", ack=None))
+                                                  next_attempt_at=0, reason="too old", ack=None, lease=lease,
+                                                  lease_seconds=30))
     assert store.read(lambda txn: queues.claim_outbox(txn, "archive")) is None
     assert statuses(store, "outbox") == [(1, "delivered", 2, ""), (2, "pending", 0, ""), (3, "dead", 1, "too old")]
 
@@ -71,12 +82,12 @@ def test_events_are_read_once_with_their_destinations_and_marked_dispatched(stor
         queues.record_event(txn, "patient.updated", "PAT1^H", "A08", None, destinations=("ris", "archive"))
 
     store.write(record)
-    events = store.read(queues.undispatched_events)
+    events = store.write(queues.undispatched_events)
     assert [(e.kind, e.destinations, e.order_outbound) for e in events] == [
         ("order.scheduled", (), ("archive",)), ("patient.updated", ("ris", "archive"), ())]
     assert store.read(queues.undispatched_event_waiting) is True
     store.write(lambda txn: queues.mark_dispatched(txn, events))
-    assert store.read(queues.undispatched_events) == []
+    assert store.write(queues.undispatched_events) == []
     assert store.read(queues.undispatched_event_waiting) is False
 
 
@@ -106,12 +117,13 @@ def test_forward_watermarks_queue_only_what_is_committed_after_the_start(store: 
     first, second = store.read(lambda txn: queues.claim_forwards(txn, "PACS2"))
     assert (first.kind, first.source_ref, first.sop_instance_uid, first.attempts) == ("mpps", 2, "1.2", 0)
     assert store.read(lambda txn: queues.claim_forwards(txn, "OTHER")) == []
+    lease = held(store, queues.forward_lease("PACS2"))
     store.write(lambda txn: queues.forward_failed(txn, first, attempts=1, dead=False, next_attempt_at=5.0,
-                                                   reason="refused"))
+                                                   reason="refused", lease=lease, lease_seconds=30))
     assert store.read(lambda txn: queues.claim_forwards(txn, "PACS2", limit=1))[0].next_attempt_at == 5.0
-    store.write(lambda txn: queues.forward_delivered(txn, first))
+    store.write(lambda txn: queues.forward_delivered(txn, first, lease, 30))
     store.write(lambda txn: queues.forward_failed(txn, second, attempts=1, dead=True, next_attempt_at=0,
-                                                   reason="gone"))
+                                                   reason="gone", lease=lease, lease_seconds=30))
     assert statuses(store, "dicom_forwards") == [(1, "delivered", 2, ""), (2, "dead", 1, "gone")]
     version = store.read(lambda txn: performed_steps.version(txn, 2))
     assert (version.operation, version.status, version.dataset) == ("N-CREATE", "IN PROGRESS", b"x")

@@ -342,43 +342,44 @@ def test_merge_patient(store: Store) -> None:
 
 
 def journal_scenario(txn: Transaction) -> dict[str, Any]:
-    def entry(control_id: str, status: str, ack: bytes | None) -> int:
-        ref = journal_store.insert(txn, received_at="2025-03-04T08:00:00.000+01:00", peer="p",
-                                   sending_application="RIS", sending_facility="H", control_id=control_id,
-                                   message_code="ORM^O01", hl7_version="2.3.1", payload_hash=f"h-{status}",
-                                   raw=b"MSH|raw\xff")
-        if status != "processing":
-            journal_store.finish(txn, ref, status, "AA" if ack else "AR", ack, "", "")
-        return ref
+    def entry(control_id: str, at: str = "2025-03-04T08:00:00.000+01:00") -> int:
+        return journal_store.insert(txn, received_at=at, peer="p", sending_application="RIS", sending_facility="H",
+                                    control_id=control_id, message_code="ORM^O01", hl7_version="2.3.1",
+                                    payload_hash="h", raw=b"MSH|raw\xff")
 
-    since = "2025-03-01T00:00:00.000+01:00"
+    def claim(ref: int, control_id: str = "C1", facility: str = "H", at: str = "2025-03-04T08:00:00.000+01:00",
+              since: str = "2025-03-01T00:00:00.000+01:00") -> Any:
+        return journal_store.claim(txn, "RIS", facility, control_id, ref, at, since)
+
     seen: dict[str, Any] = {}
-    entry("C1", "processing", None)
-    seen["only_processing"] = journal_store.processed(txn, "RIS", "H", "C1", since)
-    entry("C1", "failed", b"MSA|AR")
-    entry("C1", "duplicate", b"MSA|AA")
-    seen["only_unprocessed"] = journal_store.processed(txn, "RIS", "H", "C1", since)
-    first = entry("C1", "applied", b"MSA|AA|C1\r\xe9")
-    entry("C1", "rejected", b"MSA|AE")
-    found = journal_store.processed(txn, "RIS", "H", "C1", since)
+    failed = entry("C1")
+    seen["first_claim"] = claim(failed)
+    journal_store.finish(txn, failed, "failed", "AR", b"MSA|AR", "", "")
+    journal_store.release(txn, "RIS", "H", "C1", failed)
+    first = entry("C1")
+    seen["after_release"] = claim(first)
+    journal_store.finish(txn, first, "applied", "AA", b"MSA|AA|C1\r\xe9", "", "")
+    found = claim(entry("C1"))
     assert found is not None and type(found.ack) is bytes
     seen["found"] = {**dataclasses.asdict(found), "id": found.id == first}
-    seen["other_key"] = journal_store.processed(txn, "RIS", "OTHER", "C1", since)
-    seen["outside_window"] = journal_store.processed(txn, "RIS", "H", "C1", "2025-03-05T00:00:00.000+01:00")
+    seen["other_key"] = claim(entry("C1"), facility="OTHER")
+    later = "2025-04-04T08:00:00.000+01:00"
+    seen["outside_window"] = claim(entry("C1", later), at=later, since="2025-03-05T00:00:00.000+01:00")
+    seen["renewed_holds"] = claim(entry("C1", later), at=later, since="2025-03-05T00:00:00.000+01:00") is not None
     return seen
 
 
 EXPECTED_JOURNAL = {
-    "only_processing": None,
-    "only_unprocessed": None,
-    "found": {"id": True, "payload_hash": "h-applied", "ack": b"MSA|AA|C1\r\xe9", "ack_code": "AA",
-              "status": "applied"},
+    "first_claim": None,
+    "after_release": None,
+    "found": {"id": True, "payload_hash": "h", "ack": b"MSA|AA|C1\r\xe9", "ack_code": "AA", "status": "applied"},
     "other_key": None,
     "outside_window": None,
+    "renewed_holds": True,
 }
 
 
-def test_journal_insert_and_processed(store: Store) -> None:
+def test_journal_keys_claimed_and_released(store: Store) -> None:
     assert store.write(journal_scenario) == EXPECTED_JOURNAL
 
 

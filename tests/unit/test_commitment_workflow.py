@@ -5,6 +5,7 @@ The ``instances`` rows and files are made here the way the C-STORE SCP leaves th
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -277,6 +278,9 @@ def test_failed_deliveries_back_off_then_the_report_is_parked_dead(pipeline: Pip
         row = commitment(pipeline, receipt.commitment_id)
         assert row["attempts"] == attempt and row["last_error"] == "refused"
         assert row["next_attempt_at"] == commitments.utc_iso(start + timedelta(seconds=delay))
+        stale = report   # the next attempt's claim has the new next_attempt_at: the old one is refused
+        report = dataclasses.replace(report, next_attempt_at=row["next_attempt_at"])
+    assert pipeline.store.write(lambda txn: wf.report_failed(txn, stale, "late", policy, now=start)) == ""
     assert pipeline.store.read(lambda txn: commitments.reports_due(txn, start)) == []
     assert len(pipeline.store.read(lambda txn: commitments.reports_due(txn, start + timedelta(seconds=25)))) == 1
     later = start + timedelta(hours=1, seconds=1)
@@ -305,10 +309,12 @@ def test_a_claimed_report_is_not_taken_twice_and_delivery_closes_it(pipeline: Pi
     evaluate(pipeline, storage_dir)
     [row] = pipeline.store.read(lambda txn: commitments.reports_due(txn, wf.utc_now()))
     lease = wf.utc_now() + timedelta(seconds=60)
-    assert pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
+    [claimed] = pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
     assert not pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
     assert pipeline.store.read(lambda txn: commitments.reports_due(txn, wf.utc_now())) == []
-    pipeline.store.write(lambda txn: commitments.report_delivered(txn, row, now_iso()))
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, row, now_iso()))   # unclaimed: refused
+    assert commitment(pipeline, receipt.commitment_id)["status"] == "reporting"
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, claimed, now_iso()))
     row = commitment(pipeline, receipt.commitment_id)
     assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("delivered", 1, "")
 

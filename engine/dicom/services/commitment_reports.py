@@ -309,7 +309,8 @@ class ReportSender:
     def run_once(self) -> None:
         """Evaluate what is due, then send the reports that are due (grouped per requester AE)."""
         config = self.context.config
-        workflow.evaluate_due(self.context.store, config.storage_dir, config.dicom.commitment_grace_seconds)
+        if self.context.cluster.is_leader():   # once per cluster: the instance holding the leader lease
+            workflow.evaluate_due(self.context.store, config.storage_dir, config.dicom.commitment_grace_seconds)
         now = workflow.utc_now()
         due = self.context.store.read(lambda txn: commitments.reports_due(txn, now))
         by_ae: dict[str, list[PendingReport]] = {}

@@ -4,7 +4,8 @@ C-STORE SCU (received instances, as stored) and as PPS Manager forwarding MPPS N
 Tasks come from the ``dicom_forwards`` queue (filled in the indexing transaction, see
 workflow/forwarding.py; the SQL of both is in store/queues.py).  A background thread delivers them per
 destination in order, one association per round; a failure is retried with doubling delays, and after
-``forward_give_up_hours`` the task is parked as dead with the reason (engine/domain/retry.py).
+``forward_give_up_hours`` the task is parked as dead with the reason (engine/domain/retry.py).  With
+several engines on one database, the holder of a destination's lease forwards to it (engine/cluster.py).
 """
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ import logging
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
+from ...cluster import LeaseKeeper
 from ...domain.retry import RetryPolicy
 from ...store import performed_steps, queues
 from ...store.files import FileStore
+from ...store.cluster import Lease, StaleLease
+from ...store.database import Transaction
 from ...store.queues import ForwardTask
 from ...workflow.forwarding import ForwardingQueue
 from ...workflow.mpps import NOT_SETTABLE
@@ -84,6 +88,15 @@ class ForwardingService:
         tasks = self.context.store.read(lambda txn: queues.claim_forwards(txn, destination))
         if not tasks or tasks[0].next_attempt_at > time.time():
             return  # strict order: the head waits for its retry time, the rest wait behind it
+        keeper = self._keeper(destination)
+        lease = keeper.fresh()
+        if lease is None:   # taken or renewed once per third of a lease, then the head read again
+            lease = keeper.take_blocking(self.context.store)
+            if lease is None:
+                return   # another instance forwards to this destination
+            tasks = self.context.store.read(lambda txn: queues.claim_forwards(txn, destination))
+            if not tasks:
+                return
         known = self.context.directory.get(destination)
         if known is None or not known.reachable:
             return
@@ -103,28 +116,29 @@ class ForwardingService:
                     ae.add_requested_context(sop_class)
         if not contexts:
             for task, _ in items:
-                self._failed(task, "source no longer readable", dead=True)
+                self._failed(lease, task, "source no longer readable", dead=True)
             return
         try:
             secure = tls_args(known, self.context.config.dicom.tls)
         except TlsSetupError as exc:
-            self._failed(tasks[0], f"TLS towards {destination}: {exc}")
+            self._failed(lease, tasks[0], f"TLS towards {destination}: {exc}")
             return
         assoc = ae.associate(known.host, known.port, ae_title=destination, tls_args=secure)
         if not assoc.is_established:
-            self._failed(tasks[0], f"association with {destination} at {known.host}:{known.port} not established")
+            self._failed(lease, tasks[0], f"association with {destination} at {known.host}:{known.port} not established")
             return
         set_no_delay(assoc)
         try:
             for task, (sop_class, dataset, operation) in items:
                 if dataset is None:
-                    self._failed(task, "source no longer readable", dead=True)
+                    self._failed(lease, task, "source no longer readable", dead=True)
                     continue
                 status = self._send(assoc, sop_class, dataset, operation, task.sop_instance_uid)
                 if status is None or status not in (0x0000, 0xB000, 0xB006, 0xB007):
-                    self._failed(task, f"{operation} answered {'no status' if status is None else hex(status)}")
+                    self._failed(lease, task, f"{operation} answered {'no status' if status is None else hex(status)}")
                     break
-                self._done(task)
+                if not self._done(lease, task):
+                    break
                 log.info("forwarded %s %s to %s", operation, task.sop_instance_uid, destination)
         finally:
             assoc.release()
@@ -160,10 +174,24 @@ class ForwardingService:
             status, _ = assoc.send_n_set(dataset, sop_class, uid)
         return int(status.Status) if status is not None and "Status" in status else None
 
-    def _done(self, task: ForwardTask) -> None:
-        self.context.store.write(lambda txn: queues.forward_delivered(txn, task))
+    def _keeper(self, destination: str) -> LeaseKeeper:
+        return self.context.cluster.keeper(queues.forward_lease(destination))
 
-    def _failed(self, task: ForwardTask, reason: str, dead: bool = False) -> None:
+    def _completed(self, lease: Lease, task: ForwardTask, work: Callable[[Transaction], Lease]) -> bool:
+        """Record how a forward ended; False when the lease was taken over meanwhile (refused, logged)."""
+        keeper = self._keeper(task.destination)
+        try:
+            keeper.taken(self.context.store.write(work))
+        except StaleLease as exc:
+            keeper.stale(lease, f"forward of {task.kind} {task.sop_instance_uid} to {task.destination}", exc)
+            return False
+        return True
+
+    def _done(self, lease: Lease, task: ForwardTask) -> bool:
+        seconds = self.context.cluster.lease_seconds
+        return self._completed(lease, task, lambda txn: queues.forward_delivered(txn, task, lease, seconds))
+
+    def _failed(self, lease: Lease, task: ForwardTask, reason: str, dead: bool = False) -> None:
         attempts = task.attempts + 1
         now = time.time()
         wait = self.retry.retry_in(attempts, now - datetime.fromisoformat(task.created_at).timestamp())
@@ -171,8 +199,10 @@ class ForwardingService:
         delay = self.retry.delay(attempts) if wait is None else wait
         log.warning("forward of %s %s to %s %s: %s", task.kind, task.sop_instance_uid, task.destination,
                     "parked as dead" if dead else f"retry in {delay:.0f} s", reason)
-        self.context.store.write(lambda txn: queues.forward_failed(
-            txn, task, attempts=attempts, dead=dead, next_attempt_at=now + delay, reason=reason))
+        seconds = self.context.cluster.lease_seconds
+        self._completed(lease, task, lambda txn: queues.forward_failed(
+            txn, task, attempts=attempts, dead=dead, next_attempt_at=now + delay, reason=reason, lease=lease,
+            lease_seconds=seconds))
 
 
 def create(context: DicomContext) -> ForwardingService:

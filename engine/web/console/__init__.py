@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 STATIC = {name: resources.files(__package__).joinpath("static", name).read_bytes()
           for name in ("console.css", "console.js")}
 NAVIGATION = (("dashboard", "Dashboard"), ("worklist", "Worklist"), ("messages", "Messages"), ("queues", "Queues"),
-              ("rules", "Rules"), ("audit", "Audit"))
+              ("rules", "Rules"), ("audit", "Audit"), ("cluster", "Cluster"))
 
 
 def _text(value: bytes) -> str:
@@ -118,6 +118,8 @@ class Console(resource.Resource):
             return server.NOT_DONE_YET
         if name == "audit" and len(parts) == 1:
             return self.read_page(request, identity, "audit.html", pages.audit_page)
+        if name == "cluster" and len(parts) == 1:
+            return self.read_page(request, identity, "cluster.html", pages.cluster_page)
         return self.problem(request, identity, 404, "no such console page")
 
     def order(self, request: Any, identity: Identity, accession: str) -> int:

@@ -2,12 +2,13 @@
 and the operator actions, each written with its audit row in one transaction."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from ...domain.principal import Principal
-from ...store import audit, dashboard, health, journal_effects, listings, reports
+from ...store import audit, cluster, dashboard, health, journal_effects, listings, reports
 from ...store.database import Transaction
 from ...workflow.orders import operator_cancel, operator_change
 from ..api import operations
@@ -103,6 +104,13 @@ def queues_page(txn: Transaction, status: str) -> dict[str, Any]:
     chosen = None if status == "all" else status
     return {"outbox": listings.outbox_page(txn, chosen, PAGE_ROWS, None).items,
             "forwards": listings.forward_page(txn, chosen, PAGE_ROWS, None).items, "status": status}
+
+
+def cluster_page(txn: Transaction) -> dict[str, Any]:
+    """The instances on this database with their heartbeat's age, and each lease's holder (issue 15)."""
+    view = cluster.overview(txn, time.time())
+    return {"instances": [(instance, view.now - instance.heartbeat_at) for instance in view.instances],
+            "leases": [(lease, lease.expires_at - view.now) for lease in view.leases]}
 
 
 def audit_page(txn: Transaction) -> dict[str, Any]:

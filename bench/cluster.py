@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -94,6 +95,18 @@ class Cluster:
             instance.stop()
 
 
+def in_parallel(client: Callable[[int], None]) -> float:
+    """Seconds for CLIENTS threads, each running ``client(number)``, to finish."""
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - began
+
+
+
 def ingest(cluster: Cluster, messages: int, tag: str) -> float:
     """Messages per second through the proxy: CLIENTS senders, each on one connection, ACK by ACK."""
     per_client = messages // CLIENTS
@@ -107,13 +120,7 @@ def ingest(cluster: Cluster, messages: int, tag: str) -> float:
                 if msa(read_frame(sock))[1] != "AA":
                     errors.append(f"{tag}{number}-{n}")
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    began = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - began
+    elapsed = in_parallel(client)
     if errors:
         raise SystemExit(f"{len(errors)} messages not answered AA")
     return per_client * CLIENTS / elapsed
@@ -130,13 +137,7 @@ def mwl(cluster: Cluster, queries: int, tag: str) -> float:
             if len(worklist_query(cluster.dicom_port, accession, timeout=30)) != 1:
                 missing.append(accession)
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    began = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - began
+    elapsed = in_parallel(client)
     if missing:
         raise SystemExit(f"{len(missing)} MWL queries without their one match")
     return per_client * CLIENTS / elapsed

@@ -71,6 +71,7 @@ def _print_problems(problems: list[Any]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
+    from twisted.internet.error import ReactorNotRunning
 
     from .app import Engine
     from .rules.watcher import problems_of
@@ -96,8 +97,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine.store.close()
         return 2
     reactor.addSystemEventTrigger("before", "shutdown", engine.stop)
-    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+
+    def stop_once() -> None:   # a second SIGTERM (a supervisor's, then its process group's) while stopping
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass
+
+    def install_signals() -> None:   # after reactor.run() installed Twisted's own, which stop twice
+        signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(stop_once))
+        signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(stop_once))
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(engine.reload_tls))   # certificates renewed
+    reactor.callWhenRunning(install_signals)
     reactor.run()
     return 0
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system-deps bench bench-tls bench-cluster fuzz clean
+.PHONY: run test test-properties install system-deps bench bench-tls bench-cluster fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ system-deps:
 ## a test whose tool (chromium, Orthanc, DCMTK ...) is missing fails instead of being skipped
 test: install system-deps
 	SWF_REQUIRE_TOOLS=1 $(BIN)/python -m pytest -q
+
+## test-properties: the API property run at 200 examples per operation (make test runs 25)
+test-properties: install
+	SWF_PROPERTY_EXAMPLES=200 $(BIN)/python -m pytest -q tests/integration/test_api_properties.py
 
 ## bench: every benchmark against real peers it installs and starts (bench/README.md); results in bench/RESULTS.md
 bench: install

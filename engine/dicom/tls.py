@@ -91,11 +91,36 @@ def client_context(peer: PeerTls, ours: TlsConfig) -> ssl.SSLContext:
     return context
 
 
+class _NamedPeerSocket(ssl.SSLSocket):
+    """An outbound TLS socket whose handshake also checks the verified certificate names ``expected_name``
+    (the AE entry's ``certificate:``), as the listener's binding checks its callers (CN or any SAN)."""
+
+    expected_name = ""
+    peer_title = ""
+
+    def do_handshake(self, block: bool = False) -> None:
+        super().do_handshake(block)
+        names = peer_names(self.getpeercert())
+        if self.expected_name.casefold() not in {name.casefold() for name in names}:
+            log.warning("DICOM TLS: %s presented a certificate for %s, not %r (dicom.aes.%s.certificate);"
+                        " association not opened", self.peer_title, ", ".join(sorted(names)) or "no name",
+                        self.expected_name, self.peer_title)
+            raise ssl.SSLCertVerificationError(
+                f"{self.peer_title}'s certificate does not name {self.expected_name!r}")
+
+
 def tls_args(known: KnownAE, ours: TlsConfig) -> tuple[ssl.SSLContext, str] | None:
-    """pynetdicom's ``tls_args`` for an association to ``known`` (None: plain, the entry has no ``tls``)."""
+    """pynetdicom's ``tls_args`` for an association to ``known`` (None: plain, the entry has no ``tls``).
+
+    When the entry names a ``certificate``, the peer must present one carrying that name, whichever path
+    opens the association (forwarding, commitment reports, C-MOVE sub-operations)."""
     if known.tls is None:
         return None
-    return client_context(known.tls, ours), known.host
+    context = client_context(known.tls, ours)
+    if known.certificate:
+        context.sslsocket_class = type("NamedPeerSocket", (_NamedPeerSocket,),
+                                       {"expected_name": known.certificate, "peer_title": known.title})
+    return context, known.host
 
 
 def peer_names(certificate: dict | None) -> set[str]:

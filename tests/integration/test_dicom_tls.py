@@ -384,3 +384,27 @@ def test_a_peer_stalling_its_handshake_holds_no_one_up(start_engine, tmp_path: P
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_an_archive_must_present_the_certificate_its_entry_names(start_engine, tmp_path: Path, pki: Pki) -> None:
+    """``dicom.aes.X.certificate`` binds outbound associations too: an archive whose verified certificate
+    does not carry the name gets nothing (logged with the names it did present); one that does is served."""
+    archive_port = free_port()
+    archive = TlsStorageScp(pki, archive_port)               # certificate CN=ARCHIVE, SAN localhost/127.0.0.1
+    try:
+        engine, port = tls_engine(start_engine, tmp_path, pki, extra=(
+            f"    NAMED: {{host: 127.0.0.1, port: {archive_port}, tls: true, certificate: archive}}\n"
+            f"    IMPOSTOR: {{host: 127.0.0.1, port: {archive_port}, tls: true, certificate: PACS_MAIN}}\n"
+            "  forward_store_to: [NAMED, IMPOSTOR]\n  forward_retry_seconds: 30\n"))
+        assoc = tls_associate(port, pki, pki.ct1)
+        assert assoc.is_established
+        try:
+            assert assoc.send_c_store(ct_instance(61)).Status == 0x0000
+        finally:
+            assoc.release()
+        wait_for_log(engine, "forwarded C-STORE 1.2.826.0.1.3680043.9.7777.3.61 to NAMED", timeout=15)
+        wait_for_log(engine, "forward of store 1.2.826.0.1.3680043.9.7777.3.61 to IMPOSTOR retry in")
+        assert "IMPOSTOR presented a certificate for" in engine.log() and "not 'PACS_MAIN'" in engine.log()
+        assert archive.received == [("1.2.826.0.1.3680043.9.7777.3.61", True, "SWF_ENGINE")]
+    finally:
+        archive.close()

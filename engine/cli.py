@@ -322,6 +322,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    import json
+
+    from .conformance import build, render_markdown
+
+    statement = build(resolve_config(args))
+    text = render_markdown(statement) if args.format == "md" else json.dumps(statement.to_json(), indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _open_store(args: argparse.Namespace) -> "Store | None":
     from .store.database import Store
 
@@ -1059,6 +1074,13 @@ COMMANDS = (
             "groups, data types of the message's own HL7 version). Slow (10-40 ms a message) and never used by "
             "the listener, which accepts what it can map. Exit 1 when any message has problems.",
             arguments=(arg("files", nargs="+", type=Path, metavar="FILE"),)),
+    Command("conformance", "write the DICOM Conformance Statement and HL7 summary", cmd_conformance,
+            description="The DICOM Conformance Statement (PS3.2 layout) and the HL7 conformance summary, generated "
+            "from the engine's own tables for this configuration (docs/conformance.md holds the defaults').",
+            arguments=(arg("--out", metavar="FILE", help="write here (default: stdout)"),
+                       arg("--format", choices=["md", "json"], default="md", help="md (default) or json"),
+                       arg("--config", metavar="FILE", help="engine config file (YAML)"),
+                       arg("--profiles", metavar="DIR", help="mapping profiles folder (default ./profiles)"))),
     _data_command("orders", "list orders, or show one order's full history", cmd_orders,
                   "Without ACCESSION: the latest orders. With ACCESSION (or a placer/filler order number): the "
                   "order, its steps and every message and status change.",

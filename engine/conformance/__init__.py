@@ -1,0 +1,153 @@
+"""The DICOM Conformance Statement (PS3.2 layout) and HL7 summary, built from the engine's own tables:
+the presentation contexts come from the AE the engine builds (dicom/ae.py ``build_server``), matching keys
+from the store's query tables, HL7 versions and triggers from the config and the ingest tables.  Never
+hand-kept: ``swf conformance --out docs/conformance.md`` regenerates it and a test fails when it is stale."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydicom.uid import UID
+
+from ..config import Config
+
+
+@dataclass(frozen=True)
+class ContextRow:
+    sop_class: str
+    name: str
+    role: str                              # the engine's role: SCP
+    transfer_syntaxes: tuple[str, ...]     # in preference order
+    role_selection: bool                   # SCP/SCU role selection accepted (C-GET sub-operations)
+
+
+@dataclass
+class Statement:
+    ae_title: str
+    implementation_class_uid: str
+    implementation_version_name: str
+    max_associations: int
+    max_pdu_bytes: int
+    scp_contexts: list[ContextRow] = field(default_factory=list)
+    sections: dict[str, list[str]] = field(default_factory=dict)   # section title -> lines (markdown)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _name(uid: str) -> str:
+    return UID(uid).name if UID(uid).name != uid else uid
+
+
+def build(config: Config) -> Statement:
+    """Build the statement for this configuration (the committed docs use the defaults)."""
+    from ..dicom.ae import DicomContext, build_server
+    from ..dicom.directory import AEDirectory
+    from pynetdicom import evt
+
+    server = build_server(DicomContext(config, None, AEDirectory.from_config(config.dicom.aes,  # type: ignore[arg-type]
+                                                                             config.dicom.allow_any_ae)))
+    ae = server.ae
+    statement = Statement(config.dicom.ae_title, str(ae.implementation_class_uid), str(ae.implementation_version_name),
+                          ae.maximum_associations, ae.maximum_pdu_size)
+    for context in ae.supported_contexts:
+        uid = str(context.abstract_syntax)
+        statement.scp_contexts.append(ContextRow(uid, _name(uid), "SCP", tuple(str(ts) for ts in context.transfer_syntax),
+                                                 bool(context.scp_role and context.scu_role)))
+    bound = {event for event, _handler in server.handlers}
+    statement.sections = _sections(config, server, bound, evt)
+    return statement
+
+
+def _sections(config: Config, server: Any, bound: set, evt: Any) -> dict[str, list[str]]:
+    from ..dicom.services.worklist import STEP_MATCH_KEYS, TOP_MATCH_KEYS
+    from ..store.worklist_query import START_DATE, START_TIME, STEP_KEYS, TOP_LEVEL_KEYS, CODE_KEYS
+    from ..store.qr_query import LEVELS, MATCH_KEYS, UNIQUE_KEY
+    from ..workflow.availability import RETURN_KEYS
+    from ..workflow import mpps, storage, commitment
+    from ..dicom.services.mpps import STATUS_OF
+    from ..workflow.ingest import ORDER_TRIGGERS, SUPPORTED_MESSAGES
+    from ..workflow.registration import CREATE_OR_UPDATE, MERGE
+    from ..hl7.message import HL7_CHARSET_CODECS
+    from ..hl7.profiles import load_profiles
+    from ..outbound.destinations import SENDS
+    from ..audit_trail import codes
+
+    dicom = config.dicom
+    extended = [event.name for event in (evt.EVT_SOP_EXTENDED, evt.EVT_SOP_COMMON, evt.EVT_ASYNC_OPS,
+                                         evt.EVT_USER_ID) if event in bound]
+    sections: dict[str, list[str]] = {}
+    sections["Services (application data flow)"] = [f"- {service.name}" for service in server.services]
+    sections["Extended negotiation"] = [
+        f"- answered: {', '.join(extended)}" if extended else
+        "- no SOP Class (Common) Extended Negotiation, asynchronous operations window or user identity "
+        "negotiation is answered: relational queries are not supported (hierarchical matching only)."]
+    kinds = {**{k: v[1] for k, v in TOP_LEVEL_KEYS.items()}, **{f"ScheduledProcedureStepSequence>{k}": v[1]
+                                                                for k, v in STEP_KEYS.items()}}
+    kinds[f"ScheduledProcedureStepSequence>{START_DATE}"] = "date (range, combined with time)"
+    kinds[f"ScheduledProcedureStepSequence>{START_TIME}"] = "time (range, combined with date)"
+    for key in CODE_KEYS:
+        kinds[f"RequestedProcedureCodeSequence>{key}"] = "text"
+    sections["Modality Worklist: matching keys"] = [f"| {key} | {kind} |" for key, kind in kinds.items()]
+    sections["Modality Worklist: return keys"] = [
+        "- every key of the request comes back (value or zero length); items lacking a requested Type 1 "
+        "value are not offered; keys given a value but not matched get Pending 0xFF01.",
+        f"- response character set: dicom.worklist_charset ({dicom.worklist_charset}) or the AE's charset."]
+    sections["Query/Retrieve"] = [f"- models and levels: " + "; ".join(
+        f"{model} root: {', '.join(levels)}" for model, levels in LEVELS.items()),
+        "- unique keys: " + ", ".join(f"{level} {key}" for level, key in UNIQUE_KEY.items())] + [
+        f"| {key} | {level} | {kind} |" for key, (level, _column, kind) in MATCH_KEYS.items()] + [
+        f"- return keys at {level}: {', '.join(keys)}" for level, keys in RETURN_KEYS.items()]
+    sections["MPPS"] = [f"- required at N-CREATE: {', '.join(mpps.REQUIRED_AT_CREATE)}",
+                        f"- Type 2 at N-CREATE: {', '.join(mpps.TYPE2_AT_CREATE)}",
+                        f"- not settable by N-SET: {', '.join(mpps.NOT_SETTABLE)}",
+                        f"- required when final: {', '.join(mpps.REQUIRED_WHEN_FINAL)}",
+                        f"- statuses: {', '.join(mpps.PPS_STATUSES)}",
+                        "- refusals: " + ", ".join(f"{refusal.value} 0x{code:04X}" for refusal, code in STATUS_OF.items())]
+    sections["Storage"] = [f"- duplicate policy: {dicom.duplicate_policy} (one of {', '.join(storage.DUPLICATE_POLICIES)})",
+                           f"- largest instance: {dicom.max_instance_bytes} bytes; stored as received, no transcoding"]
+    sections["Storage Commitment"] = [
+        "- push model; the report goes on the N-ACTION association when ready within "
+        f"dicom.commitment_same_association_wait ({dicom.commitment_same_association_wait} s), else on a new "
+        "association with SCP/SCU role selection (engine SCP)",
+        "- failure reasons: " + ", ".join(f"0x{code:04X} {text}" for code, text in commitment.FAILURE_REASONS.items())]
+    sections["Security"] = [
+        f"- DICOM TLS port: {dicom.tls_port or 'none'}; TLS min version {dicom.tls.min_version}, ciphers {dicom.tls.ciphers}",
+        f"- ATNA audit: {config.audit.repository or 'off'}; events: " + ", ".join(
+            f"{code.code} {code.meaning}" for code in vars(codes).values()
+            if isinstance(code, codes.Code) and code.system == "DCM" and "110100" <= code.code <= "110119")]
+    profiles = load_profiles(config.profiles_dir)
+    sections["HL7"] = [
+        f"- versions accepted: {', '.join(config.hl7.accepted_versions)}; processing IDs: "
+        f"{', '.join(config.hl7.accepted_processing_ids)}",
+        "- orders: " + ", ".join(f"{kind}^{t}" for kind, triggers in sorted(ORDER_TRIGGERS.items()) for t in sorted(triggers)),
+        f"- ADT create/update: {', '.join(sorted(CREATE_OR_UPDATE))}; merge: {', '.join(sorted(MERGE))}",
+        f"- message types: {', '.join(sorted(SUPPORTED_MESSAGES))}",
+        "- ACK: original mode AA/AE/AR; enhanced mode (MSH-15 AL/NE/ER/SU) CA/CE/CR",
+        f"- MSH-18 character sets: {', '.join(HL7_CHARSET_CODECS)}",
+        "- outbound: " + "; ".join(f"{sends}: {', '.join(sorted(kinds_))}" for sends, kinds_ in SENDS.items())] + [
+        f"- profile {name} ({', '.join(profile.messages)}): " + ", ".join(
+            f"{rule.keyword}<-{'/'.join(rule.paths)}" for rule in (*profile.patient, *profile.request, *profile.step))
+        for name, profile in sorted(profiles.items())]
+    return sections
+
+
+def render_markdown(statement: Statement) -> str:
+    """The statement as markdown, PS3.2 order: overview, networking, SOP specific, security, HL7."""
+    lines = ["# DICOM Conformance Statement", "",
+             "Generated by `swf conformance --out docs/conformance.md` from the engine's own tables; do not edit.", "",
+             "## Contents", ""] + [f"- {title}" for title in ["AE specification", "Presentation contexts",
+                                                                *statement.sections]] + [
+             "", "## AE specification", "",
+             f"- AE title: {statement.ae_title}", f"- implementation class UID: {statement.implementation_class_uid}",
+             f"- implementation version name: {statement.implementation_version_name}",
+             f"- maximum associations: {statement.max_associations}",
+             f"- maximum PDU size received: {statement.max_pdu_bytes}", "",
+             "## Presentation contexts (SCP)", "", "| SOP class | UID | role | transfer syntaxes (preference order) | role selection |",
+             "|---|---|---|---|---|"]
+    for row in statement.scp_contexts:
+        lines.append(f"| {row.name} | {row.sop_class} | {row.role} | {' '.join(row.transfer_syntaxes)} | "
+                     f"{'yes' if row.role_selection else 'no'} |")
+    for title, body in statement.sections.items():
+        lines += ["", f"## {title}", ""] + body
+    return "\n".join(lines) + "\n"

@@ -50,6 +50,7 @@ from .web.root import Root
 from .web.site import BoundedSite, ConnectionCaps
 from .workflow.explain import explain_step
 from .workflow.ingest import IngestResult, Ingestor, Received
+from .workflow import study_stability
 
 log = logging.getLogger("engine")
 
@@ -92,6 +93,9 @@ class Engine:
         self.cluster = Cluster(config, self.store)
         # Planner statistics, refreshed at start and hourly, on the writer, between batches, by one instance.
         self.cluster.every("planner statistics", lambda: self.store.submit(refresh_planner_statistics), 3600.0)
+        # Studies quiet for their quiet time get their stable point (availability notices), once per cluster.
+        self.cluster.every("study stability", lambda: self.store.submit(study_stability.handle_due_studies),
+                           config.studies.scan_seconds)
         self.ingestor = Ingestor(config, self.profiles, self.rules)
         self.dispatcher = EventDispatcher(lambda: self.rules().destinations, self.profiles, self.ingestor.identity)
         self.store.before_commit.append(self.dispatcher)

@@ -147,6 +147,13 @@ class ClusterConfig:
 
 
 @dataclass
+class StudiesConfig:
+    """Study stability (issue 16, engine/workflow/study_stability.py)."""
+    quiet_seconds: float = 60.0              # a study is stable once no new instance arrived for this long
+    scan_seconds: float = 5.0                # how often the leader looks for studies that became stable
+
+
+@dataclass
 class Config:
     data_dir: str = "var"
     database_url: str = ""                   # default: sqlite:///<data_dir>/swf.sqlite
@@ -161,6 +168,7 @@ class Config:
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    studies: StudiesConfig = field(default_factory=StudiesConfig)
 
     @property
     def database(self) -> str:

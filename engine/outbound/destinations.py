@@ -17,10 +17,13 @@ SENDS = {
     "procedure": frozenset({"order.scheduled", "order.changed", "order.cancelled", "order.discontinued",
                             "order.cancelled_by_operator", "order.changed_by_operator",
                             "patient.updated", "patient.merged"}),
+    "availability": frozenset({"study.available"}),   # a study's instances stored and stable (issue 16)
 }
+AVAILABILITY_MESSAGES = ("ORU", "ORM", "OMG")   # ORU^R01 with OBX counts, or an order status message ...
+AVAILABILITY_STATUSES = ("A", "CM")             # ... whose ORC-5 says A (some results) or CM
 KEYS = {"address", "sends", "profile", "receiving_application", "receiving_facility", "ack_timeout",
         "max_ae_retries", "retry_seconds", "max_retry_seconds", "give_up_hours", "notify_commitment",
-        "emit_partial", "tls"}
+        "emit_partial", "tls", "availability_message", "availability_status"}
 TLS_KEYS = {"ca", "cert", "key", "verify_hostname", "min_version", "ciphers"}
 
 
@@ -42,6 +45,8 @@ class Destination:
     emit_partial: bool = False        # a completed step while the order stays IP -> SC/IP
     address_written: str = ""         # the address as the rules write it, e.g. ${SWF_RIS_ADDRESS}
     tls: TlsConfig | None = None      # MLLP over TLS to this destination (``tls: {ca, cert, key, verify_hostname}``)
+    availability_message: str = "ORU"  # sends: availability -> ORU^R01, ORM^O01 or OMG^O19
+    availability_status: str = "CM"   # ORC-5 of the ORM / OMG availability message
 
     @property
     def enabled(self) -> bool:
@@ -105,6 +110,12 @@ def parse_destination(name: str, spec: Any, file: str, line: int) -> Destination
             if not isinstance(spec[key], bool):
                 raise YamlProblem(file, line_of(spec, key, line), f"{key} must be true or false")
             values[key] = spec[key]
+    for key, allowed in (("availability_message", AVAILABILITY_MESSAGES), ("availability_status", AVAILABILITY_STATUSES)):
+        if key in spec:
+            if str(spec[key]) not in allowed:
+                raise YamlProblem(file, line_of(spec, key, line), f"{key} must be one of {', '.join(allowed)},"
+                                                                  f" not {spec[key]!r}")
+            values[key] = str(spec[key])
     if "tls" in spec:
         values["tls"] = parse_tls(name, spec["tls"], file, line_of(spec, "tls", line))
     return Destination(name=name, host=host, port=port, sends=sends, profile=str(spec.get("profile", "ihe-v231-orm")),

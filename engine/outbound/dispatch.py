@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from ..domain.status import StepStatus, order_status
 from ..hl7.ack import Identity
 from ..hl7.mapping import Profile
-from ..store import orders, patients, performed_steps, queues
+from ..store import json_columns, orders, patients, performed_steps, queues
 from ..store.database import Transaction
 from ..store.queues import DomainEvent
 from ..store.timestamps import now_iso
@@ -121,6 +121,13 @@ class EventDispatcher:
             return None  # the order stays in progress (SWF.md 4.3 'order stays IP')
         if kind == "mpps.discontinued" and view.order_status not in ("DC", "CM", "IP"):
             return None  # 110514: the step went back to SCHEDULED, nothing to report
+        if destination.sends == "availability":
+            detail = json_columns.loads(event.detail)
+            study = messages.StudyCounts(str(detail.get("study_instance_uid", "")),
+                                         str(detail.get("accession_number", "")), int(detail.get("series", 0)),
+                                         int(detail.get("instances", 0)))
+            return messages.availability_message(view, study, envelope, destination.availability_message,
+                                                 destination.availability_status)
         if destination.sends == "status":
             return messages.status_message(view, kind, envelope)
         return messages.procedure_message(view, kind, envelope)

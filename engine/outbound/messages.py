@@ -6,7 +6,7 @@ escaping; the tests check the results with hl7apy (``engine/hl7/validate.py``) a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..hl7.ack import new_control_id
@@ -141,10 +141,12 @@ def _ts(date: str, time_: str) -> str:
     return f"{date}{time_.split('.')[0]}" if date else ""
 
 
-def status_message(view: OrderView, event_kind: str, envelope: Envelope) -> tuple[str, bytes]:
-    """RAD-3 style status: ORM^O01 (v2.3.1) or OMG^O19 / OMI^O23 (v2.5.1) with ORC-1/ORC-5 per SWF.md 4.3."""
+def status_message(view: OrderView, event_kind: str, envelope: Envelope,
+                   codes: tuple[str, str, str] | None = None) -> tuple[str, bytes]:
+    """RAD-3 style status: ORM^O01 (v2.3.1) or OMG^O19 / OMI^O23 (v2.5.1) with ORC-1/ORC-5 per SWF.md 4.3;
+    ``codes`` (ORC-1, ORC-5, OBR-25) instead of the event's (the availability message's ORC-5 A or CM)."""
     control_id = new_control_id()
-    order_control, order_status, result_status = STATUS_BY_EVENT[event_kind]
+    order_control, order_status, result_status = codes or STATUS_BY_EVENT[event_kind]
     now = _now()
     v25 = envelope.version.startswith("2.5")
     message_type = {"ORM": "ORM^O01", "OMG": "OMG^O19^OMG_O19", "OMI": "OMI^O23^OMI_O23"}[
@@ -173,6 +175,50 @@ def status_message(view: OrderView, event_kind: str, envelope: Envelope) -> tupl
             segments.append(_ipc(procedure, step))
         if not v25:
             segments.append(_zds(procedure, envelope))
+    return control_id, _encode(segments, envelope)
+
+
+@dataclass(frozen=True)
+class StudyCounts:
+    """A stable study as the availability message reports it."""
+
+    study_instance_uid: str
+    accession_number: str
+    series: int
+    instances: int
+
+
+def _obx(number: int, kind: str, code: str, text: str, value: Any) -> str:
+    return _fields("OBX", {1: str(number), 2: kind, 3: f"{code}^{_e(text)}^99SWF", 4: "1", 5: _e(value), 11: "F"})
+
+
+def availability_message(view: OrderView, study: StudyCounts, envelope: Envelope, message: str = "ORU",
+                         status: str = "CM") -> tuple[str, bytes]:
+    """Image availability to the RIS (issue 16): ORU^R01 whose OBX carry the study's UID, accession and
+    counts, or the order status message of v2.3.1 ORM^O01 / v2.5.1 OMG^O19 with ORC-5 = ``status``."""
+    if message == "ORM":
+        return status_message(view, "", replace(envelope, version="2.3.1"), ("SC", status, "R"))
+    if message == "OMG":
+        return status_message(view, "", replace(envelope, version="2.5.1", status_message="OMG"), ("SC", status, "R"))
+    control_id = new_control_id()
+    v25 = envelope.version.startswith("2.5")
+    segments = [_msh(envelope, "ORU^R01^ORU_R01" if v25 else "ORU^R01", control_id),
+                _pid(view, view.patient_id, view.issuer, view.patient)]
+    procedure = next((p for p in view.procedures if p.study_instance_uid == study.study_instance_uid),
+                     view.procedures[0] if view.procedures else None)
+    segments.append(_fields("ORC", {1: "RE", 2: _e(view.placer_order_number), 3: _e(view.filler_order_number),
+                                    5: "CM", 9: _now()}))
+    obr = {1: "1", 2: _e(view.placer_order_number), 3: _e(view.filler_order_number),
+           4: _universal_service(procedure) if procedure else "", 7: _now(), 25: "F"}
+    if not v25:
+        obr[18] = _e(study.accession_number)
+    segments.append(_fields("OBR", obr))
+    for number, (kind, code, text, value) in enumerate((
+            ("ST", "StudyInstanceUID", "Study Instance UID", study.study_instance_uid),
+            ("ST", "AccessionNumber", "Accession Number", study.accession_number),
+            ("NM", "NumberOfStudyRelatedSeries", "Number of Study Related Series", study.series),
+            ("NM", "NumberOfStudyRelatedInstances", "Number of Study Related Instances", study.instances)), 1):
+        segments.append(_obx(number, kind, code, text, value))
     return control_id, _encode(segments, envelope)
 
 

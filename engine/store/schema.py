@@ -414,4 +414,19 @@ MIGRATIONS.append([
         GROUP BY sending_application, sending_facility, control_id""",
 ])
 
+MIGRATIONS.append([
+    # 12 (issue 16): study stability: when the last new instance of each study arrived, the quiet time it
+    #    must stay without one, and whether that stable point was handled (so a restart does not redo it)
+    """CREATE TABLE study_arrivals (
+        study_instance_uid TEXT PRIMARY KEY,
+        last_arrival_at DOUBLE PRECISION NOT NULL,
+        stable_due_at DOUBLE PRECISION NOT NULL,
+        arrivals INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 1,
+        stable_points INTEGER NOT NULL DEFAULT 0,
+        stable_at TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX study_arrivals_due ON study_arrivals (pending, stable_due_at)",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

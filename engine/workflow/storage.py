@@ -34,6 +34,7 @@ from ..store import json_columns, queues, timestamps
 from ..store.database import Store, Transaction
 from ..store.files import FileStore, PendingFile, encode_file_meta
 from ..store.incoming import IncomingDataSet
+from . import study_stability
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def hide_instances(txn: Transaction, sop_instance_uids: list[str] | tuple[str, .
 
 # -- the transaction ---------------------------------------------------------------------------
 def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_policy: str = IGNORE,
-                   place_file: Callable[[], None] | None = None) -> StoreResult:
+                   place_file: Callable[[], None] | None = None, quiet_seconds: float = 60.0) -> StoreResult:
     """Index one received instance; ``place_file`` (rename of the written file into place) runs last,
     only when the instance is (re)indexed, not when a duplicate is ignored."""
     if duplicate_policy not in DUPLICATE_POLICIES:
@@ -223,6 +224,7 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
         new_series = not indexed.series_indexed(txn, instance.series_instance_uid)
         instance_ref = indexed.add(txn, entry)
         outcome = STORED
+        study_stability.note_arrival(txn, instance.study_instance_uid, quiet_seconds)
     else:
         instance_ref = existing.id
         indexed.replace(txn, instance_ref, entry)
@@ -290,10 +292,11 @@ def _stored(result: StoreResult, sop_instance_uid: str, received_from: str) -> S
 class InstanceStorage:
     """Files and indexes received instances (the sequence described at the top of this module)."""
 
-    def __init__(self, store: Store, files: FileStore, commit_timeout: float):
+    def __init__(self, store: Store, files: FileStore, commit_timeout: float, quiet_seconds: float = 60.0):
         self.store = store
         self.files = files
         self.commit_timeout = commit_timeout
+        self.quiet_seconds = quiet_seconds   # a study is stable this long after its last new instance
 
     def store_received(self, header: dict[str, Any], transfer_syntax_uid: str, received_from: str,
                        data: IncomingDataSet, duplicate_policy: str) -> StoreOutcome:
@@ -317,7 +320,7 @@ class InstanceStorage:
             return write_refused(uid, calling, exc)
         try:
             result = self.store.submit(
-                lambda txn: index_instance(txn, instance, OVERWRITE, pending.place)
+                lambda txn: index_instance(txn, instance, OVERWRITE, pending.place, self.quiet_seconds)
             ).result(self.commit_timeout)
         except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
             pending.discard()
@@ -330,7 +333,7 @@ class InstanceStorage:
         commit, before the answer.  A file that cannot be written takes its index row back.  A file
         lost after its row committed (crash in between, or deleted) is restored by the next copy."""
         uid, calling = instance.sop_instance_uid, instance.received_from
-        future = self.store.submit(lambda txn: index_instance(txn, instance, IGNORE))
+        future = self.store.submit(lambda txn: index_instance(txn, instance, IGNORE, None, self.quiet_seconds))
         pending: PendingFile | None = None
         write_error: OSError | None = None
         try:
@@ -352,7 +355,7 @@ class InstanceStorage:
                 placing = pending
                 try:
                     result = self.store.submit(
-                        lambda txn: index_instance(txn, instance, OVERWRITE, placing.place)
+                        lambda txn: index_instance(txn, instance, OVERWRITE, placing.place, self.quiet_seconds)
                     ).result(self.commit_timeout)
                 except Exception as exc:  # noqa: BLE001
                     pending.discard()

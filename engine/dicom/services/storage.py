@@ -80,7 +80,8 @@ class StorageService:
                              f"{', '.join(workflow.DUPLICATE_POLICIES)}")
         self.max_instance_bytes = context.config.dicom.max_instance_bytes
         self.storage = workflow.InstanceStorage(context.store, self.files,
-                                                commit_timeout=max(context.config.dicom.dimse_timeout, 5.0))
+                                                commit_timeout=max(context.config.dicom.dimse_timeout, 5.0),
+                                                quiet_seconds=context.config.studies.quiet_seconds)
 
     def incoming(self) -> IncomingDataSet:
         """Where one received data set is collected (its scratch file, if any, in the store)."""

@@ -35,6 +35,22 @@ def default_instance_name(config: Config) -> str:
     return f"{socket.gethostname()}:{config.mllp.port}"
 
 
+class InstanceNameTaken(RuntimeError):
+    """Another live instance runs under this instance's name: the two would share one heartbeat and every
+    lease, so two deliverers of one destination would both believe they hold its lease."""
+
+
+def pid_running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True   # it exists, another user's
+    return True
+
+
 class LeaseKeeper:
     """One lease as this instance sees it: taken or renewed in the store only when it is missing or a
     third of it has run (not once per message); every fenced completion renews it too (its caller hands
@@ -119,8 +135,10 @@ class Cluster:
     def start(self, sole: bool = False) -> None:
         """Register and take the leader lease; ``sole``: no other instance can run (SQLite, its lock held),
         so the leases an earlier process left are ended first."""
-        if sole:
+        if sole:   # SQLite: its file lock already refused a second engine, whatever its name
             self.store.write(cluster.release_all)
+        else:
+            self.store.write(self._register, timeout=self.lease_seconds)
         self._beat()   # registered before the listeners open
         self._run_leader_jobs()   # those registered before the start: at once, as the leader
         self._thread = threading.Thread(target=self._run, name="cluster-heartbeat", daemon=True)
@@ -148,6 +166,22 @@ class Cluster:
         if age <= self.lease_seconds:
             return None
         return f"no heartbeat written for {age:.0f} s ({self.heartbeat_error or 'not yet'})"
+
+    def _register(self, txn: Transaction) -> None:
+        """Store work: refuse the name while another live instance has it (its heartbeat younger than a
+        lease, and on this host its process still running); a dead one's name is taken over."""
+        other = cluster.namesake(txn, self.name)
+        age = time.time() - other.heartbeat_at
+        here = other.host == socket.gethostname()
+        dead = here and (other.pid == os.getpid() or not pid_running(other.pid))   # same pid: an earlier container
+        if other.pid and age < self.lease_seconds and not dead:
+            raise InstanceNameTaken(
+                f"instance name {self.name!r} is in use by a live instance (host {other.host}, pid {other.pid},"
+                f" last heartbeat {age:.0f} s ago, less than cluster.lease_seconds {self.lease_seconds:.0f} s):"
+                " give each instance its own cluster.instance, or wait until the other one has stopped")
+        if other.pid:
+            log.info("instance name %s taken over from host %s pid %d (last heartbeat %.0f s ago%s)", self.name,
+                     other.host, other.pid, age, ", its process gone" if dead else "")
 
     def _run(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):

@@ -62,6 +62,17 @@ def heartbeat(txn: Transaction, name: str, host: str, pid: int, started_at: str,
                 (name, host, pid, started_at, now))
 
 
+def namesake(txn: Transaction, name: str) -> Instance:
+    """The registration of instance ``name``, locked until the transaction ends, so that another process
+    starting under the same name at the same moment waits and then sees this one's heartbeat.  A name never
+    registered is inserted with no host, pid 0 and heartbeat 0 (the heartbeat that follows fills it in)."""
+    txn.execute("INSERT INTO cluster_instances (name, host, pid, started_at, heartbeat_at) VALUES (?, '', 0, '', 0)"
+                " ON CONFLICT (name) DO NOTHING", (name,))
+    locking = " FOR UPDATE" if txn.dialect is POSTGRES else ""
+    return Instance(*txn.row("SELECT name, host, pid, started_at, heartbeat_at FROM cluster_instances"
+                             f" WHERE name = ?{locking}", (name,)))
+
+
 def instances(txn: Transaction) -> list[Instance]:
     return [Instance(*row) for row in txn.rows(
         "SELECT name, host, pid, started_at, heartbeat_at FROM cluster_instances ORDER BY name")]

@@ -39,6 +39,10 @@ class StoreError(RuntimeError):
     """The store could not do what was asked (cannot open, commit failed, closed)."""
 
 
+class SchemaTooNew(StoreError):
+    """The database's schema version is higher than the migrations this code knows."""
+
+
 class StoreUnavailable(StoreError):
     """The database cannot serve now (locked or busy, connection lost, disk trouble): the same work may
     succeed later, so a peer is told to retry (DIMSE 0x0213, HL7 AE) rather than that its request is bad."""
@@ -349,22 +353,33 @@ class Store:
         row = txn.one("SELECT MAX(version) AS version FROM schema_version")
         return (row or {}).get("version") or 0
 
+    def _refuse_newer(self, version: int) -> None:
+        """A database migrated by newer code (a rolling upgrade half done, or a downgrade): this code does not
+        know its tables, so it must neither write nor migrate it."""
+        if version > LATEST_VERSION:
+            raise SchemaTooNew(f"database {redact(self.url)} has schema version {version}, newer than this engine's"
+                               f" {LATEST_VERSION}: run the engine version that migrated it (or newer);"
+                               " nothing was changed")
+
     def _migrate(self) -> None:
         """Apply the missing migrations, each in its own transaction; several processes may start at once."""
         connection = self._write_connection
         txn = Transaction(connection, self.dialect)
         try:
-            if (self._schema_version(txn) or 0) >= LATEST_VERSION:
-                return   # up to date: no lock taken
+            version = self._schema_version(txn) or 0
         except Exception as exc:
             raise StoreError(f"database {redact(self.url)}: cannot read the schema version: {exc}") from exc
+        self._refuse_newer(version)
+        if version == LATEST_VERSION:
+            return   # up to date: no lock taken
         while True:
             number = 0
             try:
                 self._begin_exclusive(connection)
                 txn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 current = self._schema_version(txn) or 0
-                if current >= LATEST_VERSION:
+                self._refuse_newer(current)
+                if current == LATEST_VERSION:
                     connection.cursor().execute("COMMIT")
                     return
                 number = current + 1
@@ -372,6 +387,9 @@ class Store:
                     txn.execute(statement.format(pk=self.dialect.pk, blob=self.dialect.blob))
                 txn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
                 connection.cursor().execute("COMMIT")
+            except SchemaTooNew:
+                connection.cursor().execute("ROLLBACK")
+                raise
             except Exception as exc:
                 try:
                     connection.cursor().execute("ROLLBACK")

@@ -40,7 +40,6 @@ def on_study_stable(txn: Transaction, study_instance_uid: str, reason: str) -> N
                         procedure.order_ref if procedure else None)
     log.info("study %s (accession %s) stable (%s): %d series, %d instance(s)", study_instance_uid,
              accession or "-", reason, series, instances)
-    # DICOM IAN (RAD-49, helper ian16): the lead adds notify_study_available(txn, study_instance_uid, reason) here.
 
 
 def handle_due_studies(txn: Transaction, limit: int = 100) -> int:

@@ -234,6 +234,16 @@ class TlsStorageScp:
         self.server.shutdown()
 
 
+def store_one_as_ct1(port: int, pki: Pki, number: int) -> None:
+    """CT1_AE stores ``ct_instance(number)`` over TLS with its certificate; the engine answers success."""
+    assoc = tls_associate(port, pki, pki.ct1)
+    assert assoc.is_established
+    try:
+        assert assoc.send_c_store(ct_instance(number)).Status == 0x0000
+    finally:
+        assoc.release()
+
+
 def test_forwarding_and_c_move_to_a_tls_archive_go_over_tls(start_engine, tmp_path: Path, pki: Pki) -> None:
     archive_port = free_port()
     archive = TlsStorageScp(pki, archive_port)
@@ -241,12 +251,7 @@ def test_forwarding_and_c_move_to_a_tls_archive_go_over_tls(start_engine, tmp_pa
         engine, port = tls_engine(start_engine, tmp_path, pki, extra=(
             f"    ARCHIVE: {{host: 127.0.0.1, port: {archive_port}, tls: true}}\n"
             "  forward_store_to: [ARCHIVE]\n  forward_retry_seconds: 0.5\n"))
-        assoc = tls_associate(port, pki, pki.ct1)
-        assert assoc.is_established
-        try:
-            assert assoc.send_c_store(ct_instance(31)).Status == 0x0000
-        finally:
-            assoc.release()
+        store_one_as_ct1(port, pki, 31)
         wait_for_log(engine, "forwarded C-STORE 1.2.826.0.1.3680043.9.7777.3.31 to ARCHIVE", timeout=15)
         assert archive.received == [("1.2.826.0.1.3680043.9.7777.3.31", True, "SWF_ENGINE")]
         # C-MOVE of the study to ARCHIVE: the sub-operations' association is TLS too
@@ -279,12 +284,7 @@ def test_outbound_tls_verifies_the_peer(start_engine, tmp_path: Path, pki: Pki) 
             f"    UNNAMED: {{host: 127.0.0.1, port: {unnamed_port}, tls: true}}\n"
             f"    LENIENT: {{host: 127.0.0.1, port: {unnamed_port}, tls: {{verify_hostname: false}}}}\n"
             "  forward_store_to: [FOREIGN, UNNAMED, LENIENT]\n  forward_retry_seconds: 30\n"))
-        assoc = tls_associate(port, pki, pki.ct1)
-        assert assoc.is_established
-        try:
-            assert assoc.send_c_store(ct_instance(51)).Status == 0x0000
-        finally:
-            assoc.release()
+        store_one_as_ct1(port, pki, 51)
         wait_for_log(engine, "forwarded C-STORE 1.2.826.0.1.3680043.9.7777.3.51 to LENIENT", timeout=15)
         for title in ("FOREIGN", "UNNAMED"):
             wait_for_log(engine, f"forward of store 1.2.826.0.1.3680043.9.7777.3.51 to {title} retry in")
@@ -396,12 +396,7 @@ def test_an_archive_must_present_the_certificate_its_entry_names(start_engine, t
             f"    NAMED: {{host: 127.0.0.1, port: {archive_port}, tls: true, certificate: archive}}\n"
             f"    IMPOSTOR: {{host: 127.0.0.1, port: {archive_port}, tls: true, certificate: PACS_MAIN}}\n"
             "  forward_store_to: [NAMED, IMPOSTOR]\n  forward_retry_seconds: 30\n"))
-        assoc = tls_associate(port, pki, pki.ct1)
-        assert assoc.is_established
-        try:
-            assert assoc.send_c_store(ct_instance(61)).Status == 0x0000
-        finally:
-            assoc.release()
+        store_one_as_ct1(port, pki, 61)
         wait_for_log(engine, "forwarded C-STORE 1.2.826.0.1.3680043.9.7777.3.61 to NAMED", timeout=15)
         wait_for_log(engine, "forward of store 1.2.826.0.1.3680043.9.7777.3.61 to IMPOSTOR retry in")
         assert "IMPOSTOR presented a certificate for" in engine.log() and "not 'PACS_MAIN'" in engine.log()

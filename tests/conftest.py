@@ -125,15 +125,19 @@ def run_swf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-@pytest.fixture
-def start_engine(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
-    processes: list[EngineProcess] = []
+class EngineLauncher:
+    """Starts real ``swf serve`` processes with their files under one directory and stops them all at the
+    end of its fixture's scope (a test, or a module whose tests share one engine)."""
 
-    def start(*extra: str, routes: Path | None = None, data_dir: Path | None = None,
-              allow_any_ae: bool = True, env: dict[str, str] | None = None) -> EngineProcess:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.processes: list[EngineProcess] = []
+
+    def __call__(self, *extra: str, routes: Path | None = None, data_dir: Path | None = None,
+                 allow_any_ae: bool = True, env: dict[str, str] | None = None) -> EngineProcess:
         mllp_port, http_port, dicom_port = free_port(), free_port(), free_port()
-        data_dir = data_dir or tmp_path / "var"
-        log_path = tmp_path / f"engine-{len(processes)}.log"
+        data_dir = data_dir or self.directory / "var"
+        log_path = self.directory / f"engine-{len(self.processes)}.log"
         routes = routes or ROOT / "routes"
         command = [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data_dir), "--mllp-port",
                    str(mllp_port), "--http-port", str(http_port), "--dicom-port", str(dicom_port),
@@ -141,17 +145,33 @@ def start_engine(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
         process = subprocess.Popen(command, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         engine = EngineProcess(process, mllp_port, http_port, dicom_port, data_dir, log_path, routes)
-        processes.append(engine)
+        self.processes.append(engine)
         wait_for_port(mllp_port, process)
         wait_for_port(dicom_port, process)
         wait_for_port(http_port, process)   # the last listener to open
         return engine
 
-    yield start
-    for engine in processes:
-        if engine.process.poll() is None:
-            engine.process.terminate()
-            try:
-                engine.process.wait(10)
-            except subprocess.TimeoutExpired:
-                engine.process.kill()
+    def stop_all(self) -> None:
+        for engine in self.processes:
+            if engine.process.poll() is None:
+                engine.process.terminate()
+                try:
+                    engine.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    engine.process.kill()
+
+
+@pytest.fixture
+def start_engine(tmp_path: Path) -> Iterator[EngineLauncher]:
+    launcher = EngineLauncher(tmp_path)
+    yield launcher
+    launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def start_module_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineLauncher]:
+    """For a module whose tests can share one engine (each looks only at what it sent): one start, not one
+    per test."""
+    launcher = EngineLauncher(tmp_path_factory.mktemp("module-engine"))
+    yield launcher
+    launcher.stop_all()

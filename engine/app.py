@@ -82,6 +82,7 @@ class Engine:
     """Everything one running engine holds; ``start`` opens the listeners on the reactor."""
 
     def __init__(self, config: Config):
+        housekeeping.check_age_out(config.age_out)   # a wrong age_out.mode is refused before anything opens
         self.config = config
         self.security_events = SecurityEvents()   # adapters raise, the audit trail subscribes
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,6 @@ class Engine:
         self.metrics = EngineMetrics()
         self.metrics.watch(EngineState(self.health, self._live_metrics))
         # Worklist housekeeping (issue 16), once per cluster: steps never started age out, old rows are purged.
-        housekeeping.check_age_out(config.age_out)
         if config.age_out.days > 0:
             self.cluster.every("worklist age-out", self._age_out, config.age_out.scan_seconds)
         self.retention = housekeeping.Retention(config, self.store, self.metrics.rows_purged)

@@ -21,7 +21,6 @@ from .database import Transaction
 
 JOURNAL, OUTBOX, ORDER_HISTORY, PATIENT_HISTORY, OPERATOR_AUDIT = (
     "journal", "outbox", "order_history", "patient_history", "operator_audit")
-TABLES = (JOURNAL, OUTBOX, ORDER_HISTORY, PATIENT_HISTORY, OPERATOR_AUDIT)
 _REFERENCING_JOURNAL = ("order_history", "patient_history", "events", "outbox")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.conftest import ROOT, EngineProcess, free_port, run_swf
 from tests.integration.test_commitment import wait_for
 from tests.integration.test_metrics import scrape
-from tests.integration.test_mpps import ACCESSION, ORDER, worklist_matches
+from tests.integration.test_mpps import ACCESSION, ORDER, Modality, in_progress, worklist_matches
 from tests.mllp_receiver import Receiver
 
 FUTURE_ACCESSION = "ACC20990101"
@@ -126,7 +126,19 @@ def test_remove_mode_and_retention_keep_what_is_still_needed(start_engine, tmp_p
     assert samples[("swf_aged_out_steps_total", (("mode", "remove"),))] == 1.0
     log = engine.log()
     assert "retention: 1 row(s) of journal purged" in log and "row(s) of outbox purged" in log
+    modality = Modality(engine.dicom_port)                   # a modality that fetched the item before it aged out
+    assert modality.create(in_progress(), "2.25.777001")[0].Status == 0x0000
+    modality.close()
+    assert step_of(engine, "SPS-0417-1")[0] == "STARTED"
     # notify_aged_out: false: no DC; the resend applied as new reached the archive as a change (XO)
     assert [m.get("ORC-1") for m in wait_for(lambda: archive.messages[1:] and archive.messages, 8, "the XO")] == [
         "NW", "XO"]
     archive.close()
+
+
+def test_an_unknown_age_out_mode_is_refused_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "engine.yaml"
+    config.write_text("age_out: {days: 1, mode: delete}\n")
+    refused = run_swf("serve", "--config", str(config), "--data-dir", str(tmp_path / "var"), timeout=30)
+    assert refused.returncode == 2 and "age_out.mode 'delete': use one of discontinue, remove" in refused.stderr
+    assert not (tmp_path / "var").exists()                  # refused before the database was opened

@@ -2,7 +2,6 @@
 again once a change gives it a new start (the same start keeps it out)."""
 from __future__ import annotations
 
-
 from engine.store import aging, orders, patients
 from engine.store.database import Store, Transaction
 

@@ -121,7 +121,7 @@ class Engine:
         # Worklist housekeeping (issue 16), once per cluster: steps never started age out, old rows are purged.
         if config.age_out.days > 0:
             self.cluster.every("worklist age-out", self._age_out, config.age_out.scan_seconds)
-        self.retention = housekeeping.Retention(config, self.store, self.metrics.rows_purged)
+        self.retention = housekeeping.Retention(config, self.store, self.metrics.rows_purged, self.cluster.is_leader)
         if self.retention.enabled:
             self.cluster.every("retention", self.retention.start_run, config.retention.run_seconds)
         self.authorizer = Authorizer(self.store, config)   # the principal of each HTTP request

@@ -156,7 +156,7 @@ class StudiesConfig:
 @dataclass
 class AgeOutConfig:
     """Worklist age-out (issue 16, engine/workflow/housekeeping.py): steps never started leave the worklist."""
-    days: float = 0.0                        # a step still SCHEDULED this long after its scheduled start is aged out (0 = never)
+    days: float = 0.0                        # steps still SCHEDULED this long after their start age out (0 = never)
     mode: str = "discontinue"                # discontinue (step DISCONTINUED) | remove (status kept, gone from the MWL)
     scan_seconds: float = 3600.0             # how often the leader looks for steps to age out
 

@@ -75,11 +75,13 @@ class Retention:
     """The purge runs: per table, batches until none is left; one log line per table and run, and
     ``purged`` (table, count) for /metrics."""
 
-    def __init__(self, config: Config, store: Store, purged: Callable[[str, int], None]):
+    def __init__(self, config: Config, store: Store, purged: Callable[[str, int], None],
+                 leading: Callable[[], bool] = lambda: True):
         self.config = config.retention
         self.window_days = config.hl7.duplicate_window_days
         self.store = store
         self.purged = purged
+        self.leading = leading            # whether this instance still holds the leader lease (checked per batch)
         self.longest_batch = 0.0          # seconds of the longest batch transaction so far (the writer's wait)
         self._thread: threading.Thread | None = None
 
@@ -122,7 +124,7 @@ class Retention:
         for table, batch in self.batches():
             total, started = 0, time.monotonic()
             try:
-                while True:
+                while self.leading():
                     deleted = self.store.write(self._timed(batch))
                     total += deleted
                     if deleted < max(1, self.config.batch_rows):

@@ -129,3 +129,12 @@ def test_a_purge_of_100k_rows_runs_in_short_bounded_batches(tmp_path) -> None:
         assert median < 0.05, f"a batch of 500 rows holds the writer {median * 1000:.0f} ms"   # a few ms unloaded
     finally:
         store.close()
+
+
+def test_a_purge_run_stops_once_this_instance_is_no_longer_the_leader(store: Store) -> None:
+    store.write(lambda txn: [received(txn, f"C{index}", 5, keyed=False) for index in range(3)])
+    config = Config()
+    config.retention.journal_days, config.retention.batch_rows = 1.0, 1
+    leading = [True, True, False]                       # the lease is lost after two batches
+    purge = Retention(config, store, lambda table, number: None, lambda: leading.pop(0) if leading else False)
+    assert purge.run() == {"journal": 2} and count(store, "journal") == 1

@@ -50,7 +50,7 @@ from .web.root import Root
 from .web.site import BoundedSite, ConnectionCaps
 from .workflow.explain import explain_step
 from .workflow.ingest import IngestResult, Ingestor, Received
-from .workflow import study_stability
+from .workflow import housekeeping, study_stability
 
 log = logging.getLogger("engine")
 
@@ -82,6 +82,7 @@ class Engine:
     """Everything one running engine holds; ``start`` opens the listeners on the reactor."""
 
     def __init__(self, config: Config):
+        housekeeping.check_age_out(config.age_out)   # a wrong age_out.mode is refused before anything opens
         self.config = config
         self.security_events = SecurityEvents()   # adapters raise, the audit trail subscribes
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
@@ -117,12 +118,28 @@ class Engine:
         self.health = HealthSnapshot(self.store, config.http.health_max_age)
         self.metrics = EngineMetrics()
         self.metrics.watch(EngineState(self.health, self._live_metrics))
+        # Worklist housekeeping (issue 16), once per cluster: steps never started age out, old rows are purged.
+        if config.age_out.days > 0:
+            self.cluster.every("worklist age-out", self._age_out, config.age_out.scan_seconds)
+        self.retention = housekeeping.Retention(config, self.store, self.metrics.rows_purged, self.cluster.is_leader)
+        if self.retention.enabled:
+            self.cluster.every("retention", self.retention.start_run, config.retention.run_seconds)
         self.authorizer = Authorizer(self.store, config)   # the principal of each HTTP request
         self.ports: dict[str, IListeningPort] = {}
         self.tls: dict[str, TlsServerFactory] = {}   # the TLS listeners ("mllp-tls", "http"), their contexts reloaded
         self._tls_loop: task.LoopingCall | None = None
         self._reload_loop: task.LoopingCall | None = None
         self._dispatch_loop: task.LoopingCall | None = None
+
+    def _age_out(self) -> None:
+        """The age-out job: one bounded run on the writer; counted in /metrics once committed."""
+        self.store.submit(lambda txn: housekeeping.age_out(txn, self.config.age_out)).add_done_callback(self._aged_out)
+
+    def _aged_out(self, done: Any) -> None:
+        if done.exception() is not None:
+            log.error("worklist age-out failed (the next run tries again): %s", done.exception())
+        elif done.result():
+            self.metrics.steps_aged_out(self.config.age_out.mode, done.result())
 
     # -- the MLLP adapter's two entry points ----------------------------------------------------------
     def handle_message(self, raw: bytes, peer: str, presented: tuple[str, ...] = ()) -> defer.Deferred:

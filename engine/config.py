@@ -154,6 +154,25 @@ class StudiesConfig:
 
 
 @dataclass
+class AgeOutConfig:
+    """Worklist age-out (issue 16, engine/workflow/housekeeping.py): steps never started leave the worklist."""
+    days: float = 0.0                        # steps still SCHEDULED this long after their start age out (0 = never)
+    mode: str = "discontinue"                # discontinue (step DISCONTINUED) | remove (status kept, gone from the MWL)
+    scan_seconds: float = 3600.0             # how often the leader looks for steps to age out
+
+
+@dataclass
+class RetentionConfig:
+    """Retention (issue 16, engine/workflow/housekeeping.py): rows older than these ages are purged (0 = kept)."""
+    journal_days: float = 0.0                # received HL7 messages (kept at least hl7.duplicate_window_days)
+    outbox_days: float = 0.0                 # delivered or discarded outbound messages
+    history_days: float = 0.0                # order and patient history
+    audit_days: float = 0.0                  # operator actions (operator_audit), once the ATNA recorder has read them
+    batch_rows: int = 100                    # rows deleted per write transaction (about 5 ms of the writer's time)
+    run_seconds: float = 3600.0              # how often the leader purges
+
+
+@dataclass
 class Config:
     data_dir: str = "var"
     database_url: str = ""                   # default: sqlite:///<data_dir>/swf.sqlite
@@ -169,6 +188,8 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     studies: StudiesConfig = field(default_factory=StudiesConfig)
+    age_out: AgeOutConfig = field(default_factory=AgeOutConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     @property
     def database(self) -> str:

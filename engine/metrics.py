@@ -52,6 +52,10 @@ class EngineMetrics:
         self.stored_bytes = Counter("swf_dicom_stored_bytes", "Bytes of the instances stored", registry=registry)
         self.mpps = Counter("swf_mpps", "MPPS N-CREATE / N-SET accepted, by the status they set",
                             ["status"], registry=registry)
+        self.purged_rows = Counter("swf_retention_purged_rows", "Rows deleted by retention, by table",
+                                   ["table"], registry=registry)
+        self.aged_out_steps = Counter("swf_aged_out_steps", "Scheduled steps aged out of the worklist, by mode",
+                                      ["mode"], registry=registry)
 
     def hl7_answered(self, message_type: str, ack_code: str, seconds: float) -> None:
         self.hl7_messages.labels(message_type or "unreadable", ack_code or "none").inc()
@@ -75,6 +79,12 @@ class EngineMetrics:
         self.stored_instances.labels(outcome).inc()
         if outcome == "accepted":
             self.stored_bytes.inc(size)
+
+    def rows_purged(self, table: str, count: int) -> None:
+        self.purged_rows.labels(table).inc(count)
+
+    def steps_aged_out(self, mode: str, count: int) -> None:
+        self.aged_out_steps.labels(mode).inc(count)
 
     def watch(self, state: "EngineState") -> None:
         self.registry.register(state)

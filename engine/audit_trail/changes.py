@@ -14,7 +14,7 @@ from .message import AuditEvent, Participant
 PATIENT_ACTIONS = {"patient.registered": "C", "patient.updated": "U", "patient.merged": "U"}
 ORDER_ACTIONS = {"order.scheduled": "C", "order.changed": "U", "order.changed_by_operator": "U",
                  "order.discontinued": "U", "order.completed": "U", "order.cancelled": "D",
-                 "order.cancelled_by_operator": "D"}
+                 "order.cancelled_by_operator": "D", "order.aged_out": "U"}
 PROCEDURE_ACTIONS = {"mpps.in_progress": "C", "mpps.unscheduled": "C", "mpps.completed": "U",
                      "mpps.discontinued": "U"}
 USER_CHANGES = {"user.add": codes.SECURITY_ROLES_CHANGED, "user.remove": codes.SECURITY_ROLES_CHANGED,

@@ -13,17 +13,18 @@ from ..yamlfile import YamlProblem, environment_names, line_of
 # What a destination receives, by role (SWF.md 4.3 and 4.4).
 SENDS = {
     "status": frozenset({"mpps.in_progress", "mpps.completed", "mpps.discontinued", "commitment.succeeded",
-                         "order.cancelled_by_operator", "order.changed_by_operator"}),
+                         "order.cancelled_by_operator", "order.changed_by_operator",
+                         "order.aged_out"}),
     "procedure": frozenset({"order.scheduled", "order.changed", "order.cancelled", "order.discontinued",
                             "order.cancelled_by_operator", "order.changed_by_operator",
-                            "patient.updated", "patient.merged"}),
+                            "patient.updated", "patient.merged", "order.aged_out"}),
     "availability": frozenset({"study.available"}),   # a study's instances stored and stable (issue 16)
 }
 AVAILABILITY_MESSAGES = ("ORU", "ORM", "OMG")   # ORU^R01 with OBX counts, or an order status message ...
 AVAILABILITY_STATUSES = ("A", "CM")             # ... whose ORC-5 says A (some results) or CM
 KEYS = {"address", "sends", "profile", "receiving_application", "receiving_facility", "ack_timeout",
         "max_ae_retries", "retry_seconds", "max_retry_seconds", "give_up_hours", "notify_commitment",
-        "emit_partial", "tls", "availability_message", "availability_status"}
+        "emit_partial", "tls", "availability_message", "availability_status", "notify_aged_out"}
 TLS_KEYS = {"ca", "cert", "key", "verify_hostname", "min_version", "ciphers"}
 
 
@@ -43,6 +44,7 @@ class Destination:
     give_up_hours: float = 24.0
     notify_commitment: bool = False   # storage commitment success -> SC/CM status (else no message)
     emit_partial: bool = False        # a completed step while the order stays IP -> SC/IP
+    notify_aged_out: bool = True      # a step aged out of the worklist (age_out) -> SC/DC, or DC/CA (else nothing)
     address_written: str = ""         # the address as the rules write it, e.g. ${SWF_RIS_ADDRESS}
     tls: TlsConfig | None = None      # MLLP over TLS to this destination (``tls: {ca, cert, key, verify_hostname}``)
     availability_message: str = "ORU"  # sends: availability -> ORU^R01, ORM^O01 or OMG^O19
@@ -105,7 +107,7 @@ def parse_destination(name: str, spec: Any, file: str, line: int) -> Destination
                 raise YamlProblem(file, line_of(spec, key, line), f"{key} must be a number, not {spec[key]!r}") from None
             if values[key] < 0:
                 raise YamlProblem(file, line_of(spec, key, line), f"{key} must not be negative")
-    for key in ("notify_commitment", "emit_partial"):
+    for key in ("notify_commitment", "emit_partial", "notify_aged_out"):
         if key in spec:
             if not isinstance(spec[key], bool):
                 raise YamlProblem(file, line_of(spec, key, line), f"{key} must be true or false")

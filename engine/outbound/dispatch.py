@@ -117,6 +117,8 @@ class EventDispatcher:
             return None
         if kind == "commitment.succeeded" and not destination.notify_commitment:
             return None
+        if kind == "order.aged_out" and not destination.notify_aged_out:
+            return None
         if kind == "mpps.completed" and view.order_status != "CM" and not destination.emit_partial:
             return None  # the order stays in progress (SWF.md 4.3 'order stays IP')
         if kind == "mpps.discontinued" and view.order_status not in ("DC", "CM", "IP"):

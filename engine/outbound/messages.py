@@ -16,10 +16,11 @@ D = Delimiters()
 CHARSET_CODECS = {"UNICODE UTF-8": "utf-8", "8859/1": "latin-1", "ASCII": "ascii", "": "latin-1"}
 STATUS_BY_EVENT = {"mpps.in_progress": ("SC", "IP", "I"), "mpps.completed": ("SC", "CM", "R"),
                    "mpps.discontinued": ("SC", "DC", "X"), "commitment.succeeded": ("SC", "CM", "R"),
-                   "order.cancelled_by_operator": ("OC", "CA", "X"), "order.changed_by_operator": ("XO", "SC", "")}
+                   "order.cancelled_by_operator": ("OC", "CA", "X"), "order.changed_by_operator": ("XO", "SC", ""),
+                   "order.aged_out": ("SC", "DC", "X")}
 PROCEDURE_BY_EVENT = {"order.scheduled": ("NW", "SC"), "order.changed": ("XO", "SC"), "order.cancelled": ("CA", "CA"),
                       "order.discontinued": ("DC", "CA"), "order.cancelled_by_operator": ("CA", "CA"),
-                      "order.changed_by_operator": ("XO", "SC")}
+                      "order.changed_by_operator": ("XO", "SC"), "order.aged_out": ("DC", "CA")}
 
 
 @dataclass

@@ -202,13 +202,18 @@ def insert_step(txn: Transaction, procedure_ref: int, schedule: StepSchedule) ->
 
 
 def update_step(txn: Transaction, step_ref: int, schedule: StepSchedule) -> None:
-    """Write the whole schedule of a step (a RAD-13 change)."""
+    """Write the whole schedule of a step (a RAD-13 change); a new start brings an aged-out step back."""
     txn.execute(
         "UPDATE scheduled_steps SET sps_id = ?, status = ?, station_ae_title = ?, station_name = ?, location = ?,"
-        " modality = ?, start_datetime = ?, performing_physician_norm = ?, attributes = ?, updated_at = ? WHERE id = ?",
+        " modality = ?, start_datetime = ?, performing_physician_norm = ?, attributes = ?, updated_at = ?,"
+        f" {_AGED_OUT_UNLESS_SAME_START} WHERE id = ?",
         (schedule.sps_id, schedule.status, schedule.station_ae_title, schedule.station_name, schedule.location,
          schedule.modality, schedule.start_datetime, schedule.performing_physician_norm, dumps(schedule.attributes),
-         now_iso(), step_ref))
+         now_iso(), schedule.start_datetime, step_ref))
+
+
+# age_out.mode remove (engine/store/aging.py): a step given a new start is offered in the worklist again
+_AGED_OUT_UNLESS_SAME_START = "aged_out_at = CASE WHEN start_datetime = ? THEN aged_out_at ELSE '' END"
 
 
 def set_step_status(txn: Transaction, step_ref: int, status: str) -> None:
@@ -218,5 +223,6 @@ def set_step_status(txn: Transaction, step_ref: int, status: str) -> None:
 def reschedule_step(txn: Transaction, step_ref: int, *, start_datetime: str, station_ae_title: str,
                     attributes: dict[str, Any]) -> None:
     """New start and station of a step (the operator's ``swf reschedule``); ``attributes`` hold both too."""
-    txn.execute("UPDATE scheduled_steps SET start_datetime = ?, station_ae_title = ?, attributes = ?, updated_at = ?"
-                " WHERE id = ?", (start_datetime, station_ae_title, dumps(attributes), now_iso(), step_ref))
+    txn.execute("UPDATE scheduled_steps SET start_datetime = ?, station_ae_title = ?, attributes = ?, updated_at = ?,"
+                f" {_AGED_OUT_UNLESS_SAME_START} WHERE id = ?",
+                (start_datetime, station_ae_title, dumps(attributes), now_iso(), start_datetime, step_ref))

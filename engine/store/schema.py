@@ -429,4 +429,15 @@ MIGRATIONS.append([
     "CREATE INDEX study_arrivals_due ON study_arrivals (pending, stable_due_at)",
 ])
 
+MIGRATIONS.append([
+    # 15 (issue 16): worklist housekeeping.  A step aged out with age_out.mode remove keeps its status but
+    #    leaves the worklist (aged_out_at); retention purges by age, each table read through an index on it
+    "ALTER TABLE scheduled_steps ADD COLUMN aged_out_at TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX outbox_delivered ON outbox (status, delivered_at)",
+    "CREATE INDEX order_history_at ON order_history (at)",
+    "CREATE INDEX patient_history_at ON patient_history (at)",
+    "CREATE INDEX operator_audit_at ON operator_audit (at)",
+    "CREATE INDEX journal_keys_journal ON journal_keys (journal_ref)",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -156,6 +156,7 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
         # holds most rows under these values; it then starts from the index of a selective key instead.
         where.append(f"(s.status || '') IN ({', '.join('?' for _ in offered_statuses)})")
         params.extend(offered_statuses)
+    where.append("s.aged_out_at = ''")   # aged out with age_out.mode remove (engine/workflow/housekeeping.py)
     if station_restriction:
         stations = station_restriction + (("",) if default_station in station_restriction else ())
         where.append(f"s.station_ae_title IN ({', '.join('?' for _ in stations)})")

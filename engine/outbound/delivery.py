@@ -44,6 +44,7 @@ from .destinations import Destination
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 @implementer(IHandshakeListener)
@@ -129,15 +130,37 @@ class DestinationQueue:
         self.running = False
         self.busy = False
         self._timer: Any = None
+        self._finished: defer.Deferred | None = None   # fired when the cycle in flight at ``finish`` ends
 
     def start(self) -> None:
         self.running = True
         self.wake()
 
     def stop(self) -> None:
+        """Stop at once, cutting a delivery in flight (the destination changed: the message is retried)."""
         self.running = False
+        self._cancel_timer()
+        self._disconnect()
+
+    def finish(self) -> defer.Deferred:
+        """Stop after the attempt in flight: its ACK is awaited (``ack_timeout`` at most) and its outcome
+        recorded, so that at a graceful stop a message the receiver has taken is neither cut off nor sent
+        again by the instance that takes the destination's lease over."""
+        self.running = False
+        self._cancel_timer()
+        if not self.busy:
+            self._disconnect()
+            return defer.succeed(None)
+        if self._finished is None:
+            self._finished = defer.Deferred()
+            self._finished.addBoth(lambda _: self._disconnect())
+        return self._finished
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+
+    def _disconnect(self) -> None:
         if self.client is not None and self.client.transport is not None:
             self.client.transport.loseConnection()
 
@@ -150,6 +173,9 @@ class DestinationQueue:
         self.busy = False
         if isinstance(result, Failure):
             log.error("outbox %s: delivery loop error: %s", self.destination.name, result.getErrorMessage())
+        if self._finished is not None:
+            finished, self._finished = self._finished, None
+            finished.callback(None)
         if self.running:
             delay = result if isinstance(result, (int, float)) else POLL_SECONDS
             if self._timer is not None and self._timer.active():
@@ -180,7 +206,8 @@ class DestinationQueue:
         if self.client is not None and self.client.connected_ok:
             return self.client
         destination = self.destination
-        endpoint: Any = TCP4ClientEndpoint(reactor, destination.host, destination.port, timeout=10)
+        endpoint: Any = TCP4ClientEndpoint(reactor, destination.host, destination.port,
+                                           timeout=CONNECT_TIMEOUT_SECONDS)
         if destination.tls is not None:
             if self._tls is None:
                 tls = destination.tls
@@ -287,6 +314,11 @@ class Outbox:
         for queue in self.queues.values():
             queue.wake()
 
-    def stop(self) -> None:
-        for queue in self.queues.values():
-            queue.stop()
+    def finish(self) -> defer.Deferred:
+        """At the engine's stop: every queue stops after its attempt in flight (``DestinationQueue.finish``),
+        before the instance releases its leases."""
+        finishing = defer.DeferredList([queue.finish() for queue in self.queues.values()], consumeErrors=True)
+        longest = max((queue.destination.ack_timeout for queue in self.queues.values()), default=0.0)
+        return finishing.addTimeout(longest + CONNECT_TIMEOUT_SECONDS, reactor).addErrback(
+            lambda _: log.warning("outbox: a delivery in flight did not end within %.0f s of the stop; it is"
+                                  " retried", longest + CONNECT_TIMEOUT_SECONDS))

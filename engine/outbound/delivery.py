@@ -44,7 +44,7 @@ from .destinations import Destination
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
-CONNECT_TIMEOUT_SECONDS = 10
+FINISH_SECONDS = 5.0   # at the engine's stop, how long a delivery in flight may take to end (ACK, then recorded)
 
 
 @implementer(IHandshakeListener)
@@ -143,9 +143,9 @@ class DestinationQueue:
         self._disconnect()
 
     def finish(self) -> defer.Deferred:
-        """Stop after the attempt in flight: its ACK is awaited (``ack_timeout`` at most) and its outcome
-        recorded, so that at a graceful stop a message the receiver has taken is neither cut off nor sent
-        again by the instance that takes the destination's lease over."""
+        """Stop after the attempt in flight: its ACK is awaited (``FINISH_SECONDS`` at most, ``Outbox.finish``)
+        and its outcome recorded, so that at a graceful stop a message the receiver has taken is neither cut
+        off nor sent again by the instance that takes the destination's lease over."""
         self.running = False
         self._cancel_timer()
         if not self.busy:
@@ -206,8 +206,7 @@ class DestinationQueue:
         if self.client is not None and self.client.connected_ok:
             return self.client
         destination = self.destination
-        endpoint: Any = TCP4ClientEndpoint(reactor, destination.host, destination.port,
-                                           timeout=CONNECT_TIMEOUT_SECONDS)
+        endpoint: Any = TCP4ClientEndpoint(reactor, destination.host, destination.port, timeout=10)
         if destination.tls is not None:
             if self._tls is None:
                 tls = destination.tls
@@ -318,7 +317,14 @@ class Outbox:
         """At the engine's stop: every queue stops after its attempt in flight (``DestinationQueue.finish``),
         before the instance releases its leases."""
         finishing = defer.DeferredList([queue.finish() for queue in self.queues.values()], consumeErrors=True)
-        longest = max((queue.destination.ack_timeout for queue in self.queues.values()), default=0.0)
-        return finishing.addTimeout(longest + CONNECT_TIMEOUT_SECONDS, reactor).addErrback(
-            lambda _: log.warning("outbox: a delivery in flight did not end within %.0f s of the stop; it is"
-                                  " retried", longest + CONNECT_TIMEOUT_SECONDS))
+        limit = reactor.callLater(FINISH_SECONDS, self._cut)
+        return finishing.addBoth(lambda _: limit.cancel() if limit.active() else None)
+
+    def _cut(self) -> None:
+        """A delivery still in flight ``FINISH_SECONDS`` after the stop (a receiver slow to ACK): cut off; the
+        message stays pending for the next holder of the lease (the receiver may get it twice, same MSH-10)."""
+        unfinished = [name for name, queue in self.queues.items() if queue.busy]
+        log.warning("outbox: deliveries in flight to %s not ended within %.0f s of the stop: cut off, retried by"
+                    " the next holder of the lease", ", ".join(unfinished) or "none", FINISH_SECONDS)
+        for queue in self.queues.values():
+            queue.stop()

@@ -30,12 +30,14 @@ def instance_name(instance: Instance) -> str:
 def cluster_page(driver: WebDriver, base: str) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """The page as read: instance -> (last heartbeat, state), and lease -> holder ("-": nobody)."""
     driver.get(f"{base}/console/cluster")
+    def rows(table: str) -> list:
+        return [row for row in driver.find_elements(By.CSS_SELECTOR, f"#{table} tr")
+                if row.find_elements(By.TAG_NAME, "td")]
     instances = {row.find_element(By.CLASS_NAME, "instance-name").text:
                  (row.find_element(By.CLASS_NAME, "instance-heartbeat").text,
-                  row.find_element(By.CLASS_NAME, "instance-state").text)
-                 for row in driver.find_elements(By.CSS_SELECTOR, "#instances tr") if row.find_elements(By.TAG_NAME, "td")}
+                  row.find_element(By.CLASS_NAME, "instance-state").text) for row in rows("instances")}
     leases = {row.find_element(By.CLASS_NAME, "lease-name").text: row.find_element(By.CLASS_NAME, "lease-holder").text
-              for row in driver.find_elements(By.CSS_SELECTOR, "#leases tr") if row.find_elements(By.TAG_NAME, "td")}
+              for row in rows("leases")}
     return instances, leases
 
 

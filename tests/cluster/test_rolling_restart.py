@@ -26,6 +26,7 @@ from tests.cluster.test_failover import database_rows, mpps, read_frame, worklis
 from tests.integration.test_mllp import msa, order
 from tests.integration.test_mpps import final, in_progress
 from tests.mllp_receiver import Receiver
+from engine.outbound.delivery import FINISH_SECONDS
 
 SENDERS = 4
 PERFORMED = 8          # orders the modality performs: two status messages each for the RIS
@@ -230,3 +231,24 @@ def test_rolling_restart_under_load_loses_nothing_and_repeats_nothing(make_insta
             thread.join(5)
         ris.close()
         archive.close()
+
+
+def test_a_stop_waits_for_an_ack_only_so_long(make_instances, database_url) -> None:
+    """A receiver that never ACKs the message in flight holds a stop up ``FINISH_SECONDS``, not longer: the
+    delivery is cut off, the message stays pending for the next holder, the leases are released."""
+    silent = Receiver(answer=lambda message: "silent")
+    try:
+        [a] = make_instances(1, env={"SWF_ARCHIVE_ADDRESS": silent.address})
+        assert msa(mllp_exchange(a.mllp_port, order("SLOW1")))[1] == "AA"
+        wait_until(lambda: silent.attempts, 10, "the order in flight to the archive")
+        assert a.process is not None
+        began = time.monotonic()
+        a.process.terminate()
+        assert a.process.wait(FINISH_SECONDS + 10) == 0
+        stopped = time.monotonic() - began
+        assert FINISH_SECONDS - 0.5 < stopped < FINISH_SECONDS + 8, stopped
+        assert "deliveries in flight to archive not ended within 5 s of the stop: cut off" in a.log()
+        assert database_rows(database_url, "SELECT status FROM outbox WHERE destination = 'archive'") == [("pending",)]
+        assert live_leases(database_url, instance_name(a)) == set()
+    finally:
+        silent.close()

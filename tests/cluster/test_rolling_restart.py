@@ -10,6 +10,7 @@ ACK of a message applied exactly once; every status and order message reached it
 (a graceful stop lets the delivery in flight finish: no repeat, no extra attempt), in change order; the
 stopped instance's leases were released, and the time until the other instance held them (takeover) is
 printed.  A lease that was not released would only be taken over after ``cluster.lease_seconds`` (30 s).
+A receiver that never ACKs holds a stop up for ``FINISH_SECONDS`` only.
 """
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ from pathlib import Path
 
 from pydicom.uid import generate_uid
 
+from engine.outbound.delivery import FINISH_SECONDS
 from tests.cluster.conftest import Instance, http_status, mllp_exchange, wait_until
 from tests.cluster.test_failover import database_rows, mpps, read_frame, worklist_query
 from tests.integration.test_mllp import msa, order
 from tests.integration.test_mpps import final, in_progress
 from tests.mllp_receiver import Receiver
-from engine.outbound.delivery import FINISH_SECONDS
 
 SENDERS = 4
 PERFORMED = 8          # orders the modality performs: two status messages each for the RIS

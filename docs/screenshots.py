@@ -1,14 +1,19 @@
 """Regenerate the console screenshots in docs/ (console-*.png) with the browser the tests use.
 
-    .venv/bin/python docs/screenshots.py        (needs chromium and chromium-driver: .ci/system-deps)
+    .venv/bin/python docs/screenshots.py [--cluster]   (needs chromium and chromium-driver: .ci/system-deps;
+                                                        the cluster step also PostgreSQL: package postgresql)
 
 Starts an engine on free loopback ports with a fresh data folder, a stand-in RIS and an archive that
 refuses everything (so the queues page has dead letters), replays the sample day over MLLP, reschedules
 one order, creates and edits one in the console, resends a message to a destination and dry-runs a
-candidate rules file, then saves each page at its full height."""
+candidate rules file, then saves each page at its full height.  Then (alone with ``--cluster``) the
+Cluster page: two instances on a throwaway PostgreSQL server (.ci/start-postgres) sharing one data
+folder, the sample day replayed half to each, saved as docs/console-cluster.png."""
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,20 +51,36 @@ def save(driver: WebDriver, name: str) -> None:
     print(f"wrote {path.relative_to(ROOT)}")
 
 
-def main() -> None:
+def start_engine(work: Path, log_name: str, data: Path, routes: Path, ris: Receiver, archive: Receiver,
+                 *database: str) -> tuple[subprocess.Popen, int, int]:
+    """``swf serve`` on free ports (``database``: ``--database-url URL``, else SQLite in ``data``); the
+    process, its MLLP and its HTTP port, once it listens."""
+    mllp, http, dicom = free_port(), free_port(), free_port()
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data), *database, "--mllp-port", str(mllp),
+         "--http-port", str(http), "--dicom-port", str(dicom), "--routes", str(routes),
+         "--allow-any-ae"], cwd=ROOT, stdout=open(work / log_name, "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "SWF_RIS_ADDRESS": ris.address, "SWF_ARCHIVE_ADDRESS": archive.address})
+    wait_for_port(http, engine, 60)
+    return engine, mllp, http
+
+
+def log_in(driver: WebDriver, base: str) -> None:
+    driver.get(f"{base}/console/login")
+    driver.find_element(By.ID, "name").send_keys("admin")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "login-button").click()
+    WebDriverWait(driver, 15).until(seen.text_to_be_present_in_element((By.ID, "who"), "admin"))
+
+
+def console_pages() -> None:
     work = Path(tempfile.mkdtemp(prefix="swf-screenshots-"))
     ris, archive = Receiver(), Receiver(answer=lambda message: "AE")
-    mllp, http, dicom = free_port(), free_port(), free_port()
     data = work / "var"
     swf("users", "add", "admin", "--role", "admin", "--data-dir", str(data), "--password-stdin", stdin=PASSWORD)
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(data), "--mllp-port", str(mllp),
-         "--http-port", str(http), "--dicom-port", str(dicom), "--routes", str(_fast_retry_routes(work)),
-         "--allow-any-ae"], cwd=ROOT, stdout=open(work / "engine.log", "w"), stderr=subprocess.STDOUT,
-        env={**os.environ, "SWF_RIS_ADDRESS": ris.address, "SWF_ARCHIVE_ADDRESS": archive.address})
+    engine, mllp, http = start_engine(work, "engine.log", data, _fast_retry_routes(work), ris, archive)
     driver = None
     try:
-        wait_for_port(http, engine)
         for sample in ("day-v231.hl7", "day-v251.hl7", "malformed.hl7"):
             # malformed.hl7 is answered AE/AR on purpose: replay says so with exit status 1
             swf("replay", str(ROOT / "samples" / sample), "--to", f"127.0.0.1:{mllp}", check=sample != "malformed.hl7")
@@ -68,10 +89,7 @@ def main() -> None:
         wait = WebDriverWait(driver, 15)
         driver.get(f"{base}/console/login")
         save(driver, "login")
-        driver.find_element(By.ID, "name").send_keys("admin")
-        driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        driver.find_element(By.ID, "login-button").click()
-        wait.until(seen.text_to_be_present_in_element((By.ID, "who"), "admin"))
+        log_in(driver, base)
         driver.get(f"{base}/console/worklist?all=1")
         driver.find_elements(By.CSS_SELECTOR, "#orders a.order-link")[-1].click()
         driver.find_element(By.ID, "reschedule-start").send_keys("202612071430")
@@ -117,6 +135,52 @@ def main() -> None:
         engine.terminate()
         engine.wait(10)
         ris.close(), archive.close()
+
+
+def cluster_page() -> None:
+    """Two instances on one PostgreSQL database: the Cluster page of the second one."""
+    work = Path(tempfile.mkdtemp(prefix="swf-screenshots-cluster-"))
+    postgres = Path(tempfile.mkdtemp(prefix="swf-screenshots-pg-"))   # its own: initdb's user must enter it
+    started = subprocess.run(["bash", str(ROOT / ".ci" / "start-postgres"), str(postgres)], capture_output=True,
+                             text=True, timeout=180, check=True)
+    url = started.stdout.strip().splitlines()[-1]
+    ris, archive = Receiver(), Receiver()
+    data = work / "shared"   # one storage_dir for both instances, as a site shares a volume
+    swf("users", "add", "admin", "--role", "admin", "--database-url", url, "--data-dir", str(data),
+        "--password-stdin", stdin=PASSWORD)
+    routes = _fast_retry_routes(work)
+    engines: list[subprocess.Popen] = []
+    driver = None
+    try:
+        for n, sample in enumerate(("day-v231.hl7", "day-v251.hl7")):   # one after the other: the first migrates
+            engine, mllp, http = start_engine(work, f"engine-{n}.log", data, routes, ris, archive,
+                                               "--database-url", url)
+            engines.append(engine)
+            swf("replay", str(ROOT / "samples" / sample), "--to", f"127.0.0.1:{mllp}")
+        archive.wait_for(1)
+        driver = browser.chrome()
+        base = f"http://127.0.0.1:{http}"
+        log_in(driver, base)
+        driver.get(f"{base}/console/cluster")
+        save(driver, "cluster")
+    finally:
+        if driver is not None:
+            driver.quit()
+        for engine in engines:
+            engine.terminate()
+            engine.wait(10)
+        ris.close(), archive.close()
+        subprocess.run(["bash", str(ROOT / ".ci" / "start-postgres"), "--stop", str(postgres)], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(postgres, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cluster", action="store_true", help="only the Cluster page (two instances on PostgreSQL)")
+    if not parser.parse_args().cluster:
+        console_pages()
+    cluster_page()
 
 
 if __name__ == "__main__":

@@ -370,7 +370,7 @@ class Engine:
     def stop(self) -> defer.Deferred:
         if self._reload_loop is not None and self._reload_loop.running:
             self._reload_loop.stop()
-        self.outbox.stop()
+        finishing = self.outbox.finish()   # deliveries in flight end and are recorded before the leases go
         self.authorizer.stop()
         for loop in (self._dispatch_loop, self._tls_loop):
             if loop is not None and loop.running:
@@ -386,7 +386,7 @@ class Engine:
                 log.warning("audit messages of the stop not queued")
             self.audit_delivery.stop()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports.values()]
-        return defer.DeferredList(stopping).addBoth(lambda _: self._close_store())
+        return defer.DeferredList([finishing, *stopping]).addBoth(lambda _: self._close_store())
 
     def _close_store(self) -> None:
         self.cluster.stop()   # its leases released: another instance takes over at once

@@ -35,6 +35,23 @@ def default_instance_name(config: Config) -> str:
     return f"{socket.gethostname()}:{config.mllp.port}"
 
 
+def heartbeat_period(heartbeat_seconds: float, lease_seconds: float) -> float:
+    """How often an instance writes its heartbeat: at least three times per lease, so one late beat does not
+    let its leader lease run out."""
+    return min(heartbeat_seconds, lease_seconds / 3)
+
+
+def liveness(heartbeat_age: float, heartbeat_seconds: float, lease_seconds: float) -> str:
+    """How an instance looks from the age of its last heartbeat (the cluster's instances share these
+    settings): "alive"; "stale" once it missed two beats (stopped or stuck: its leases are still its own
+    until they run out); "dead" past a lease (its leases are free for the other instances)."""
+    if heartbeat_age > lease_seconds:
+        return "dead"
+    if heartbeat_age > 3 * heartbeat_period(heartbeat_seconds, lease_seconds):
+        return "stale"
+    return "alive"
+
+
 class InstanceNameTaken(RuntimeError):
     """Another live instance runs under this instance's name: the two would share one heartbeat and every
     lease, so two deliverers of one destination would both believe they hold its lease."""
@@ -105,7 +122,7 @@ class Cluster:
         self.standalone = standalone   # no heartbeat thread (a service used on its own, in tests): leader
         self.name = config.cluster.instance or default_instance_name(config)
         self.lease_seconds = config.cluster.lease_seconds
-        self.heartbeat_seconds = min(config.cluster.heartbeat_seconds, self.lease_seconds / 3)
+        self.heartbeat_seconds = heartbeat_period(config.cluster.heartbeat_seconds, self.lease_seconds)
         self.started_at = now_iso()
         self.last_heartbeat = 0.0   # epoch seconds of the last heartbeat committed
         self.heartbeat_error = ""

@@ -44,6 +44,7 @@ from .destinations import Destination
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
+FINISH_SECONDS = 5.0   # at the engine's stop, how long a delivery in flight may take to end (ACK, then recorded)
 
 
 @implementer(IHandshakeListener)
@@ -129,15 +130,37 @@ class DestinationQueue:
         self.running = False
         self.busy = False
         self._timer: Any = None
+        self._finished: defer.Deferred | None = None   # fired when the cycle in flight at ``finish`` ends
 
     def start(self) -> None:
         self.running = True
         self.wake()
 
     def stop(self) -> None:
+        """Stop at once, cutting a delivery in flight (the destination changed: the message is retried)."""
         self.running = False
+        self._cancel_timer()
+        self._disconnect()
+
+    def finish(self) -> defer.Deferred:
+        """Stop after the attempt in flight: its ACK is awaited (``FINISH_SECONDS`` at most, ``Outbox.finish``)
+        and its outcome recorded, so that at a graceful stop a message the receiver has taken is neither cut
+        off nor sent again by the instance that takes the destination's lease over."""
+        self.running = False
+        self._cancel_timer()
+        if not self.busy:
+            self._disconnect()
+            return defer.succeed(None)
+        if self._finished is None:
+            self._finished = defer.Deferred()
+            self._finished.addBoth(lambda _: self._disconnect())
+        return self._finished
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+
+    def _disconnect(self) -> None:
         if self.client is not None and self.client.transport is not None:
             self.client.transport.loseConnection()
 
@@ -150,6 +173,9 @@ class DestinationQueue:
         self.busy = False
         if isinstance(result, Failure):
             log.error("outbox %s: delivery loop error: %s", self.destination.name, result.getErrorMessage())
+        if self._finished is not None:
+            finished, self._finished = self._finished, None
+            finished.callback(None)
         if self.running:
             delay = result if isinstance(result, (int, float)) else POLL_SECONDS
             if self._timer is not None and self._timer.active():
@@ -287,6 +313,18 @@ class Outbox:
         for queue in self.queues.values():
             queue.wake()
 
-    def stop(self) -> None:
+    def finish(self) -> defer.Deferred:
+        """At the engine's stop: every queue stops after its attempt in flight (``DestinationQueue.finish``),
+        before the instance releases its leases."""
+        finishing = defer.DeferredList([queue.finish() for queue in self.queues.values()], consumeErrors=True)
+        limit = reactor.callLater(FINISH_SECONDS, self._cut)
+        return finishing.addBoth(lambda _: limit.cancel() if limit.active() else None)
+
+    def _cut(self) -> None:
+        """A delivery still in flight ``FINISH_SECONDS`` after the stop (a receiver slow to ACK): cut off; the
+        message stays pending for the next holder of the lease (the receiver may get it twice, same MSH-10)."""
+        unfinished = [name for name, queue in self.queues.items() if queue.busy]
+        log.warning("outbox: deliveries in flight to %s not ended within %.0f s of the stop: cut off, retried by"
+                    " the next holder of the lease", ", ".join(unfinished) or "none", FINISH_SECONDS)
         for queue in self.queues.values():
             queue.stop()

@@ -119,7 +119,8 @@ class Console(resource.Resource):
         if name == "audit" and len(parts) == 1:
             return self.read_page(request, identity, "audit.html", pages.audit_page)
         if name == "cluster" and len(parts) == 1:
-            return self.read_page(request, identity, "cluster.html", pages.cluster_page)
+            return self.read_page(request, identity, "cluster.html",
+                                  lambda txn: pages.cluster_page(txn, self.rules.config.cluster))
         return self.problem(request, identity, 404, "no such console page")
 
     def order(self, request: Any, identity: Identity, accession: str) -> int:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from ...cluster import liveness
+from ...config import ClusterConfig
 from ...domain.principal import Principal
 from ...store import audit, cluster, dashboard, health, journal_effects, listings, reports
 from ...store.database import Transaction
@@ -106,10 +108,13 @@ def queues_page(txn: Transaction, status: str) -> dict[str, Any]:
             "forwards": listings.forward_page(txn, chosen, PAGE_ROWS, None).items, "status": status}
 
 
-def cluster_page(txn: Transaction) -> dict[str, Any]:
-    """The instances on this database with their heartbeat's age, and each lease's holder (issue 15)."""
+def cluster_page(txn: Transaction, settings: ClusterConfig) -> dict[str, Any]:
+    """The instances on this database with their heartbeat's age and what that says (alive, stale, dead),
+    and each lease's holder (issue 15)."""
     view = cluster.overview(txn, time.time())
-    return {"instances": [(instance, view.now - instance.heartbeat_at) for instance in view.instances],
+    ages = [(instance, view.now - instance.heartbeat_at) for instance in view.instances]
+    return {"instances": [(instance, age, liveness(age, settings.heartbeat_seconds, settings.lease_seconds))
+                          for instance, age in ages],
             "leases": [(lease, lease.expires_at - view.now) for lease in view.leases]}
 
 

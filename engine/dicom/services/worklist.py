@@ -378,6 +378,8 @@ class WorklistService(ForegroundService):
             return
         for status, response in self.answer(identifier, calling, lambda: event.is_cancelled):
             if response is None:
+                if sender is not None:
+                    sender.flush()
                 self.context.metrics.mwl_answered(_outcome(status), time.perf_counter() - started)
                 audit_query(self.context.audit, event, status if isinstance(status, int) else int(status.Status))
                 yield status, None

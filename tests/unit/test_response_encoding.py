@@ -104,7 +104,7 @@ def _identifier():
 def _item(**attributes):
     from engine.workflow.worklist import WorklistItem
 
-    top = {"PatientName": "DOE^JANE", "PatientID": "P1", "AccessionNumber": "ACC1234", "StudyInstanceUID": "1.2.3.45",
+    top = {"PatientName": "DOE^JANE", "PatientID": "P1", "AccessionNumber": "ACC1234", "StudyInstanceUID": "1.2.3.456",
            "RequestedProcedureID": "RP1", "OtherPatientIDs": ["A1", "B22"]}
     step = {"ScheduledStationAETitle": "CT1", "ScheduledProcedureStepStartDate": "20250304", "Modality": "CT",
             "ScheduledProcedureStepID": "SPS1", "ScheduledProtocolCodeSequence": [{"CodeValue": "P1"}, {"CodeValue": "P22"}]}

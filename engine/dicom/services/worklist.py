@@ -472,8 +472,8 @@ class WorklistService(ForegroundService):
         yield 0x0000, None
 
     def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
-        """pynetdicom's C-FIND handler: pending responses are written as whole PDUs, many a write (pending_responses.py), the final
-        status through pynetdicom."""
+        """pynetdicom's C-FIND handler: pending responses are written as whole PDUs, many a write
+        (pending_responses.py), the final status through pynetdicom."""
         calling = event.assoc.requestor.ae_title.strip()
         transfer_syntax = event.context.transfer_syntax
         sender: PendingSender | None = None

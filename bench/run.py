@@ -35,7 +35,7 @@ sys.dont_write_bytecode = True
 
 from common import BENCH, ROOT, Context, Section  # noqa: E402
 
-BENCHMARKS = ["mwl", "hl7", "storage", "loop", "growth"]
+BENCHMARKS = ["mwl", "concurrency", "hl7", "storage", "loop", "growth"]
 MODULES = {"hl7": "hl7_ingest"}     # a module named hl7 would shadow python-hl7
 RESULTS = BENCH / "RESULTS.md"
 STORE = BENCH / "results"          # the latest section of each benchmark (markdown + targets as JSON)

@@ -18,6 +18,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import AssociationSocket
 
 from engine.dicom.ae import DicomServer, start_server
 from engine.dicom.wire import pynetdicom_private as private
@@ -26,7 +27,7 @@ ENGINE = Path(private.__file__).resolve().parents[2]
 MODULE = Path(private.__file__).resolve()
 # Declared attributes too common to hunt for in other modules (sockets, our own AssociateRQ.contexts ...).
 COMMON_NAMES = {"socket", "contexts", "message", "recv", "data_set", "__dict__", "Event", "AttributeIdentifierList",
-                "STATUS_OPTIONAL_KEYWORDS", "maximum_pdu_size"}   # AE.maximum_pdu_size is public
+                "STATUS_OPTIONAL_KEYWORDS", "maximum_pdu_size", "send", "_send"}   # AE.maximum_pdu_size is public
 
 
 def test_the_installed_pynetdicom_has_everything_the_engine_relies_on() -> None:
@@ -37,15 +38,15 @@ def _reactor_without_checkpoint(self: Association) -> None:
     """A reactor that no longer waits at the checkpoint."""
 
 
-def _send_pdu_with_a_new_signature(self: DULServiceProvider, primitive: object, priority: int) -> None:
-    """send_pdu taking another argument."""
+def _send_with_a_new_signature(self: AssociationSocket, bytestream: bytes, flags: int) -> None:
+    """AssociationSocket.send taking another argument."""
 
 
 @pytest.mark.parametrize(("owner", "attribute", "replacement", "named"), [
     (sop_class, "_STORAGE_CLASSES", None, "sop_class._STORAGE_CLASSES"),
     (DULServiceProvider, "peek_next_pdu", None, "DULServiceProvider.peek_next_pdu"),
     (DIMSEServiceProvider, "send_msg", None, "DIMSEServiceProvider.send_msg"),
-    (DULServiceProvider, "send_pdu", _send_pdu_with_a_new_signature, "DULServiceProvider.send_pdu"),
+    (AssociationSocket, "send", _send_with_a_new_signature, "AssociationSocket.send"),
     (Association, "_run_reactor", _reactor_without_checkpoint, "Association._reactor_checkpoint"),
 ])
 def test_a_changed_internal_is_named_with_the_installed_version(monkeypatch: pytest.MonkeyPatch, owner: object,

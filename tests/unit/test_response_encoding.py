@@ -71,3 +71,75 @@ def test_refused_responses_are_encoded_by_pydicom() -> None:
     elements = [(tag("PatientWeight"), "DS", "70.5"), (tag("PatientName"), "PN", "A^B")]
     response = WorklistResponse(elements, "", [])
     assert response.encode(ExplicitVRLittleEndian) == pydicom_bytes(elements, ExplicitVRLittleEndian)
+
+
+# -- the worklist's fast path (PlainResponse) against the general one (WorklistResponse) -------------------
+def _general(plan, item, charset: str = "ISO_IR 192"):
+    """What the general path answers for the item: _answer + the checks, never the fast path."""
+    from engine.dicom.services import worklist as mwl
+
+    values = dict(item.attributes)
+    values[mwl.SPS_SEQUENCE] = [item.step]
+    elements = mwl._answer(plan.keys, values)
+    return mwl.WorklistResponse(elements, "", mwl._lacks_type1(elements))
+
+
+def _identifier():
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    for keyword in ("PatientName", "PatientID", "AccessionNumber", "StudyInstanceUID", "RequestedProcedureID",
+                    "OtherPatientIDs", "PatientWeight"):
+        setattr(ds, keyword, None)
+    step = Dataset()
+    for keyword in ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality", "ScheduledProcedureStepID"):
+        setattr(step, keyword, None)
+    protocol = Dataset()
+    protocol.CodeValue = None
+    step.ScheduledProtocolCodeSequence = [protocol]
+    ds.ScheduledProcedureStepSequence = [step]
+    return ds
+
+
+def _item(**attributes):
+    from engine.workflow.worklist import WorklistItem
+
+    top = {"PatientName": "DOE^JANE", "PatientID": "P1", "AccessionNumber": "ACC1234", "StudyInstanceUID": "1.2.3.456",
+           "RequestedProcedureID": "RP1", "OtherPatientIDs": ["A1", "B22"]}
+    step = {"ScheduledStationAETitle": "CT1", "ScheduledProcedureStepStartDate": "20250304", "Modality": "CT",
+            "ScheduledProcedureStepID": "SPS1", "ScheduledProtocolCodeSequence": [{"CodeValue": "P1"}, {"CodeValue": "P22"}]}
+    step.update(attributes.pop("step", {}))
+    top.update(attributes)
+    return WorklistItem(top, step, top["AccessionNumber"])
+
+
+@pytest.mark.parametrize("transfer_syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_ascii_items_take_the_fast_path_with_the_general_paths_bytes(transfer_syntax) -> None:
+    from engine.dicom.services.worklist import PlainResponse, ResponsePlan
+
+    plan = ResponsePlan(_identifier())
+    for item in (_item(), _item(AccessionNumber="ACC12", OtherPatientIDs=[]), _item(RequestedProcedureID={"x": 1}),
+                 _item(step={"ScheduledProtocolCodeSequence": []})):
+        fast = plan.response(item, "ISO_IR 192")
+        general = _general(plan, item)
+        if general.missing:
+            assert not isinstance(fast, PlainResponse) and fast.missing == general.missing
+            continue
+        assert isinstance(fast, PlainResponse)
+        assert fast.encode(transfer_syntax) == general.encode(transfer_syntax) == pydicom_bytes(general.elements,
+                                                                                                transfer_syntax)
+        assert fast.dataset() == general.dataset()
+
+
+def test_items_the_fast_path_does_not_handle_take_the_general_one() -> None:
+    from engine.dicom.services.worklist import PlainResponse, ResponsePlan
+
+    plan = ResponsePlan(_identifier())
+    for item in (_item(PatientName="MÜLLER^JÖRG"), _item(PatientWeight="70.5"), _item(PatientID=""),
+                 _item(step={"Modality": ""}), _item(step={"ScheduledProtocolCodeSequence": [{"CodeValue": "Ü"}]})):
+        response = plan.response(item, "ISO_IR 192")
+        assert not isinstance(response, PlainResponse)
+        general = _general(plan, item)
+        assert response.missing == general.missing
+        if not response.missing and response.charset == "":
+            assert response.encode(ExplicitVRLittleEndian) == general.encode(ExplicitVRLittleEndian)

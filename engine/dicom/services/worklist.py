@@ -26,7 +26,8 @@ from ..ae import DicomContext, ForegroundService, element_text, status_dataset
 from ..auditing import audit_query
 from ..identifier import identifier_of
 from ..wire.pending_responses import PendingSender, encode_identifier, pending_command
-from ..wire.response_encoding import Element, NotPlain, encode_elements
+from ..wire.response_encoding import (ASCII_VRS, CHARSET_VRS, Element, NotPlain, PlainKey, encode_elements,
+                                      encode_plain, plain_headers)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ TYPE1_TOP = {tag_for_keyword(k): k for k in ("PatientName", "PatientID", "StudyI
 TYPE1_STEP = {tag_for_keyword(k): k for k in ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality",
                                               "ScheduledProcedureStepID")}
 SPS_TAG = tag_for_keyword(SPS_SEQUENCE)
+TEXT_VRS = CHARSET_VRS | ASCII_VRS
+NO_TYPE1: dict[int, str] = {}
 SPECIFIC_CHARACTER_SET = tag_for_keyword("SpecificCharacterSet")
 # Repertoires every Unicode character can be written in.
 UNIVERSAL_CHARSETS = {"ISO_IR 192", "GB18030"}
@@ -280,16 +283,123 @@ def _lacks_type1(elements: list[Element]) -> list[str]:
     return missing
 
 
+def _plain_keys(keys: tuple[RequestedKey, ...]) -> tuple[PlainKey, ...] | None:
+    """The keys for the fast path; None when a universal sequence key asks for whole stored items."""
+    plain: list[PlainKey] = []
+    for key in keys:
+        children = None
+        if key.vr == "SQ":
+            children = _plain_keys(key.children) if key.children is not None else None
+            if children is None:
+                return None
+        plain.append((key.tag, key.vr, children))
+    return tuple(plain)
+
+
+@dataclass(frozen=True)
+class PlainSpec:
+    """A requested key as the fast path reads it: where its value is, how it is written, whether it is a
+    Type 1 key the item must have a value for; ``children`` for a sequence key."""
+    keyword: str
+    text: bool                  # a text VR the plain writer handles
+    pad: bytes                  # the byte that pads an odd length
+    type1: bool
+    children: tuple[PlainSpec, ...] | None
+
+
+def _plain_specs(keys: tuple[RequestedKey, ...], type1: dict[int, str]) -> tuple[PlainSpec, ...]:
+    return tuple(PlainSpec(key.keyword, key.vr in TEXT_VRS, b"\0" if key.vr == "UI" else b" ", key.tag in type1,
+                           _plain_specs(key.children, TYPE1_STEP if key.tag == SPS_TAG and type1 is TYPE1_TOP
+                                        else NO_TYPE1) if key.vr == "SQ" and key.children is not None else None)
+                 for key in keys)
+
+
+def _plain_values(specs: tuple[PlainSpec, ...], values: dict[str, Any]) -> list | None:
+    """What ``_answer`` would give, as value bytes, when every value is ASCII text and no Type 1 key is
+    empty; None otherwise (the item then takes the general path: warnings, repertoire, pydicom)."""
+    out: list = []
+    for spec in specs:
+        stored = values.get(spec.keyword) if spec.keyword else None
+        if spec.children is not None:
+            items = []
+            for item in _stored_items(stored):
+                children = _plain_values(spec.children, item)
+                if children is None:
+                    return None
+                items.append(children)
+            out.append(items)
+            continue
+        if type(stored) is str and stored:
+            if not spec.text or not stored.isascii():
+                return None
+            data = stored.encode("ascii")
+        elif stored is None or stored == "" or isinstance(stored, dict):
+            data = b""
+        elif isinstance(stored, list):
+            if not stored or any(isinstance(v, dict) for v in stored):
+                data = b""
+            elif spec.text and all(type(v) is str and v.isascii() for v in stored):
+                data = b"\\".join(v.encode("ascii") for v in stored)
+            else:
+                return None
+        else:
+            return None
+        if not data and spec.type1:
+            return None
+        if len(data) % 2:
+            data += spec.pad
+        out.append(data)
+    return out
+
+
+class PlainResponse:
+    """An ASCII-only item's response held as the value bytes of the plan's keys: written straight to a
+    little-endian transfer syntax (``encode_plain``); its elements are built only when asked for."""
+
+    charset = ""
+
+    def __init__(self, plan: ResponsePlan, source: dict[str, Any], values: list):
+        self._plan = plan
+        self._source = source
+        self._values = values
+
+    @property
+    def missing(self) -> list[str]:
+        return []
+
+    @property
+    def elements(self) -> list[Element]:
+        return _answer(self._plan.keys, self._source)
+
+    def dataset(self) -> Dataset:
+        return _dataset_of(self.elements)
+
+    def encode(self, transfer_syntax: Any) -> bytes:
+        if transfer_syntax.is_little_endian and not transfer_syntax.is_deflated:
+            try:
+                return encode_plain(self._plan.headers[not transfer_syntax.is_implicit_VR], self._values)
+            except NotPlain:
+                pass
+        return encode_identifier(self.dataset(), transfer_syntax)
+
+
 class ResponsePlan:
     """The request identifier's keys, read once per query and applied to every matching item."""
 
     def __init__(self, identifier: Dataset):
         self.keys = _requested_keys(identifier)
+        plain = _plain_keys(self.keys)
+        self.headers = {explicit: plain_headers(plain, explicit) for explicit in (False, True)} if plain else None
+        self.specs = _plain_specs(self.keys, TYPE1_TOP)
 
-    def response(self, item: WorklistItem, charset: str) -> WorklistResponse:
+    def response(self, item: WorklistItem, charset: str) -> WorklistResponse | PlainResponse:
         """Exactly the requested keys; (0008,0005) only for non-ASCII content (SWF.md 5.5, 5.7)."""
         values = dict(item.attributes)
         values[SPS_SEQUENCE] = [item.step]
+        if self.headers is not None:
+            plain = _plain_values(self.specs, values)
+            if plain is not None:
+                return PlainResponse(self, values, plain)
         elements = _answer(self.keys, values)
         written = ""
         if not _all_ascii(elements):
@@ -299,7 +409,7 @@ class ResponsePlan:
         return WorklistResponse(elements, written, _lacks_type1(elements))
 
 
-def build_response(item: WorklistItem, identifier: Dataset, charset: str) -> WorklistResponse:
+def build_response(item: WorklistItem, identifier: Dataset, charset: str) -> WorklistResponse | PlainResponse:
     return ResponsePlan(identifier).response(item, charset)
 
 
@@ -316,7 +426,7 @@ class WorklistService(ForegroundService):
         return [(evt.EVT_C_FIND, self.on_find, [ModalityWorklistInformationFind])]
 
     def answer(self, identifier: Dataset, calling: str,
-               is_cancelled: Callable[[], bool]) -> Iterator[tuple[Any, WorklistResponse | None]]:
+               is_cancelled: Callable[[], bool]) -> Iterator[tuple[Any, WorklistResponse | PlainResponse | None]]:
         """The C-FIND answer as (status, response): pending items, then one final status."""
         directory = self.context.directory
         if not directory.allows(calling, "worklist"):
@@ -362,8 +472,8 @@ class WorklistService(ForegroundService):
         yield 0x0000, None
 
     def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
-        """pynetdicom's C-FIND handler: pending responses go out packed (pending_responses.py), the final
-        status through pynetdicom."""
+        """pynetdicom's C-FIND handler: pending responses are written as whole PDUs, many a write
+        (pending_responses.py), the final status through pynetdicom."""
         calling = event.assoc.requestor.ae_title.strip()
         transfer_syntax = event.context.transfer_syntax
         sender: PendingSender | None = None
@@ -378,6 +488,8 @@ class WorklistService(ForegroundService):
             return
         for status, response in self.answer(identifier, calling, lambda: event.is_cancelled):
             if response is None:
+                if sender is not None:
+                    sender.flush()
                 self.context.metrics.mwl_answered(_outcome(status), time.perf_counter() - started)
                 audit_query(self.context.audit, event, status if isinstance(status, int) else int(status.Status))
                 yield status, None

@@ -2,7 +2,7 @@
 
 The engine reaches below pynetdicom's public API where that API has no way to do what it must: bound
 PDU reads and received data sets, gate connections before pynetdicom reads them, share the supported
-contexts instead of deep-copying them per association, hand pre-encoded P-DATA to the DUL, send a
+contexts instead of deep-copying them per association, write pre-encoded P-DATA beside the DUL, send a
 report on an accepted association, list the storage SOP classes and transfer syntaxes, add a field to
 N-CREATE-RSP, and switch off its per-PDU log formatting.  None of that is promised across pynetdicom
 releases, and a change would not fail loudly: a renamed attribute surfaces as an AttributeError in an
@@ -108,8 +108,11 @@ RELIED_ON: tuple[Reliance, ...] = (
              lambda p: "socket" in vars(p.dul)
              and _source_has(DULServiceProvider._read_pdu_data, "self.socket.recv(6)")
              and _source_has(DULServiceProvider._read_pdu_data, "self.socket.recv(pdu_length)")),
-    Reliance("DULServiceProvider.send_pdu (primitive)", lambda p: _parameters(p.dul.send_pdu) == ["primitive"]),
     Reliance("DULServiceProvider.peek_next_pdu ()", lambda p: _parameters(p.dul.peek_next_pdu) == []),
+    Reliance("AssociationSocket.send (bytestream), replaceable on the instance, what DULServiceProvider._send "
+             "writes each PDU with",
+             lambda p: _parameters(p.association_socket.send) == ["bytestream"]
+             and _source_has(DULServiceProvider._send, "self.socket.send(pdu.encode())")),
     Reliance("AssociationSocket.socket (socket.socket)",
              lambda p: isinstance(p.association_socket.socket, socket.socket)),
     Reliance("AssociationSocket.recv (nr_bytes), replaceable on the instance",
@@ -285,9 +288,24 @@ def replace_pdu_reads(assoc: Any, recv: Callable[[int], bytearray]) -> None:
     assoc.dul.socket.recv = recv
 
 
-def pdu_sender(assoc: Any) -> Callable[[Any], None]:
-    """Queue a PDU primitive (P-DATA ...) for the association's DUL thread to send, in order."""
-    return assoc.dul.send_pdu
+def pdu_writer(assoc: Any) -> Callable[[bytes], None]:
+    """``write(pdus)``: encoded PDUs written to the association's socket from the calling thread.  The
+    first call puts one lock around the socket's send, taken by the DUL thread's own sends too, so a
+    write never lands in the middle of a PDU the DUL sends (the caller keeps the DUL from sending
+    messages of its own meanwhile, as pynetdicom does while a C-FIND handler runs)."""
+    writer = engine_attribute(assoc, "pdu_writer")
+    if writer is None:
+        transport = assoc.dul.socket
+        send = transport.send
+        lock = threading.Lock()
+
+        def locked_send(bytestream: bytes) -> None:
+            with lock:
+                send(bytestream)
+
+        transport.send = writer = locked_send
+        attach_engine_attribute(assoc, "pdu_writer", writer)
+    return writer
 
 
 def release_requested(assoc: Any) -> bool:

@@ -90,3 +90,49 @@ def _header(out: bytearray, tag: int, vr: str, length: int, explicit_vr: bool) -
         raise NotPlain(f"{vr} value of {length} bytes")
     else:
         out += EXPLICIT_SHORT.pack(group, element, vr.encode("ascii"), length)
+
+
+# -- the same bytes from values extracted once per item (the worklist's ASCII fast path) -----------------
+# A key of a compiled plan: (tag, VR, the keys of its item for VR SQ else None); a dataset's keys in tag
+# order.  Its values: for a text key the value bytes (padded), for a sequence a list of items' values.
+PlainKey = tuple[int, str, Any]
+_IMPLICIT_TAG = Struct("<HH")
+_LENGTH4 = Struct("<I")
+_LENGTH2 = Struct("<H")
+
+
+def plain_headers(keys: tuple[PlainKey, ...], explicit_vr: bool) -> tuple:
+    """Each key's header without its length (and whether its length takes 4 bytes), children included."""
+    headers = []
+    for tag, vr, children in keys:
+        group, element = tag >> 16, tag & 0xFFFF
+        if not explicit_vr:
+            prefix, long = _IMPLICIT_TAG.pack(group, element), True
+        elif vr in LONG_LENGTH_VRS:
+            prefix, long = _IMPLICIT_TAG.pack(group, element) + vr.encode("ascii") + b"\0\0", True
+        else:
+            prefix, long = _IMPLICIT_TAG.pack(group, element) + vr.encode("ascii"), False
+        headers.append((prefix, long, plain_headers(children, explicit_vr) if children is not None else None))
+    return tuple(headers)
+
+
+def encode_plain(headers: tuple, values: list) -> bytes:
+    """The dataset's bytes from ``plain_headers`` and the values extracted for the same keys."""
+    out = bytearray()
+    for (prefix, long, children), value in zip(headers, values):
+        if children is not None:
+            body = bytearray()
+            for item in value:
+                item_body = encode_plain(children, item)
+                body += ITEM.pack(*ITEM_TAG, len(item_body))
+                body += item_body
+            value = body
+        out += prefix
+        if long:
+            out += _LENGTH4.pack(len(value))
+        elif len(value) > 0xFFFF:
+            raise NotPlain(f"value of {len(value)} bytes")
+        else:
+            out += _LENGTH2.pack(len(value))
+        out += value
+    return bytes(out)

@@ -156,6 +156,7 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
         # holds most rows under these values; it then starts from the index of a selective key instead.
         where.append(f"(s.status || '') IN ({', '.join('?' for _ in offered_statuses)})")
         params.extend(offered_statuses)
+    where.append("s.off_worklist = ''")   # taken off without MPPS (drop_on_study_arrival, images_without_mpps.py)
     if station_restriction:
         stations = station_restriction + (("",) if default_station in station_restriction else ())
         where.append(f"s.station_ae_title IN ({', '.join('?' for _ in stations)})")

@@ -451,7 +451,8 @@ def _load(origin: str, sources: list[tuple[str, str | None]], profile_names: set
         if data is None:
             continue
         if not isinstance(data, LineDict):
-            problems.append(YamlProblem(file, 1, "a rules file must be a mapping with 'rules:' and/or 'destinations:'"))
+            problems.append(YamlProblem(file, 1, "a rules file must be a mapping with 'rules:', 'destinations:'"
+                                                 " and/or 'stations:'"))
             continue
         for key in data:
             if key not in ("rules", "destinations", "stations"):

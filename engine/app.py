@@ -50,7 +50,7 @@ from .web.root import Root
 from .web.site import BoundedSite, ConnectionCaps
 from .workflow.explain import explain_step
 from .workflow.ingest import IngestResult, Ingestor, Received
-from .workflow import housekeeping, study_stability
+from .workflow import housekeeping, images_without_mpps, study_stability
 
 log = logging.getLogger("engine")
 
@@ -95,7 +95,11 @@ class Engine:
         # Planner statistics, refreshed at start and hourly, on the writer, between batches, by one instance.
         self.cluster.every("planner statistics", lambda: self.store.submit(refresh_planner_statistics), 3600.0)
         # Studies quiet for their quiet time get their stable point (availability notices), once per cluster.
-        self.cluster.every("study stability", lambda: self.store.submit(study_stability.handle_due_studies),
+        self.cluster.every("study stability", lambda: self.store.submit(
+            lambda txn: study_stability.handle_due_studies(txn, stations=self.rules().stations)),
+            config.studies.scan_seconds)
+        # Steps of stations without MPPS whose images stayed quiet long enough are completed (routes/ stations:).
+        self.cluster.every("images without MPPS", lambda: self.store.submit(images_without_mpps.complete_due_steps),
                            config.studies.scan_seconds)
         self.ingestor = Ingestor(config, self.profiles, self.rules)
         self.dispatcher = EventDispatcher(lambda: self.rules().destinations, self.profiles, self.ingestor.identity)
@@ -298,7 +302,8 @@ class Engine:
             for warning in check_dicom_listeners(dicom, [t for t, e in self.directory.entries.items() if e.certificate]):
                 self.security_events.raise_event(SecurityEvent("plain-listener", "", warning))
             self.dicom = build_server(DicomContext(self.config, self.store, self.directory, self.metrics,
-                                                   self.audit, self.security_events, self.cluster))
+                                                   self.audit, self.security_events, self.cluster,
+                                                   lambda: self.rules().stations))
             try:
                 start_server(self.dicom, dicom.host, dicom.port)
             except OSError as exc:   # the plain listener opens first: when it did, the TLS one failed

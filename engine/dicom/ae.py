@@ -21,6 +21,7 @@ from ..audit_trail.recorder import AuditTrail
 from ..cluster import Cluster
 from ..config import Config, DicomConfig
 from ..metrics import EngineMetrics
+from ..rules.stations import NO_STATIONS, StationPolicies
 from ..security_events import SecurityEvent, SecurityEvents
 from ..store.database import Store
 from ..store.reachability import DatabaseReachability
@@ -47,6 +48,7 @@ class DicomContext:
     audit: AuditTrail = field(default_factory=AuditTrail.off)       # the ATNA audit trail (off by default)
     security_events: SecurityEvents = field(default_factory=SecurityEvents)   # the engine's one bus
     cluster_instance: Cluster | None = None   # the engine's leases; None: a single-instance one of its own
+    stations: Callable[[], StationPolicies] = lambda: NO_STATIONS   # routes/ station policies in force
 
     @property
     def cluster(self) -> Cluster:

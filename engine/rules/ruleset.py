@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 from ..domain.decision import Decision
 from ..hl7.message import FieldPath, Message, field_path
 from ..outbound.destinations import Destination, parse_destination
+from .stations import NO_STATIONS, StationPolicies, StationPolicy, parse_stations
 from ..yamlfile import LineDict, LineList, YamlProblem, line_of, load_yaml
 
 RULE_KEYS = {"name", "when", "mode", "profile", "schedule", "set", "map", "reject", "drop", "outbound", "continue"}
@@ -151,6 +152,7 @@ class RuleSet:
     rules: list[Rule]
     destinations: dict[str, Destination]
     files: list[str]
+    stations: StationPolicies = NO_STATIONS   # what images do on rooms without MPPS (engine/rules/stations.py)
 
     def evaluate(self, message: Message, modality: Callable[[str], str] | None = None) -> Decision:
         """Apply ``set``/``map`` actions to ``message`` in place and return the decision.
@@ -438,6 +440,7 @@ def _load(origin: str, sources: list[tuple[str, str | None]], profile_names: set
     rules: list[Rule] = []  # every parsed rule: names of destinations and profiles are checked in all of them
     destinations: dict[str, Any] = {}
     destination_lines: dict[str, tuple[str, int]] = {}
+    stations: list[StationPolicy] = []
     files = [file for file, _ in sources]
     for file, text in sources:
         try:
@@ -448,11 +451,15 @@ def _load(origin: str, sources: list[tuple[str, str | None]], profile_names: set
         if data is None:
             continue
         if not isinstance(data, LineDict):
-            problems.append(YamlProblem(file, 1, "a rules file must be a mapping with 'rules:' and/or 'destinations:'"))
+            problems.append(YamlProblem(file, 1, "a rules file must be a mapping with 'rules:', 'destinations:'"
+                                                 " and/or 'stations:'"))
             continue
         for key in data:
-            if key not in ("rules", "destinations"):
-                problems.append(YamlProblem(file, line_of(data, key), f"unknown top-level key {key!r}; use 'rules' or 'destinations'"))
+            if key not in ("rules", "destinations", "stations"):
+                problems.append(YamlProblem(file, line_of(data, key), f"unknown top-level key {key!r}; use 'rules', "
+                                                                      "'destinations' or 'stations'"))
+        stations.extend(parse_stations(data.get("stations"), file, line_of(data, "stations"), compile_matcher,
+                                       problems))
         block = data.get("destinations")
         if block is None:
             block = {}
@@ -491,7 +498,7 @@ def _load(origin: str, sources: list[tuple[str, str | None]], profile_names: set
         problems.extend(check_profiles(RuleSet(rules, destinations, files), profile_names))
     if problems:
         raise ExceptionGroup(f"{len(problems)} problem(s) in {origin}", problems)
-    return RuleSet(rules, destinations, files)  # no problem at all: every rule is complete
+    return RuleSet(rules, destinations, files, StationPolicies(tuple(stations)))  # no problem at all: every rule is complete
 
 
 def check_profiles(ruleset: RuleSet, profile_names: set[str]) -> list[YamlProblem]:

@@ -440,4 +440,18 @@ MIGRATIONS.append([
     "CREATE INDEX journal_keys_journal ON journal_keys (journal_ref)",
 ])
 
+MIGRATIONS.append([
+    # 16 (issue 16): modalities without MPPS: the steps their images complete once quiet (due time pushed by
+    #    each new instance), and steps taken off the worklist without MPPS (drop_on_study_arrival)
+    """CREATE TABLE image_completions (
+        step_ref INTEGER PRIMARY KEY REFERENCES scheduled_steps (id),
+        study_instance_uid TEXT NOT NULL,
+        quiet_seconds DOUBLE PRECISION NOT NULL,
+        quiet_text TEXT NOT NULL,
+        due_at DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX image_completions_due ON image_completions (due_at)",
+    "ALTER TABLE scheduled_steps ADD COLUMN off_worklist TEXT NOT NULL DEFAULT ''",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -157,6 +157,7 @@ def build_worklist_query(top: dict[str, str], step: dict[str, str], code: dict[s
         where.append(f"(s.status || '') IN ({', '.join('?' for _ in offered_statuses)})")
         params.extend(offered_statuses)
     where.append("s.aged_out_at = ''")   # aged out with age_out.mode remove (engine/workflow/housekeeping.py)
+    where.append("s.off_worklist = ''")   # taken off without MPPS (drop_on_study_arrival, images_without_mpps.py)
     if station_restriction:
         stations = station_restriction + (("",) if default_station in station_restriction else ())
         where.append(f"s.station_ae_title IN ({', '.join('?' for _ in stations)})")

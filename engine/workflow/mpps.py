@@ -216,11 +216,12 @@ def _order_status(txn: Transaction, order_ref: int) -> str:
     return order_status([StepStatus(status) for status in order_store.step_statuses_of_order(txn, order_ref)])
 
 
-def _apply_to_steps(txn: Transaction, steps: list[LinkableStep], event: StepEvent, pps_status: str, event_kind: str,
-                    uid: str, station: str, note: str = "") -> dict[str, str]:
+def apply_to_steps(txn: Transaction, steps: list[LinkableStep], event: StepEvent, pps_status: str, event_kind: str,
+                   uid: str, station: str, note: str = "", kind: str = "") -> dict[str, str]:
     """Move each linked step with ``event``; history per step, one domain event per changed order's
-    accession.  A step already in a final state is an append: history only.  Returns accession -> order status."""
-    kind = f"MPPS {pps_status}"
+    accession.  A step already in a final state is an append: history only.  Returns accession -> order status.
+    ``kind`` names the history entries when images, not an MPPS, move the steps (images_without_mpps.py)."""
+    kind = kind or f"MPPS {pps_status}"
     result: dict[str, str] = {}
     by_order: dict[int, list[LinkableStep]] = {}
     for step in steps:
@@ -259,7 +260,7 @@ def _apply_to_steps(txn: Transaction, steps: list[LinkableStep], event: StepEven
             result[accession] = after
             if announce:
                 queues.record_event(txn, event_kind, accession, f"{uid}; order {before} -> {after}{note}", order_ref)
-                log.info("%s accession %s (MPPS %s): order %s -> %s", event_kind, accession, uid, before, after)
+                log.info("%s accession %s (%s %s): order %s -> %s", event_kind, accession, kind, uid, before, after)
     return result
 
 
@@ -293,7 +294,7 @@ def create(txn: Transaction, request: CreateRequest) -> MppsResult:
         queues.record_event(txn, "mpps.unscheduled", study, f"{uid} on {station}")
         log.info("MPPS %s IN PROGRESS on %s: unscheduled (study %s)", uid, station, study)
         return MppsResult(uid, IN_PROGRESS, True)
-    statuses = _apply_to_steps(txn, steps, StepEvent.START, IN_PROGRESS, "mpps.in_progress", uid, station)
+    statuses = apply_to_steps(txn, steps, StepEvent.START, IN_PROGRESS, "mpps.in_progress", uid, station)
     return MppsResult(uid, IN_PROGRESS, False, _describe(txn, performed_ref), statuses)
 
 
@@ -335,7 +336,7 @@ def update(txn: Transaction, request: UpdateRequest) -> MppsResult:
         result.linked = _describe(txn, row.id)
         return result
     if status == COMPLETED:
-        result.order_statuses = _apply_to_steps(txn, steps, StepEvent.COMPLETE, COMPLETED, "mpps.completed",
+        result.order_statuses = apply_to_steps(txn, steps, StepEvent.COMPLETE, COMPLETED, "mpps.completed",
                                                 uid, station)
     else:
         reason = reason_code(attributes)
@@ -346,7 +347,7 @@ def update(txn: Transaction, request: UpdateRequest) -> MppsResult:
             note += f"; {hidden} stored instance(s) withdrawn from query/retrieve"
         else:
             event, note = StepEvent.DISCONTINUE, f"; reason {reason}" if reason else ""
-        result.order_statuses = _apply_to_steps(txn, steps, event, DISCONTINUED, "mpps.discontinued",
+        result.order_statuses = apply_to_steps(txn, steps, event, DISCONTINUED, "mpps.discontinued",
                                                 uid, station, note)
     result.linked = _describe(txn, row.id)
     return result

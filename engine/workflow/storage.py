@@ -34,7 +34,8 @@ from ..store import json_columns, queues, timestamps
 from ..store.database import Store, Transaction
 from ..store.files import FileStore, PendingFile, encode_file_meta
 from ..store.incoming import IncomingDataSet
-from . import study_stability
+from ..rules.stations import NO_STATIONS, StationPolicies
+from . import images_without_mpps, study_stability
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +208,11 @@ def hide_instances(txn: Transaction, sop_instance_uids: list[str] | tuple[str, .
 
 # -- the transaction ---------------------------------------------------------------------------
 def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_policy: str = IGNORE,
-                   place_file: Callable[[], None] | None = None, quiet_seconds: float = 60.0) -> StoreResult:
+                   place_file: Callable[[], None] | None = None, quiet_seconds: float = 60.0,
+                   stations: StationPolicies = NO_STATIONS) -> StoreResult:
     """Index one received instance; ``place_file`` (rename of the written file into place) runs last,
-    only when the instance is (re)indexed, not when a duplicate is ignored."""
+    only when the instance is (re)indexed, not when a duplicate is ignored.  ``stations``: what images
+    do on rooms without MPPS (images_without_mpps.py)."""
     if duplicate_policy not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicate policy {duplicate_policy!r}: use one of {', '.join(DUPLICATE_POLICIES)}")
     existing = indexed.by_sop_instance_uid(txn, instance.sop_instance_uid)
@@ -225,6 +228,8 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
         instance_ref = indexed.add(txn, entry)
         outcome = STORED
         study_stability.note_arrival(txn, instance.study_instance_uid, quiet_seconds)
+        if procedure_ref is not None and not hidden:
+            images_without_mpps.on_instance_linked(txn, procedure_ref, instance.study_instance_uid, stations)
     else:
         instance_ref = existing.id
         indexed.replace(txn, instance_ref, entry)
@@ -292,11 +297,13 @@ def _stored(result: StoreResult, sop_instance_uid: str, received_from: str) -> S
 class InstanceStorage:
     """Files and indexes received instances (the sequence described at the top of this module)."""
 
-    def __init__(self, store: Store, files: FileStore, commit_timeout: float, quiet_seconds: float = 60.0):
+    def __init__(self, store: Store, files: FileStore, commit_timeout: float, quiet_seconds: float = 60.0,
+                 stations: Callable[[], StationPolicies] = lambda: NO_STATIONS):
         self.store = store
         self.files = files
         self.commit_timeout = commit_timeout
         self.quiet_seconds = quiet_seconds   # a study is stable this long after its last new instance
+        self.stations = stations             # the station policies in force (routes/ ``stations:``)
 
     def store_received(self, header: dict[str, Any], transfer_syntax_uid: str, received_from: str,
                        data: IncomingDataSet, duplicate_policy: str) -> StoreOutcome:
@@ -320,7 +327,8 @@ class InstanceStorage:
             return write_refused(uid, calling, exc)
         try:
             result = self.store.submit(
-                lambda txn: index_instance(txn, instance, OVERWRITE, pending.place, self.quiet_seconds)
+                lambda txn: index_instance(txn, instance, OVERWRITE, pending.place, self.quiet_seconds,
+                                           self.stations())
             ).result(self.commit_timeout)
         except Exception as exc:  # noqa: BLE001 - not indexed, so not acknowledged
             pending.discard()
@@ -333,7 +341,9 @@ class InstanceStorage:
         commit, before the answer.  A file that cannot be written takes its index row back.  A file
         lost after its row committed (crash in between, or deleted) is restored by the next copy."""
         uid, calling = instance.sop_instance_uid, instance.received_from
-        future = self.store.submit(lambda txn: index_instance(txn, instance, IGNORE, None, self.quiet_seconds))
+        stations = self.stations()
+        future = self.store.submit(lambda txn: index_instance(txn, instance, IGNORE, None, self.quiet_seconds,
+                                                              stations))
         pending: PendingFile | None = None
         write_error: OSError | None = None
         try:
@@ -355,7 +365,8 @@ class InstanceStorage:
                 placing = pending
                 try:
                     result = self.store.submit(
-                        lambda txn: index_instance(txn, instance, OVERWRITE, placing.place, self.quiet_seconds)
+                        lambda txn: index_instance(txn, instance, OVERWRITE, placing.place, self.quiet_seconds,
+                                                   stations)
                     ).result(self.commit_timeout)
                 except Exception as exc:  # noqa: BLE001
                     pending.discard()

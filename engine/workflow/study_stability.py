@@ -14,7 +14,9 @@ import time
 from ..store import instances as indexed
 from ..store import json_columns, queues
 from ..store import study_stability as stability
+from ..rules.stations import NO_STATIONS, StationPolicies
 from ..store.database import Transaction
+from . import images_without_mpps
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,11 @@ def note_arrival(txn: Transaction, study_instance_uid: str, quiet_seconds: float
     return stability.record_arrival(txn, study_instance_uid, time.time(), quiet_seconds)
 
 
-def on_study_stable(txn: Transaction, study_instance_uid: str, reason: str) -> None:
+def on_study_stable(txn: Transaction, study_instance_uid: str, reason: str,
+                    stations: StationPolicies = NO_STATIONS) -> None:
     """React to one stable point of a study: the ``study.available`` event for the HL7 availability
-    destinations of its order (engine/outbound/dispatch.py makes the outbox rows before the commit)."""
+    destinations of its order (engine/outbound/dispatch.py makes the outbox rows before the commit);
+    steps on ``drop_on_study_arrival`` stations leave the worklist (images_without_mpps.py)."""
     series, instances = stability.counts(txn, study_instance_uid)
     procedure_ref = stability.linked_procedure_ref(txn, study_instance_uid)
     procedure = indexed.linked_procedure(txn, procedure_ref) if procedure_ref is not None else None
@@ -40,13 +44,15 @@ def on_study_stable(txn: Transaction, study_instance_uid: str, reason: str) -> N
                         procedure.order_ref if procedure else None)
     log.info("study %s (accession %s) stable (%s): %d series, %d instance(s)", study_instance_uid,
              accession or "-", reason, series, instances)
+    if procedure_ref is not None:
+        images_without_mpps.on_study_stable(txn, procedure_ref, study_instance_uid, instances, stations)
 
 
-def handle_due_studies(txn: Transaction, limit: int = 100) -> int:
+def handle_due_studies(txn: Transaction, limit: int = 100, stations: StationPolicies = NO_STATIONS) -> int:
     """Handle the studies whose quiet time has passed (at most ``limit`` per run); how many."""
     handled = 0
     for study in stability.due(txn, time.time(), limit):
         if stability.mark_stable(txn, study):
-            on_study_stable(txn, study.study_instance_uid, QUIET_TIME)
+            on_study_stable(txn, study.study_instance_uid, QUIET_TIME, stations)
             handled += 1
     return handled

@@ -81,7 +81,8 @@ class StorageService:
         self.max_instance_bytes = context.config.dicom.max_instance_bytes
         self.storage = workflow.InstanceStorage(context.store, self.files,
                                                 commit_timeout=max(context.config.dicom.dimse_timeout, 5.0),
-                                                quiet_seconds=context.config.studies.quiet_seconds)
+                                                quiet_seconds=context.config.studies.quiet_seconds,
+                                                stations=context.stations)
 
     def incoming(self) -> IncomingDataSet:
         """Where one received data set is collected (its scratch file, if any, in the store)."""

@@ -3,16 +3,21 @@ an MPPS and a study from pynetdicom modalities, and pynetdicom IAN SCPs (dicom.n
 that receive one N-CREATE per study per stable point, checked against PS3.4 Annex R / PS3.3 C.4.23."""
 from __future__ import annotations
 
+import re
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import InstanceAvailabilityNotification
 
+from engine.config import load_config
+from engine.yamlfile import YamlProblem
 from tests.conftest import free_port, run_swf
 from tests.integration.test_commitment import Modality as CommitmentPeer
 from tests.integration.test_commitment import store_instances, wait_for
@@ -31,6 +36,7 @@ class Notice:
     sop_instance_uid: str           # Affected SOP Instance UID (the SCU assigns it)
     calling_ae: str
     dataset: Dataset
+    at: float                       # time.monotonic() when it arrived
 
     def availability(self) -> dict[str, tuple[str, str]]:
         """SOP Instance UID -> (Series Instance UID, Instance Availability)."""
@@ -57,7 +63,7 @@ class IanReceiver:
         request = event.request
         with self.lock:
             self.notices.append(Notice(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
-                                       event.assoc.requestor.ae_title, event.attribute_list))
+                                       event.assoc.requestor.ae_title, event.attribute_list, time.monotonic()))
         return 0x0000, event.attribute_list
 
     def wait_for(self, count: int, timeout: float) -> list[Notice]:
@@ -108,10 +114,15 @@ def engine_config(tmp_path: Path, receivers: list[IanReceiver], *extra: str, aes
     return config
 
 
-def forwards(engine: Any, *flags: str) -> str:
-    shown = run_swf("forwards", *flags, "--data-dir", str(engine.data_dir))
-    assert shown.returncode == 0, shown.stderr
-    return shown.stdout
+def ian_forwards(engine: Any, destination: str) -> list[dict]:
+    """The engine's ``ian`` forwards to ``destination`` (read-only; the engine alone writes)."""
+    connection = sqlite3.connect(f"file:{engine.data_dir / 'swf.sqlite'}?mode=ro", uri=True, timeout=10)
+    connection.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in connection.execute(
+            "SELECT * FROM dicom_forwards WHERE kind = 'ian' AND destination = ? ORDER BY id", (destination,))]
+    finally:
+        connection.close()
 
 
 def test_one_notice_per_stable_point_to_a_receiver_down_then_up_and_110514_makes_unavailable(
@@ -136,14 +147,15 @@ def test_one_notice_per_stable_point_to_a_receiver_down_then_up_and_110514_makes
         assert {(r.InstanceAvailability, r.RetrieveAETitle) for r in references} == {("ONLINE", "SWF_ENGINE")}
 
         # The receiver that is down: its notice waits, retried, and arrives once it listens.
-        waiting = wait_for(lambda: "LATE_IAN" in forwards(engine) and "retry" in engine.log() and forwards(engine),
-                           5, "the IAN to LATE_IAN pending")
-        assert "ian" in waiting and notice.sop_instance_uid in waiting and "association with LATE_IAN" in waiting
+        [waiting] = wait_for(lambda: [row for row in ian_forwards(engine, "LATE_IAN") if row["attempts"] >= 2], 5,
+                             "the IAN to LATE_IAN retried")
+        assert waiting["status"] == "pending" and waiting["sop_instance_uid"] == notice.sop_instance_uid
+        assert "not established" in waiting["last_error"]
         late.start()
         [late_notice] = late.wait_for(1, timeout=5)
         assert late_notice.sop_instance_uid == notice.sop_instance_uid and late_notice.availability() == \
             notice.availability()
-        time.sleep(1)
+        time.sleep(0.6)                                       # three stability scans
         assert len(pacs.notices) == 1 and len(late.notices) == 1   # one stable point, one notice each
 
         # 110514 after the stable point: the receivers hear that those instances are UNAVAILABLE.
@@ -163,8 +175,8 @@ def test_one_notice_per_stable_point_to_a_receiver_down_then_up_and_110514_makes
         assert len(availability) == 4 and availability[added][1] == "ONLINE"
         assert [value for uid, (_, value) in availability.items() if uid != added] == ["UNAVAILABLE"] * 3
         assert len(third.dataset.ReferencedSeriesSequence) == 2
-        time.sleep(0.5)
-        assert "pending" not in forwards(engine, "--all") and forwards(engine, "--all").count("delivered") == 6
+        time.sleep(0.3)
+        assert [row["status"] for row in ian_forwards(engine, "PACS_IAN")] == ["delivered"] * 3
     finally:
         modality.close()
         pacs.stop(), late.stop()
@@ -188,16 +200,19 @@ def test_a_commitment_is_a_stable_point_once_and_a_receiver_never_up_is_parked_d
         quiet_from = time.monotonic()
         assert peer.request(engine, "2.25.7001", stored) == 0x0000
         assert peer.next_report(5).event_type == 1
-        [notice] = pacs.wait_for(1, timeout=3)              # before the quiet time of 3 s has passed
+        [notice] = pacs.wait_for(1, timeout=3)
+        assert notice.at - quiet_from < 2.5                  # the commitment's stable point, not the quiet time's
         assert annex_r_problems(notice) == []
         assert notice.dataset.ReferencedPerformedProcedureStepSequence == []   # no MPPS: empty (Type 2)
         assert sorted(notice.availability()) == sorted(uid for _, uid in stored)
         [hl7] = avail.wait_for(1, timeout=3)
         counts = {hl7.get("OBX-3.1", index): hl7.get("OBX-5", index) for index in hl7.segment_indexes("OBX")}
         assert counts["AccessionNumber"] == ACCESSION and counts["NumberOfStudyRelatedInstances"] == "2"
-        dead = wait_for(lambda: "GONE_IAN" in forwards(engine, "--dead") and forwards(engine, "--dead"), 6,
-                        "the IAN to GONE_IAN parked dead")
-        assert "ian" in dead and notice.sop_instance_uid in dead and "association with GONE_IAN" in dead
+        wait_for(lambda: [row for row in ian_forwards(engine, "GONE_IAN") if row["status"] == "dead"], 6,
+                 "the IAN to GONE_IAN parked dead")
+        dead = run_swf("forwards", "--dead", "--data-dir", str(engine.data_dir)).stdout   # what the operator sees
+        assert "GONE_IAN" in dead and "ian" in dead and notice.sop_instance_uid in dead
+        assert "association with GONE_IAN" in dead
         assert "parked as dead" in engine.log() and notice.sop_instance_uid in engine.log()
         time.sleep(max(0.0, quiet_from + 3.8 - time.monotonic()))   # the quiet time has passed by now
         assert len(pacs.notices) == 1 and len(avail.messages) == 1   # the commitment was that stable point
@@ -208,8 +223,13 @@ def test_a_commitment_is_a_stable_point_once_and_a_receiver_never_up_is_parked_d
 
 def test_an_availability_receiver_not_in_the_ae_table_is_refused_with_its_line(tmp_path: Path) -> None:
     config = tmp_path / "engine.yaml"
-    config.write_text("dicom:\n  aes:\n    PACS_IAN: {host: 127.0.0.1, port: 11113}\n"
+    config.write_text("dicom:\n  aes:\n    PACS_IAN: {host: 127.0.0.1, port: 11113}\n    NO_PORT: {host: 127.0.0.1}\n"
                       "  notify_availability_to:\n    - PACS_IAN\n    - NOBODY\n")
-    result = run_swf("serve", "--config", str(config), "--data-dir", str(tmp_path / "var"))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert f"{config}:6:" in result.stderr and "NOBODY" in result.stderr and "PACS_IAN" in result.stderr
+    with pytest.raises(YamlProblem, match=rf"^{re.escape(str(config))}:7: .*'NOBODY' is not a known AE") as refused:
+        load_config(str(config))
+    assert "PACS_IAN" in str(refused.value)                  # the titles it could have named
+    config.write_text(config.read_text().replace("- NOBODY", "- NO_PORT"))
+    with pytest.raises(YamlProblem, match=rf":7: .*'NO_PORT' is not a known AE with host and port"):
+        load_config(str(config))
+    config.write_text(config.read_text().replace("    - NO_PORT\n", ""))
+    assert load_config(str(config)).dicom.notify_availability_to == ["PACS_IAN"]

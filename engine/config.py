@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from .yamlfile import LineDict, YamlProblem, line_of, load_yaml
+from .yamlfile import LineDict, LineList, YamlProblem, line_of, load_yaml
 
 
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM"   # TLS 1.2 suites; TLS 1.3 uses OpenSSL's own
@@ -79,6 +79,9 @@ class DicomConfig:
     forward_retry_seconds: float = 30.0                     # first retry of a failed forward (doubles)
     forward_max_retry_seconds: float = 1800.0
     forward_give_up_hours: float = 24.0
+    # Instance Availability Notification (RAD-49, issue 16): known AEs that get an IAN N-CREATE per study per
+    # stable point, through the forwarding queue (its retry settings apply)
+    notify_availability_to: list = field(default_factory=list)
     tls_port: int = 0                        # DICOM over TLS on this port (2762 by convention; 0 = none)
     tls: TlsConfig = field(default_factory=TlsConfig)
 
@@ -237,4 +240,18 @@ def load_config(path: str | None) -> Config:
             if not isinstance(data, LineDict):
                 raise YamlProblem(path, 1, "the config file must be a mapping")
             _apply(config, data, path)
+            _check_availability_receivers(config.dicom, data, path)
     return config
+
+
+def _check_availability_receivers(dicom: DicomConfig, data: LineDict, file: str) -> None:
+    """Each ``dicom.notify_availability_to`` entry must be a known AE (``dicom.aes``) with host and port:
+    an IAN to a title nobody can reach would wait in the queue for ever, so the engine refuses to start."""
+    section = data.get("dicom")
+    listed = section.get("notify_availability_to") if isinstance(section, LineDict) else None
+    for index, title in enumerate(dicom.notify_availability_to):
+        line = listed.line_of(index) if isinstance(listed, LineList) else 0
+        known = dicom.aes.get(title) if isinstance(title, str) else None
+        if not isinstance(known, dict) or not known.get("host") or not known.get("port"):
+            raise YamlProblem(file, line, f"dicom.notify_availability_to: {title!r} is not a known AE with host and"
+                              f" port (dicom.aes: {', '.join(sorted(map(str, dicom.aes))) or 'none'})")

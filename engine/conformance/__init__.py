@@ -111,6 +111,19 @@ def _sections(config: Config, server: Any, bound: set, evt: Any) -> dict[str, li
         f"dicom.commitment_same_association_wait ({dicom.commitment_same_association_wait} s), else on a new "
         "association with SCP/SCU role selection (engine SCP)",
         "- failure reasons: " + ", ".join(f"0x{code:04X} {text}" for code, text in commitment.FAILURE_REASONS.items())]
+    from ..workflow import instance_availability as ian
+    from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
+    sections["Instance Availability Notification (SCU)"] = [
+        f"- {_name(ian.INSTANCE_AVAILABILITY_NOTIFICATION)} {ian.INSTANCE_AVAILABILITY_NOTIFICATION}: SCU, N-CREATE; "
+        f"transfer syntaxes proposed: {' '.join(DEFAULT_TRANSFER_SYNTAXES)}",
+        f"- receivers: dicom.notify_availability_to ({', '.join(dicom.notify_availability_to) or 'none'}), in order "
+        "per receiver, retried and parked dead by the forwarding rules (dicom.forward_*)",
+        f"- one per study per stable point (studies.quiet_seconds {config.studies.quiet_seconds:g} s without a new "
+        "instance, or a storage commitment of its instances that succeeded), and one when an MPPS discontinued "
+        "with 110514 withdraws instances of a study after its stable point",
+        f"- every stored instance of the study, Instance Availability {ian.ONLINE} or {ian.UNAVAILABLE} (withdrawn "
+        f"by 110514), Retrieve AE Title {dicom.ae_title}; Referenced Performed Procedure Step Sequence: the "
+        "study's newest MPPS, or empty"]
     sections["Security"] = [
         f"- DICOM TLS port: {dicom.tls_port or 'none'}; TLS min version {dicom.tls.min_version}, ciphers {dicom.tls.ciphers}",
         f"- ATNA audit: {config.audit.repository or 'off'}; events: " + ", ".join(

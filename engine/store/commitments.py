@@ -164,6 +164,15 @@ def _chunks(sop_instance_uids: Iterable[str]) -> Iterable[tuple[list[str], str]]
         yield chunk, ", ".join("?" for _ in chunk)
 
 
+def studies_of(txn: Transaction, sop_instance_uids: Iterable[str]) -> list[str]:
+    """The Study Instance UIDs of the indexed instances among these SOP Instance UIDs, sorted."""
+    studies: set[str] = set()
+    for chunk, marks in _chunks(sop_instance_uids):
+        studies.update(row[0] for row in txn.rows(
+            f"SELECT DISTINCT study_instance_uid FROM instances WHERE sop_instance_uid IN ({marks})", chunk))
+    return sorted(studies)
+
+
 def indexed_instances(txn: Transaction, sop_instance_uids: Iterable[str]) -> dict[str, IndexedInstance]:
     """The indexed instances of these SOP Instance UIDs, by UID (those not stored are absent)."""
     found: dict[str, IndexedInstance] = {}

@@ -195,6 +195,19 @@ def withdraw(txn: Transaction, sop_instance_uids: Iterable[str], series_instance
     return hidden
 
 
+def studies_of(txn: Transaction, sop_instance_uids: Iterable[str], series_instance_uids: Iterable[str]) -> list[str]:
+    """The Study Instance UIDs of the stored instances with these SOP or Series Instance UIDs, sorted."""
+    studies: set[str] = set()
+    for uids, query in ((sop_instance_uids, "SELECT study_instance_uid FROM instances WHERE sop_instance_uid = ?"),
+                        (series_instance_uids,
+                         "SELECT study_instance_uid FROM instances WHERE series_instance_uid = ? LIMIT 1")):
+        for uid in uids:
+            row = txn.row(query, (uid,))
+            if row is not None:
+                studies.add(str(row[0]))
+    return sorted(studies)
+
+
 def is_withdrawn(txn: Transaction, sop_instance_uid: str, series_instance_uid: str) -> bool:
     """Whether the instance or its series was withdrawn (stored hidden, never offered by Q/R)."""
     return txn.row("SELECT 1 FROM hidden_references WHERE uid IN (?, ?) LIMIT 1",

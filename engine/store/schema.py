@@ -454,4 +454,19 @@ MIGRATIONS.append([
     "ALTER TABLE scheduled_steps ADD COLUMN off_worklist TEXT NOT NULL DEFAULT ''",
 ])
 
+MIGRATIONS.append([
+    # 14 (issue 16): DICOM Instance Availability Notifications (RAD-49): one row per study per stable point
+    #    with the encoded IAN data set and its SOP Instance UID; each receiving AE gets a dicom_forwards row
+    #    of kind 'ian' naming it (source_ref), delivered as N-CREATE in the forwards' order with their retries
+    """CREATE TABLE availability_notices (
+        id {pk},
+        study_instance_uid TEXT NOT NULL,
+        sop_instance_uid TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        dataset {blob} NOT NULL
+    )""",
+    "CREATE INDEX availability_notices_study ON availability_notices (study_instance_uid, id)",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

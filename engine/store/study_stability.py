@@ -46,6 +46,21 @@ def mark_stable(txn: Transaction, study: DueStudy) -> bool:
     return bool(changed.rowcount)
 
 
+def mark_committed(txn: Transaction, study_instance_uid: str) -> bool:
+    """Record a pending study's stable point as reached by a storage commitment; False when the study has no
+    new instance since its last stable point (or none indexed at all)."""
+    changed = txn.execute(
+        "UPDATE study_arrivals SET pending = 0, stable_points = stable_points + 1, stable_at = ?"
+        " WHERE study_instance_uid = ? AND pending = 1", (now_iso(), study_instance_uid))
+    return bool(changed.rowcount)
+
+
+def announced(txn: Transaction, study_instance_uid: str) -> bool:
+    """Whether the study had a stable point and no new instance since (no further one is coming)."""
+    return txn.row("SELECT 1 FROM study_arrivals WHERE study_instance_uid = ? AND pending = 0 AND stable_points > 0",
+                   (study_instance_uid,)) is not None
+
+
 def counts(txn: Transaction, study_instance_uid: str) -> tuple[int, int]:
     """(series, instances) of the study offered to Q/R (hidden instances left out)."""
     row = txn.row("SELECT COUNT(DISTINCT series_instance_uid), COUNT(*) FROM instances"

@@ -30,6 +30,7 @@ from ..store.commitments import (DEAD, REPORTING, CommitmentReference, IndexedIn
                                  parse_time)
 from ..store.database import Store, Transaction
 from ..store.timestamps import now_iso
+from . import study_stability
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,9 @@ def summary(result: dict[str, Any]) -> str:
 def record_result(txn: Transaction, evaluation: Evaluation, now: datetime | None = None) -> bool:
     """Store the result of a pending request, make its report due now, and record the domain event
     (``commitment.succeeded`` / ``commitment.failed``) once per linked accession, with an order history
-    entry.  False when the request was no longer pending (another evaluator got there first)."""
+    entry; a success for every reference is a stable point of each pending study it names
+    (``study_stability.on_commitment``).  False when the request was no longer pending (another evaluator
+    got there first)."""
     now = now or utc_now()
     result = {
         "event_type": 2 if evaluation.failed else 1,
@@ -233,6 +236,9 @@ def record_result(txn: Transaction, evaluation: Evaluation, now: datetime | None
     if not linked:
         queues.record_event(txn, kind, evaluation.transaction_uid, detail)
     log.info("%s %s (accession %s)", kind, detail, ", ".join(link.accession_number for link in linked) or "none linked")
+    if evaluation.committed and not evaluation.failed:   # "that is all": a stable point of each study
+        study_stability.on_commitment(txn, commitments.studies_of(
+            txn, [o.reference.sop_instance_uid for o in evaluation.committed]))
     return True
 
 

@@ -202,8 +202,11 @@ def hide_instances(txn: Transaction, sop_instance_uids: list[str] | tuple[str, .
     def distinct(uids: list[str] | tuple[str, ...]) -> list[str]:
         return list(dict.fromkeys(u.strip() for u in uids if u and u.strip()))
 
-    return indexed.withdraw(txn, distinct(sop_instance_uids), distinct(series_instance_uids), reason,
-                            performed_step_ref, timestamps.now_iso())
+    sop_uids, series_uids = distinct(sop_instance_uids), distinct(series_instance_uids)
+    hidden = indexed.withdraw(txn, sop_uids, series_uids, reason, performed_step_ref, timestamps.now_iso())
+    if hidden:   # receivers told these instances were available hear otherwise (instance availability)
+        study_stability.on_withdrawal(txn, indexed.studies_of(txn, sop_uids, series_uids))
+    return hidden
 
 
 # -- the transaction ---------------------------------------------------------------------------

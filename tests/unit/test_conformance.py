@@ -21,4 +21,5 @@ def test_statement_lists_the_scp_sop_classes_of_the_running_services() -> None:
     for uid in ("1.2.840.10008.1.1", "1.2.840.10008.5.1.4.31", "1.2.840.10008.3.1.2.3.3", "1.2.840.10008.1.20.1",
                 "1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.5.1.4.1.1.2"):
         assert uid in listed
-    assert "1.2.840.10008.5.1.4.33" not in listed   # IAN: not an SCP service (yet)
+    assert "1.2.840.10008.5.1.4.33" not in listed   # IAN: the engine is its SCU only, in a section of its own
+    assert "1.2.840.10008.5.1.4.33: SCU, N-CREATE" in statement.sections["Instance Availability Notification (SCU)"][0]

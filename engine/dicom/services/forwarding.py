@@ -1,5 +1,7 @@
-"""Forwarding to downstream AEs (config ``dicom.forward_store_to`` / ``forward_mpps_to``): the engine as
-C-STORE SCU (received instances, as stored) and as PPS Manager forwarding MPPS N-CREATE / N-SET.
+"""Forwarding to downstream AEs (config ``dicom.forward_store_to`` / ``forward_mpps_to`` /
+``notify_availability_to``): the engine as C-STORE SCU (received instances, as stored), as PPS Manager
+forwarding MPPS N-CREATE / N-SET, and as Instance Availability Notification SCU (N-CREATE of the notices
+engine/workflow/instance_availability.py queues at each stable point of a study).
 
 Tasks come from the ``dicom_forwards`` queue (filled in the indexing transaction, see
 workflow/forwarding.py; the SQL of both is in store/queues.py).  A background thread delivers them per
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from io import BytesIO
 import time
 from datetime import datetime
 from typing import Any, Callable
 
 from pydicom import dcmread
+from pydicom.uid import UID
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
@@ -26,7 +30,9 @@ from ...store.files import FileStore
 from ...store.cluster import Lease, StaleLease
 from ...store.database import Transaction
 from ...store.queues import ForwardTask
+from ...store import availability_notices
 from ...workflow.forwarding import ForwardingQueue
+from ...workflow.instance_availability import IAN_KIND, INSTANCE_AVAILABILITY_NOTIFICATION, AvailabilityNotifier
 from ...workflow.mpps import NOT_SETTABLE
 from ..ae import DicomContext, set_no_delay
 from ..tls import TlsSetupError, tls_args
@@ -44,7 +50,9 @@ class ForwardingService:
         self.queue = ForwardingQueue(dicom.forward_store_to, dicom.forward_mpps_to)
         self.retry = RetryPolicy(dicom.forward_retry_seconds, dicom.forward_max_retry_seconds,
                                  dicom.forward_give_up_hours)
-        self.destinations = sorted(set(dicom.forward_store_to) | set(dicom.forward_mpps_to))
+        self.notifier = AvailabilityNotifier(dicom.notify_availability_to, dicom.ae_title)
+        self.destinations = sorted(set(dicom.forward_store_to) | set(dicom.forward_mpps_to)
+                                   | set(dicom.notify_availability_to))
         self.files = FileStore(context.config.storage_dir)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,11 +72,15 @@ class ForwardingService:
             return
         self.context.store.write(self.queue.start)
         self.context.store.before_commit.append(self.queue)
+        if self.notifier.destinations:
+            self.context.store.write(self.notifier.start)
+            self.context.store.before_commit.append(self.notifier)
         self._thread = threading.Thread(target=self._run, name="dicom-forwarding", daemon=True)
         self._thread.start()
-        log.info("forwarding received instances to %s and MPPS to %s",
+        log.info("forwarding received instances to %s, MPPS to %s and availability notices to %s",
                  ", ".join(self.context.config.dicom.forward_store_to) or "nobody",
-                 ", ".join(self.context.config.dicom.forward_mpps_to) or "nobody")
+                 ", ".join(self.context.config.dicom.forward_mpps_to) or "nobody",
+                 ", ".join(self.notifier.destinations) or "nobody")
 
     def stop(self) -> None:
         self._stop.set()
@@ -133,6 +145,9 @@ class ForwardingService:
                 if dataset is None:
                     self._failed(lease, task, "source no longer readable", dead=True)
                     continue
+                if not any(cx.abstract_syntax == sop_class for cx in assoc.accepted_contexts):
+                    self._failed(lease, task, f"{destination} did not accept {_name(sop_class)}")
+                    break
                 status = self._send(assoc, sop_class, dataset, operation, task.sop_instance_uid)
                 if status is None or status not in (0x0000, 0xB000, 0xB006, 0xB007):
                     self._failed(lease, task, f"{operation} answered {'no status' if status is None else hex(status)}")
@@ -151,6 +166,11 @@ class ForwardingService:
                 if instance is None:
                     return "", None, ""
                 return instance.sop_class_uid, dcmread(self.files.absolute(instance.path)), "C-STORE"
+            if task.kind == IAN_KIND:
+                notice = self.context.store.read(lambda txn: availability_notices.notice(txn, task.source_ref))
+                if notice is None:
+                    return "", None, ""
+                return INSTANCE_AVAILABILITY_NOTIFICATION, dcmread(BytesIO(notice.dataset)), "N-CREATE"
             version = self.context.store.read(lambda txn: performed_steps.version(txn, task.source_ref))
             if version is None:
                 return "", None, ""
@@ -203,6 +223,10 @@ class ForwardingService:
         self._completed(lease, task, lambda txn: queues.forward_failed(
             txn, task, attempts=attempts, dead=dead, next_attempt_at=now + delay, reason=reason, lease=lease,
             lease_seconds=seconds))
+
+
+def _name(sop_class: str) -> str:
+    return UID(sop_class).name or sop_class
 
 
 def create(context: DicomContext) -> ForwardingService:

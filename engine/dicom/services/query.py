@@ -37,6 +37,7 @@ from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
 from ..ae import DicomContext, ForegroundService, element_text, set_no_delay, status_dataset
+from ..answer_limit import checked_limit, limit_reached
 from ..auditing import audit_query, requestor
 from ..identifier import identifier_of
 from ..tls import TlsSetupError, tls_args
@@ -134,6 +135,7 @@ class QueryRetrieveService(ForegroundService):
     def __init__(self, context: DicomContext):
         self.context = context
         self.files = FileStore(context.config.storage_dir)
+        self.max_answers = checked_limit("query_max_answers", context.config.dicom.query_max_answers)
 
     def contexts(self) -> list[PresentationContext]:
         return [build_context(uid) for uid in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS)]
@@ -170,9 +172,12 @@ class QueryRetrieveService(ForegroundService):
                  f" (not matched on: {', '.join(unmatched)})" if unmatched else "")
         pending = PENDING_WARNING if unmatched else PENDING
         audit_query(self.context.audit, event, SUCCESS, f"{len(matches)} match(es) at {request.level} level")
-        for match in matches:
+        for sent, match in enumerate(matches):
             if event.is_cancelled:
                 yield CANCEL, None
+                return
+            if self.max_answers and sent == self.max_answers:
+                yield limit_reached(f"Q/R C-FIND at {request.level} level", calling, self.max_answers, len(matches)), None
                 return
             yield pending, build_response(match, identifier, request, self.context.ae_title)
         yield SUCCESS, None

@@ -40,6 +40,7 @@ from ..ae import DicomContext, ForegroundService, element_text, set_no_delay, st
 from ..answer_limit import checked_limit, limit_reached
 from ..auditing import audit_query, requestor
 from ..identifier import identifier_of
+from ..scu_contexts import MOVE_SUB_OPERATIONS, UNCOMPRESSED
 from ..tls import TlsSetupError, tls_args
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ PENDING, PENDING_WARNING, SUCCESS, CANCEL = 0xFF00, 0xFF01, 0x0000, 0xFE00
 NOT_AUTHORISED = 0x0124
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
-UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
-MAX_CONTEXTS = 128
 NOT_MATCHED = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 _LEVEL_COUNT = {"STUDY": "NumberOfStudyRelatedInstances", "SERIES": "NumberOfSeriesRelatedInstances"}
 
@@ -121,12 +120,12 @@ def _contexts_for(items: list[availability.RetrieveItem]) -> list[PresentationCo
         syntax = item.transfer_syntax_uid
         key = (item.sop_class_uid, "uncompressed" if syntax in UNCOMPRESSED else syntax)
         if key not in wanted:
-            wanted[key] = [syntax, *[ts for ts in UNCOMPRESSED if ts != syntax]] if syntax in UNCOMPRESSED else [syntax]
+            wanted[key] = MOVE_SUB_OPERATIONS.syntaxes_for(syntax)
     contexts = [build_context(sop_class, syntaxes) for (sop_class, _), syntaxes in wanted.items()]
-    if len(contexts) > MAX_CONTEXTS:
-        log.warning("retrieve needs %d presentation contexts; only the first %d are proposed", len(contexts),
-                    MAX_CONTEXTS)
-    return contexts[:MAX_CONTEXTS]
+    most = MOVE_SUB_OPERATIONS.max_contexts
+    if len(contexts) > most:
+        log.warning("retrieve needs %d presentation contexts; only the first %d are proposed", len(contexts), most)
+    return contexts[:most]
 
 
 class QueryRetrieveService(ForegroundService):

@@ -37,7 +37,7 @@ from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
 from ..ae import DicomContext, ForegroundService, element_text, set_no_delay, status_dataset
-from ..answer_limit import checked_limit, limit_reached
+from ..answer_limit import OUT_OF_RESOURCES, checked_limit, limit_reached
 from ..auditing import audit_query, requestor
 from ..identifier import identifier_of
 from ..scu_contexts import MOVE_SUB_OPERATIONS, UNCOMPRESSED
@@ -170,16 +170,19 @@ class QueryRetrieveService(ForegroundService):
         log.info("Q/R C-FIND from %s at %s level: %d match(es)%s", calling, request.level, len(matches),
                  f" (not matched on: {', '.join(unmatched)})" if unmatched else "")
         pending = PENDING_WARNING if unmatched else PENDING
-        audit_query(self.context.audit, event, SUCCESS, f"{len(matches)} match(es) at {request.level} level")
-        for sent, match in enumerate(matches):
+        limited = 0 < self.max_answers < len(matches)
+        audit_query(self.context.audit, event, OUT_OF_RESOURCES if limited else SUCCESS,
+                    f"{len(matches)} match(es) at {request.level} level" +
+                    (f", the first {self.max_answers} answered" if limited else ""))
+        for match in matches[:self.max_answers] if limited else matches:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
-            if self.max_answers and sent == self.max_answers:
-                yield limit_reached(f"Q/R C-FIND at {request.level} level", calling, self.max_answers, len(matches)), None
-                return
             yield pending, build_response(match, identifier, request, self.context.ae_title)
-        yield SUCCESS, None
+        if limited:
+            yield limit_reached(f"Q/R C-FIND at {request.level} level", calling, self.max_answers, len(matches)), None
+        else:
+            yield SUCCESS, None
 
     # -- retrieval ----------------------------------------------------------------------------------
     def _items(self, event: Any, model: str) -> list[availability.RetrieveItem]:

@@ -69,6 +69,8 @@ class DicomConfig:
     accept_uid_leading_zeros: bool = False   # store UIDs like 1.2.03 (PS3.5 forbids them; some old modalities send them)
     max_instance_bytes: int = 2 << 30        # a larger C-STORE data set (inflated, if deflated) gets 0xA700
     worklist_charset: str = "ISO_IR 192"     # response repertoire when the AE entry does not name one
+    worklist_max_answers: int = 0            # MWL C-FIND: past this many items 0xA700 ends the answer (0 = no limit)
+    query_max_answers: int = 0               # Q/R C-FIND: the same per query, at every level (0 = no limit)
     commitment_grace_seconds: float = 30.0   # wait for in-flight C-STOREs before failing a reference
     commitment_retry_seconds: float = 30.0   # first retry of an undeliverable N-EVENT-REPORT (doubles)
     commitment_max_retry_seconds: float = 1800.0

@@ -99,6 +99,11 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     held = {lease["name"]: lease["holder"] for lease in view["leases"] if lease["expires_at"] > view["now"]}
     assert held["leader"] == instance["name"] and held["outbox:archive"] == instance["name"]
 
+    statement = api.checked_call("GET", "/api/v1/conformance", "/api/v1/conformance?format=json", 200)
+    assert "SCP (SCP/SCU role selection)" in {row["role"] for row in statement["scu_contexts"]}
+    markdown = api.checked_call("GET", "/api/v1/conformance", "/api/v1/conformance", 200)["markdown"]
+    assert "## Presentation contexts (SCU)" in markdown   # equal to the CLI's: test_conformance_scu.py
+
     journal = api.checked_call("GET", "/api/v1/journal", "/api/v1/journal?limit=500", 200)
     assert len(journal["items"]) == 33
     entry = api.checked_call("GET", "/api/v1/journal/{id}", f"/api/v1/journal/{journal['items'][0]['id']}", 200)

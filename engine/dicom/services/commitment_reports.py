@@ -28,7 +28,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import N_EVENT_REPORT
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import StorageCommitmentPushModel
@@ -39,6 +39,7 @@ from ...store.timestamps import now_iso
 from ...store.commitments import PendingReport
 from ...workflow import commitment as workflow
 from ..ae import DicomContext, set_no_delay
+from ..scu_contexts import COMMITMENT_REPORT
 from ..tls import tls_args
 from ..wire import pynetdicom_private as private
 
@@ -275,7 +276,8 @@ class ReportSender:
     def start(self) -> None:
         dicom = self.context.config.dicom
         requester = AE(ae_title=dicom.ae_title)
-        requester.add_requested_context(StorageCommitmentPushModel)
+        for sop_class in COMMITMENT_REPORT.sop_classes:
+            requester.add_requested_context(sop_class, COMMITMENT_REPORT.syntaxes_for())
         requester.acse_timeout = dicom.acse_timeout
         requester.dimse_timeout = dicom.dimse_timeout
         requester.network_timeout = dicom.network_timeout
@@ -342,9 +344,9 @@ class ReportSender:
             store.write(lambda txn: [workflow.report_dead(txn, report, reason) for report in claimed])
             return
         assert self._requester is not None
-        role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
         try:
-            assoc = self._requester.associate(known.host, known.port, ae_title=calling, ext_neg=[role],
+            assoc = self._requester.associate(known.host, known.port, ae_title=calling,
+                                              ext_neg=COMMITMENT_REPORT.role_selection(),
                                               tls_args=tls_args(known, dicom.tls))
         except Exception as exc:  # noqa: BLE001 - bad address and the like: counts as unreachable
             self._failed(claimed, f"cannot connect to {calling} at {known.host}:{known.port}: {exc}")

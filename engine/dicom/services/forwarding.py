@@ -35,6 +35,7 @@ from ...workflow.forwarding import ForwardingQueue
 from ...workflow.instance_availability import IAN_KIND, INSTANCE_AVAILABILITY_NOTIFICATION, AvailabilityNotifier
 from ...workflow.mpps import NOT_SETTABLE
 from ..ae import DicomContext, set_no_delay
+from ..scu_contexts import FORWARD_MPPS, FORWARD_STORE
 from ..tls import TlsSetupError, tls_args
 
 log = logging.getLogger(__name__)
@@ -118,14 +119,12 @@ class ForwardingService:
         for task, (sop_class, dataset, operation) in items:
             if dataset is None:
                 continue
-            # Instances go as they were stored (their own transfer syntax); MPPS in the default syntaxes.
-            syntax = str(dataset.file_meta.TransferSyntaxUID) if operation == "C-STORE" else ""
-            if (sop_class, syntax) not in contexts and len(contexts) < 120:
+            # Instances go as they were stored (their own transfer syntax); MPPS in the standard syntaxes.
+            use = FORWARD_STORE if operation == "C-STORE" else FORWARD_MPPS
+            syntax = str(dataset.file_meta.TransferSyntaxUID) if use.per_instance else ""
+            if (sop_class, syntax) not in contexts and len(contexts) < use.max_contexts:
                 contexts.add((sop_class, syntax))
-                if syntax:
-                    ae.add_requested_context(sop_class, syntax)
-                else:
-                    ae.add_requested_context(sop_class)
+                ae.add_requested_context(sop_class, use.syntaxes_for(syntax))
         if not contexts:
             for task, _ in items:
                 self._failed(lease, task, "source no longer readable", dead=True)

@@ -37,8 +37,10 @@ from ...store.files import FileStore
 from ...workflow import availability
 from ...workflow.availability import PATIENT_ROOT, STUDY_ROOT, QueryError, QueryRequest
 from ..ae import DicomContext, ForegroundService, element_text, set_no_delay, status_dataset
+from ..answer_limit import OUT_OF_RESOURCES, checked_limit, limit_reached
 from ..auditing import audit_query, requestor
 from ..identifier import identifier_of
+from ..scu_contexts import MOVE_SUB_OPERATIONS, UNCOMPRESSED
 from ..tls import TlsSetupError, tls_args
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,6 @@ PENDING, PENDING_WARNING, SUCCESS, CANCEL = 0xFF00, 0xFF01, 0x0000, 0xFE00
 NOT_AUTHORISED = 0x0124
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
-UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
-MAX_CONTEXTS = 128
 NOT_MATCHED = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 _LEVEL_COUNT = {"STUDY": "NumberOfStudyRelatedInstances", "SERIES": "NumberOfSeriesRelatedInstances"}
 
@@ -120,12 +120,12 @@ def _contexts_for(items: list[availability.RetrieveItem]) -> list[PresentationCo
         syntax = item.transfer_syntax_uid
         key = (item.sop_class_uid, "uncompressed" if syntax in UNCOMPRESSED else syntax)
         if key not in wanted:
-            wanted[key] = [syntax, *[ts for ts in UNCOMPRESSED if ts != syntax]] if syntax in UNCOMPRESSED else [syntax]
+            wanted[key] = MOVE_SUB_OPERATIONS.syntaxes_for(syntax)
     contexts = [build_context(sop_class, syntaxes) for (sop_class, _), syntaxes in wanted.items()]
-    if len(contexts) > MAX_CONTEXTS:
-        log.warning("retrieve needs %d presentation contexts; only the first %d are proposed", len(contexts),
-                    MAX_CONTEXTS)
-    return contexts[:MAX_CONTEXTS]
+    most = MOVE_SUB_OPERATIONS.max_contexts
+    if len(contexts) > most:
+        log.warning("retrieve needs %d presentation contexts; only the first %d are proposed", len(contexts), most)
+    return contexts[:most]
 
 
 class QueryRetrieveService(ForegroundService):
@@ -134,6 +134,7 @@ class QueryRetrieveService(ForegroundService):
     def __init__(self, context: DicomContext):
         self.context = context
         self.files = FileStore(context.config.storage_dir)
+        self.max_answers = checked_limit("query_max_answers", context.config.dicom.query_max_answers)
 
     def contexts(self) -> list[PresentationContext]:
         return [build_context(uid) for uid in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS)]
@@ -169,13 +170,19 @@ class QueryRetrieveService(ForegroundService):
         log.info("Q/R C-FIND from %s at %s level: %d match(es)%s", calling, request.level, len(matches),
                  f" (not matched on: {', '.join(unmatched)})" if unmatched else "")
         pending = PENDING_WARNING if unmatched else PENDING
-        audit_query(self.context.audit, event, SUCCESS, f"{len(matches)} match(es) at {request.level} level")
-        for match in matches:
+        limited = 0 < self.max_answers < len(matches)
+        audit_query(self.context.audit, event, OUT_OF_RESOURCES if limited else SUCCESS,
+                    f"{len(matches)} match(es) at {request.level} level" +
+                    (f", the first {self.max_answers} answered" if limited else ""))
+        for match in matches[:self.max_answers] if limited else matches:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
             yield pending, build_response(match, identifier, request, self.context.ae_title)
-        yield SUCCESS, None
+        if limited:
+            yield limit_reached(f"Q/R C-FIND at {request.level} level", calling, self.max_answers, len(matches)), None
+        else:
+            yield SUCCESS, None
 
     # -- retrieval ----------------------------------------------------------------------------------
     def _items(self, event: Any, model: str) -> list[availability.RetrieveItem]:

@@ -23,6 +23,7 @@ from ...store.matching import QueryError
 from ...store.worklist_query import step_keys, top_level_keys
 from ...workflow.worklist import WorklistItem, WorklistRequest, find_items
 from ..ae import DicomContext, ForegroundService, element_text, status_dataset
+from ..answer_limit import checked_limit, limit_reached
 from ..auditing import audit_query
 from ..identifier import identifier_of
 from ..wire.pending_responses import PendingSender, encode_identifier, pending_command
@@ -418,6 +419,7 @@ class WorklistService(ForegroundService):
 
     def __init__(self, context: DicomContext):
         self.context = context
+        self.max_answers = checked_limit("worklist_max_answers", context.config.dicom.worklist_max_answers)
 
     def contexts(self) -> list[PresentationContext]:
         return [build_context(ModalityWorklistInformationFind)]
@@ -466,6 +468,9 @@ class WorklistService(ForegroundService):
                 log.warning("MWL item %s not offered to %s: no value for %s", item.accession_number, calling,
                             ", ".join(response.missing))
                 continue
+            if self.max_answers and sent == self.max_answers:   # counts the items offered, after the sort
+                yield limit_reached("MWL query", calling, self.max_answers, len(items)), None
+                return
             sent += 1
             yield pending, response
         log.info("MWL query from %s: %d item(s)", calling, sent)
@@ -502,7 +507,7 @@ class WorklistService(ForegroundService):
 def _outcome(status: Any) -> str:
     """The /metrics outcome of a C-FIND's final status (a code, or a status data set with a comment)."""
     code = status if isinstance(status, int) else int(status.Status)
-    return {0x0000: "success", 0xFE00: "cancelled"}.get(code, "refused")
+    return {0x0000: "success", 0xFE00: "cancelled", 0xA700: "limited"}.get(code, "refused")
 
 
 def create(context: DicomContext) -> WorklistService:

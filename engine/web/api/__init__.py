@@ -6,7 +6,7 @@ from importlib import metadata
 from typing import Any
 
 from ...store.database import Store
-from . import cluster, journal, mpps, order_actions, orders, patients, queues, rules, storage, users
+from . import cluster, conformance, journal, mpps, order_actions, orders, patients, queues, rules, storage, users
 from .context import EngineContext
 from .declaration import Call, Operation, Router
 from .openapi import document
@@ -24,7 +24,7 @@ def operations() -> list[Operation]:
     """Every API operation, the OpenAPI document's own included."""
     declared = [*orders.OPERATIONS, *order_actions.OPERATIONS, *patients.OPERATIONS, *journal.OPERATIONS, *mpps.OPERATIONS, *queues.OPERATIONS,
                 *rules.OPERATIONS, *storage.OPERATIONS,
-                *users.OPERATIONS, *cluster.OPERATIONS]
+                *users.OPERATIONS, *cluster.OPERATIONS, *conformance.OPERATIONS]
     spec: dict[str, Any] = {}
 
     def openapi(_txn: None, _call: Call) -> dict[str, Any]:

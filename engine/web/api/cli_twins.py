@@ -23,14 +23,13 @@ TWINS: dict[str, tuple[str, ...]] = {
     "users remove": ("removeUser",),
     "mpps": ("listMpps", "getMpps"),
     "cluster": ("getCluster",),
+    "conformance": ("getConformance",),
 }
 
 # swf commands with no API twin, and why
 CLI_ONLY: dict[str, str] = {
     "serve": "runs the engine that serves the API",
     "replay": "an MLLP client: sends files of messages to a listener's socket (POST /orders enters one order)",
-    "conformance": "a document generated from the engine's code and config files, not its data; not yet an API "
-                   "operation (GET /api/v1/conformance would be its twin)",
     "validate": "strict hl7apy validation of local files, 10-40 ms a message; a development tool, not an "
                 "operation on the engine",
 }

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .database import Transaction
-from .json_columns import dumps
+from .json_columns import dumps, loads
 
 
 @dataclass(frozen=True)
@@ -199,3 +199,33 @@ def is_withdrawn(txn: Transaction, sop_instance_uid: str, series_instance_uid: s
     """Whether the instance or its series was withdrawn (stored hidden, never offered by Q/R)."""
     return txn.row("SELECT 1 FROM hidden_references WHERE uid IN (?, ?) LIMIT 1",
                    (sop_instance_uid, series_instance_uid)) is not None
+
+
+# -- the patient of stored instances (IHE PIR, RAD-12) and operator links ------------------------------
+@dataclass(frozen=True)
+class PatientOfInstance:
+    """An indexed instance as patient reconciliation sees it: its patient keys now, and the attributes
+    applied over its stored file when it is sent (``corrections``; the file stays as received)."""
+
+    id: int
+    study_instance_uid: str
+    patient_id: str
+    attributes: dict[str, Any]
+    corrections: dict[str, Any]
+
+
+def of_patient_id(txn: Transaction, patient_id: str) -> list[PatientOfInstance]:
+    """Every indexed instance (hidden ones too) whose Patient ID is this one, by id."""
+    return [PatientOfInstance(ref, study, pid, loads(attributes), loads(corrections))
+            for ref, study, pid, attributes, corrections in txn.rows(
+                "SELECT id, study_instance_uid, patient_id, attributes, corrections FROM instances"
+                " WHERE patient_id = ? ORDER BY id", (patient_id,))]
+
+
+def set_patient(txn: Transaction, instance_ref: int, patient_id: str, patient_name_norm: str,
+                attributes: Mapping[str, Any], corrections: Mapping[str, Any]) -> None:
+    """Give an indexed instance its reconciled patient: the Q/R columns and attributes, and what a
+    retrieve applies over the file."""
+    txn.execute("UPDATE instances SET patient_id = ?, patient_name_norm = ?, attributes = ?, corrections = ?"
+                " WHERE id = ?", (patient_id, patient_name_norm, dumps(dict(attributes)), dumps(dict(corrections)),
+                                  instance_ref))

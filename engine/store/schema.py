@@ -429,4 +429,11 @@ MIGRATIONS.append([
     "CREATE INDEX study_arrivals_due ON study_arrivals (pending, stable_due_at)",
 ])
 
+MIGRATIONS.append([
+    # 13 (issue 16): what a retrieve applies over an instance's stored file (the file stays as received):
+    #    the surviving patient's ID and demographics after an ADT A08 / A40 (IHE PIR), the order's
+    #    accession after an operator linked an unscheduled MPPS (swf link); keyword -> value, JSON
+    "ALTER TABLE instances ADD COLUMN corrections TEXT NOT NULL DEFAULT '{{}}'",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -35,6 +35,7 @@ from ..store.database import Store, Transaction
 from ..store.files import FileStore, PendingFile, encode_file_meta
 from ..store.incoming import IncomingDataSet
 from . import study_stability
+from . import reconciliation
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,8 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
         instance_ref = existing.id
         indexed.replace(txn, instance_ref, entry)
         outcome = REPLACED
+    if entry.patient_id:
+        reconciliation.reconcile_arrival(txn, entry.patient_id, instance.text("IssuerOfPatientID"))
     if new_series:
         order_ref = None
         accession = entry.accession_number

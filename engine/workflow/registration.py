@@ -55,13 +55,15 @@ def upsert_patient(txn: Transaction, patient: PatientData, journal_ref: int | No
 
 
 def _reconcile_merge(txn: Transaction, trigger: str, prior: PatientIdentity, survivor: PatientIdentity,
-                     survivor_ref: int, journal_ref: int | None) -> None:
-    """IHE PIR: the instances stored for the prior patient, and the survivor's own, carry the survivor."""
+                     survivor_ref: int, journal_ref: int | None) -> int:
+    """IHE PIR: the instances stored for the prior patient, and the survivor's own, carry the survivor;
+    how many of the prior patient's changed."""
     stored = patients.by_ref(txn, survivor_ref)
     assert stored is not None, "the survivor was ensured in this transaction"
-    for identity in (prior, survivor):
-        reconcile(txn, identity.patient_id, identity.issuer, stored, f"ADT^{trigger} merge of {prior.patient_id}",
-                  journal_ref)
+    cause = f"ADT^{trigger} merge of {prior.patient_id}"
+    moved = reconcile(txn, prior.patient_id, prior.issuer, stored, cause, journal_ref)
+    reconcile(txn, survivor.patient_id, survivor.issuer, stored, cause, journal_ref)
+    return moved
 
 
 def register(txn: Transaction, trigger: str, patient: PatientData, prior: PatientIdentity | None,
@@ -78,9 +80,12 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
         prior_patient = patients.find(txn, prior.patient_id, prior.issuer)
         if prior_patient is None:
             log.info("ADT^%s: prior patient %s unknown; survivor %s ensured", trigger, prior.patient_id, subject)
-            patients.add_history(txn, survivor_ref, "merge", f"prior {prior.patient_id} unknown: nothing moved",
+            patients.add_history(txn, survivor_ref, "merge", f"prior {prior.patient_id} unknown: no order moved",
                                  journal_ref)
-            _reconcile_merge(txn, trigger, prior, patient.identity, survivor_ref, journal_ref)
+            if _reconcile_merge(txn, trigger, prior, patient.identity, survivor_ref, journal_ref):
+                # only its stored instances knew the prior patient (a temporary ID given at the modality):
+                # it is kept as merged, so instances arriving later under its ID are reconciled too
+                patients.merge(txn, patients.insert(txn, prior.patient_id, prior.issuer, {}), survivor_ref)
             return [DomainEvent("patient.merged", subject, f"{prior.patient_id}^{prior.issuer}")]
         if prior_patient.id == survivor_ref:
             return []

@@ -34,8 +34,7 @@ from ..store import json_columns, queues, timestamps
 from ..store.database import Store, Transaction
 from ..store.files import FileStore, PendingFile, encode_file_meta
 from ..store.incoming import IncomingDataSet
-from . import study_stability
-from . import reconciliation
+from . import reconciliation, study_stability
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +228,7 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
     else:
         instance_ref = existing.id
         indexed.replace(txn, instance_ref, entry)
+        reconciliation.reapply(txn, instance_ref)
         outcome = REPLACED
     if entry.patient_id:
         reconciliation.reconcile_arrival(txn, entry.patient_id, instance.text("IssuerOfPatientID"))

@@ -165,7 +165,7 @@ def performed_references(attributes: dict[str, Any]) -> tuple[list[str], list[st
 
 
 # -- linking (SWF.md 4.2) ------------------------------------------------------------------------
-def _latest_order(rows: list[LinkableStep]) -> list[LinkableStep]:
+def latest_order(rows: list[LinkableStep]) -> list[LinkableStep]:
     """An accession or RP ID can repeat across orders (a resent NW): keep the newest order's steps."""
     if not rows:
         return rows
@@ -186,13 +186,13 @@ def resolve_item(txn: Transaction, item: dict[str, Any]) -> list[LinkableStep]:
     if sps_id and rp_id and accession:
         rows = performed.steps_by_sps_id(txn, sps_id, rp_id, accession)
         if rows:
-            return _latest_order(rows)
+            return latest_order(rows)
     if study and rp_id:
         rows = performed.steps_by_study(txn, study, rp_id)
         if rows:
             return _prefer_sps(rows, sps_id)
     if accession:
-        rows = _latest_order(performed.steps_by_accession(txn, accession))
+        rows = latest_order(performed.steps_by_accession(txn, accession))
         if rows:
             return _prefer_sps(rows, sps_id)
     return []
@@ -216,7 +216,7 @@ def _order_status(txn: Transaction, order_ref: int) -> str:
     return order_status([StepStatus(status) for status in order_store.step_statuses_of_order(txn, order_ref)])
 
 
-def _apply_to_steps(txn: Transaction, steps: list[LinkableStep], event: StepEvent, pps_status: str, event_kind: str,
+def apply_to_steps(txn: Transaction, steps: list[LinkableStep], event: StepEvent, pps_status: str, event_kind: str,
                     uid: str, station: str, note: str = "") -> dict[str, str]:
     """Move each linked step with ``event``; history per step, one domain event per changed order's
     accession.  A step already in a final state is an append: history only.  Returns accession -> order status."""
@@ -293,7 +293,7 @@ def create(txn: Transaction, request: CreateRequest) -> MppsResult:
         queues.record_event(txn, "mpps.unscheduled", study, f"{uid} on {station}")
         log.info("MPPS %s IN PROGRESS on %s: unscheduled (study %s)", uid, station, study)
         return MppsResult(uid, IN_PROGRESS, True)
-    statuses = _apply_to_steps(txn, steps, StepEvent.START, IN_PROGRESS, "mpps.in_progress", uid, station)
+    statuses = apply_to_steps(txn, steps, StepEvent.START, IN_PROGRESS, "mpps.in_progress", uid, station)
     return MppsResult(uid, IN_PROGRESS, False, _describe(txn, performed_ref), statuses)
 
 
@@ -335,7 +335,7 @@ def update(txn: Transaction, request: UpdateRequest) -> MppsResult:
         result.linked = _describe(txn, row.id)
         return result
     if status == COMPLETED:
-        result.order_statuses = _apply_to_steps(txn, steps, StepEvent.COMPLETE, COMPLETED, "mpps.completed",
+        result.order_statuses = apply_to_steps(txn, steps, StepEvent.COMPLETE, COMPLETED, "mpps.completed",
                                                 uid, station)
     else:
         reason = reason_code(attributes)
@@ -346,7 +346,7 @@ def update(txn: Transaction, request: UpdateRequest) -> MppsResult:
             note += f"; {hidden} stored instance(s) withdrawn from query/retrieve"
         else:
             event, note = StepEvent.DISCONTINUE, f"; reason {reason}" if reason else ""
-        result.order_statuses = _apply_to_steps(txn, steps, event, DISCONTINUED, "mpps.discontinued",
+        result.order_statuses = apply_to_steps(txn, steps, event, DISCONTINUED, "mpps.discontinued",
                                                 uid, station, note)
     result.linked = _describe(txn, row.id)
     return result

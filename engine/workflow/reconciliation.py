@@ -30,7 +30,7 @@ def _issuer_fits(instance: indexed.CorrectableInstance, issuer: str) -> bool:
     return not stored or not issuer or stored == issuer
 
 
-def _patient_keys(survivor: patients.Patient) -> dict[str, Any]:
+def patient_keys(survivor: patients.Patient) -> dict[str, Any]:
     """The attributes the survivor's instances carry: its ID, and its issuer and demographics when known."""
     keys: dict[str, Any] = {"PatientID": survivor.patient_id}
     if survivor.issuer:
@@ -68,7 +68,7 @@ def reconcile(txn: Transaction, patient_id: str, issuer: str, survivor: patients
               journal_ref: int | None) -> int:
     """Give the instances stored under ``patient_id`` (of ``issuer``, or of none) the survivor's ID,
     issuer and demographics; how many changed.  Instances already carrying them are left alone."""
-    wanted = _patient_keys(survivor)
+    wanted = patient_keys(survivor)
     studies: set[str] = set()
     changed = 0
     for instance in indexed.of_patient_id(txn, patient_id):

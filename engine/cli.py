@@ -843,6 +843,35 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
         "rescheduled", "order.reschedule")
 
 
+# -- linking an unscheduled MPPS to its order (issue 16) ----------------------------------------------
+def cmd_link(args: argparse.Namespace) -> int:
+    """``swf link MPPS_UID ACCESSION``: exit 1 (and why) when refused, 2 without a database."""
+    from .store import audit
+    from .workflow.mpps_link import LinkRefused, link
+
+    store = _open_store(args)
+    if store is None:
+        return 2
+    operator = args.by or cli_actor()
+
+    def linked(txn: Any) -> Any:
+        result = link(txn, args.mpps_uid, args.accession, operator)
+        audit.record_action(txn, actor=operator, client="cli", action="mpps.link", subject=args.accession,
+                            before=None, after={"mpps": args.mpps_uid, "steps": result.steps})
+        return result
+    try:
+        result = store.write(linked)
+    except LinkRefused as refusal:
+        print(f"not linked: {refusal.reason}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"MPPS {result.mpps_uid} ({result.mpps_status}) linked to accession {result.accession_number} by {operator}:"
+          f" {', '.join(result.steps)}; order {', '.join(result.order_statuses.values())};"
+          f" {result.instances} stored instance(s) now carry the order's accession")
+    return 0
+
+
 # -- users (issue 13): who may use the HTTP API and console -------------------------------------------
 USER_NAME = re.compile(USER_NAME_PATTERN)
 
@@ -1120,6 +1149,13 @@ COMMANDS = (
                   arg("--start", metavar="YYYYMMDDHHMM[SS]", help="new start date and time"),
                   arg("--station", metavar="AE_TITLE", help="new scheduled station AE title"),
                   arg("--reason", default="rescheduled by the operator", metavar="TEXT")),
+    _data_command("link", "link an unscheduled MPPS and its images to an order (reported to its RIS)", cmd_link,
+                  "The order's steps go IN PROGRESS / COMPLETED / DISCONTINUED as the MPPS is, reported to the RIS as "
+                  "a scheduled MPPS would have been; the MPPS's stored images take the order's accession (and its "
+                  "patient when another) in Q/R answers and retrieves. Exit 1 when the MPPS or accession is unknown, "
+                  "the MPPS is linked already or a step of the order has another MPPS.",
+                  arg("mpps_uid", metavar="MPPS_UID"), arg("accession", metavar="ACCESSION"),
+                  arg("--by", metavar="NAME", help="the operator the history names (default: the OS user)")),
     _data_command("explain", "show where each worklist value of a scheduled step came from", cmd_explain,
                   "Every worklist attribute of the step with its value and its origin: the HL7 field (message "
                   "control ID, journal entry) and the profile line that maps it, the rule (file:line) that set it, "

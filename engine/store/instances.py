@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .database import Transaction
-from .json_columns import dumps
+from .json_columns import dumps, loads
 
 
 @dataclass(frozen=True)
@@ -212,3 +212,58 @@ def is_withdrawn(txn: Transaction, sop_instance_uid: str, series_instance_uid: s
     """Whether the instance or its series was withdrawn (stored hidden, never offered by Q/R)."""
     return txn.row("SELECT 1 FROM hidden_references WHERE uid IN (?, ?) LIMIT 1",
                    (sop_instance_uid, series_instance_uid)) is not None
+
+
+# -- corrections: what Q/R answers and sends instead of the stored file's values (PIR, swf link) --------
+@dataclass(frozen=True)
+class CorrectableInstance:
+    """An indexed instance as a correction sees it: its keys now, and the attributes applied over its
+    stored file when it is answered or sent (``corrections``; the file stays as received)."""
+
+    id: int
+    study_instance_uid: str
+    series_instance_uid: str
+    patient_id: str
+    accession_number: str
+    attributes: dict[str, Any]
+    corrections: dict[str, Any]
+
+
+_CORRECTABLE_SELECT = ("SELECT id, study_instance_uid, series_instance_uid, patient_id, accession_number, attributes,"
+                       " corrections FROM instances")
+
+
+def _correctable(rows: list[tuple]) -> list[CorrectableInstance]:
+    return [CorrectableInstance(ref, study, series, pid, accession, loads(attributes), loads(corrections))
+            for ref, study, series, pid, accession, attributes, corrections in rows]
+
+
+def of_patient_id(txn: Transaction, patient_id: str) -> list[CorrectableInstance]:
+    """Every indexed instance (hidden ones too) whose Patient ID is this one, by id."""
+    return _correctable(txn.rows(f"{_CORRECTABLE_SELECT} WHERE patient_id = ? ORDER BY id", (patient_id,)))
+
+
+def of_study_or_series(txn: Transaction, study_instance_uid: str,
+                       series_instance_uids: Iterable[str]) -> list[CorrectableInstance]:
+    """Every indexed instance (hidden ones too) of the study or of one of the series, by id."""
+    series = list(dict.fromkeys(series_instance_uids))
+    marks = "".join(", ?" for _ in series)
+    return _correctable(txn.rows(f"{_CORRECTABLE_SELECT} WHERE study_instance_uid = ?"
+                                 f" OR series_instance_uid IN (''{marks}) ORDER BY id",
+                                 (study_instance_uid, *series)))
+
+
+def by_ref_correctable(txn: Transaction, instance_ref: int) -> CorrectableInstance | None:
+    found = _correctable(txn.rows(f"{_CORRECTABLE_SELECT} WHERE id = ?", (instance_ref,)))
+    return found[0] if found else None
+
+
+def set_corrected(txn: Transaction, instance_ref: int, patient_id: str, patient_name_norm: str, accession_number: str,
+                  attributes: Mapping[str, Any], corrections: Mapping[str, Any],
+                  requested_procedure_ref: int | None = None) -> None:
+    """Give an indexed instance its corrected Q/R columns and attributes and what a retrieve applies over
+    the file; with ``requested_procedure_ref`` it is linked to that requested procedure too."""
+    txn.execute("UPDATE instances SET patient_id = ?, patient_name_norm = ?, accession_number = ?, attributes = ?,"
+                " corrections = ?, requested_procedure_ref = COALESCE(?, requested_procedure_ref) WHERE id = ?",
+                (patient_id, patient_name_norm, accession_number, dumps(dict(attributes)), dumps(dict(corrections)),
+                 requested_procedure_ref, instance_ref))

@@ -49,6 +49,12 @@ def find(txn: Transaction, patient_id: str, issuer: str) -> Patient | None:
     return _patient(txn.row(f"{_PATIENT_SELECT} WHERE patient_id = ? AND issuer = ?", (patient_id, issuer)))
 
 
+def merged_with_id(txn: Transaction, patient_id: str) -> list[Patient]:
+    """The merged patients (A40) known by this ID, of any issuer."""
+    return [_patient(row) for row in txn.rows(  # type: ignore[misc]
+        f"{_PATIENT_SELECT} WHERE patient_id = ? AND merged_into IS NOT NULL ORDER BY id", (patient_id,))]
+
+
 def by_ref(txn: Transaction, patient_ref: int) -> Patient | None:
     return _patient(txn.row(f"{_PATIENT_SELECT} WHERE id = ?", (patient_ref,)))
 

@@ -128,6 +128,17 @@ def link(txn: Transaction, performed_ref: int, step_ref: int) -> None:
                 (performed_ref, step_ref))
 
 
+def performed_of_step(txn: Transaction, step_ref: int) -> list[str]:
+    """The SOP Instance UIDs of the performed steps linked to this scheduled step."""
+    return [uid for uid, in txn.rows("SELECT p.sop_instance_uid FROM performed_steps p JOIN performed_step_links l"
+                                     " ON l.performed_step_ref = p.id WHERE l.step_ref = ? ORDER BY p.id", (step_ref,))]
+
+
+def mark_linked(txn: Transaction, performed_ref: int) -> None:
+    """An unscheduled performed step the operator linked to an order (``swf link``) is scheduled now."""
+    txn.execute("UPDATE performed_steps SET unscheduled = 0 WHERE id = ?", (performed_ref,))
+
+
 def add_version(txn: Transaction, performed_ref: int, operation: str, status: str, dataset: bytes, at: str) -> None:
     txn.execute("INSERT INTO performed_step_versions (performed_step_ref, at, operation, status, dataset)"
                 " VALUES (?, ?, ?, ?, ?)", (performed_ref, at, operation, status, dataset))

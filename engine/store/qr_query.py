@@ -85,6 +85,7 @@ class RetrieveItem:
     path: str
     study_instance_uid: str = ""       # the audit trail names the studies and patients a retrieval sends
     patient_id: str = ""
+    corrections: dict[str, Any] = field(default_factory=dict)   # applied over the file when sent (PIR, link)
 
 
 @dataclass(frozen=True)
@@ -262,11 +263,11 @@ def instances_by_id(txn: Transaction, ids: list[int]) -> dict[int, OfferedInstan
 def retrieve_items(txn: Transaction, condition: QrCondition) -> list[RetrieveItem]:
     """The instances a C-MOVE / C-GET sends, by series, then instance number."""
     rows = txn.rows("SELECT i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.path, i.series_instance_uid,"
-                    f" i.instance_number, i.id, i.study_instance_uid, i.patient_id FROM instances i WHERE {condition.sql}",
-                    condition.params)
+                    f" i.instance_number, i.id, i.study_instance_uid, i.patient_id, i.corrections FROM instances i"
+                    f" WHERE {condition.sql}", condition.params)
     rows.sort(key=lambda r: (r[4], number_order(r[5]), r[6]))
-    return [RetrieveItem(sop_class, sop_instance, syntax, path, study, patient)
-            for sop_class, sop_instance, syntax, path, _, _, _, study, patient in rows]
+    return [RetrieveItem(sop_class, sop_instance, syntax, path, study, patient, loads(corrections))
+            for sop_class, sop_instance, syntax, path, _, _, _, study, patient, corrections in rows]
 
 
 @dataclass

@@ -469,4 +469,11 @@ MIGRATIONS.append([
     "CREATE INDEX availability_notices_study ON availability_notices (study_instance_uid, id)",
 ])
 
+MIGRATIONS.append([
+    # 13 (issue 16): what a retrieve applies over an instance's stored file (the file stays as received):
+    #    the surviving patient's ID and demographics after an ADT A08 / A40 (IHE PIR), the order's
+    #    accession after an operator linked an unscheduled MPPS (swf link); keyword -> value, JSON
+    "ALTER TABLE instances ADD COLUMN corrections TEXT NOT NULL DEFAULT '{{}}'",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

@@ -165,7 +165,7 @@ def performed_references(attributes: dict[str, Any]) -> tuple[list[str], list[st
 
 
 # -- linking (SWF.md 4.2) ------------------------------------------------------------------------
-def _latest_order(rows: list[LinkableStep]) -> list[LinkableStep]:
+def latest_order(rows: list[LinkableStep]) -> list[LinkableStep]:
     """An accession or RP ID can repeat across orders (a resent NW): keep the newest order's steps."""
     if not rows:
         return rows
@@ -186,13 +186,13 @@ def resolve_item(txn: Transaction, item: dict[str, Any]) -> list[LinkableStep]:
     if sps_id and rp_id and accession:
         rows = performed.steps_by_sps_id(txn, sps_id, rp_id, accession)
         if rows:
-            return _latest_order(rows)
+            return latest_order(rows)
     if study and rp_id:
         rows = performed.steps_by_study(txn, study, rp_id)
         if rows:
             return _prefer_sps(rows, sps_id)
     if accession:
-        rows = _latest_order(performed.steps_by_accession(txn, accession))
+        rows = latest_order(performed.steps_by_accession(txn, accession))
         if rows:
             return _prefer_sps(rows, sps_id)
     return []

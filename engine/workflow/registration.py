@@ -7,6 +7,7 @@ from ..domain.model import DomainEvent, PatientData, PatientIdentity, Problem, R
 from ..store import orders as order_store
 from ..store import patients
 from ..store.database import Transaction
+from .reconciliation import reconcile
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,18 @@ def upsert_patient(txn: Transaction, patient: PatientData, journal_ref: int | No
     return patient_ref
 
 
+def _reconcile_merge(txn: Transaction, trigger: str, prior: PatientIdentity, survivor: PatientIdentity,
+                     survivor_ref: int, journal_ref: int | None) -> int:
+    """IHE PIR: the instances stored for the prior patient, and the survivor's own, carry the survivor;
+    how many of the prior patient's changed."""
+    stored = patients.by_ref(txn, survivor_ref)
+    assert stored is not None, "the survivor was ensured in this transaction"
+    cause = f"ADT^{trigger} merge of {prior.patient_id}"
+    moved = reconcile(txn, prior.patient_id, prior.issuer, stored, cause, journal_ref)
+    reconcile(txn, survivor.patient_id, survivor.issuer, stored, cause, journal_ref)
+    return moved
+
+
 def register(txn: Transaction, trigger: str, patient: PatientData, prior: PatientIdentity | None,
              journal_ref: int | None, strict_merged: bool) -> list[DomainEvent]:
     """Apply one ADT message; ``prior`` is MRG-1 for merges."""
@@ -67,8 +80,12 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
         prior_patient = patients.find(txn, prior.patient_id, prior.issuer)
         if prior_patient is None:
             log.info("ADT^%s: prior patient %s unknown; survivor %s ensured", trigger, prior.patient_id, subject)
-            patients.add_history(txn, survivor_ref, "merge", f"prior {prior.patient_id} unknown: nothing moved",
+            patients.add_history(txn, survivor_ref, "merge", f"prior {prior.patient_id} unknown: no order moved",
                                  journal_ref)
+            if _reconcile_merge(txn, trigger, prior, patient.identity, survivor_ref, journal_ref):
+                # only its stored instances knew the prior patient (a temporary ID given at the modality):
+                # it is kept as merged, so instances arriving later under its ID are reconciled too
+                patients.merge(txn, patients.insert(txn, prior.patient_id, prior.issuer, {}), survivor_ref)
             return [DomainEvent("patient.merged", subject, f"{prior.patient_id}^{prior.issuer}")]
         if prior_patient.id == survivor_ref:
             return []
@@ -78,6 +95,7 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
         patients.add_history(txn, prior_patient.id, "merged", detail, journal_ref)
         for order_ref in order_store.refs_of_patient(txn, survivor_ref):
             order_store.add_history(txn, order_ref, "patient merged", detail, journal_ref)
+        _reconcile_merge(txn, trigger, prior, patient.identity, survivor_ref, journal_ref)
         return [DomainEvent("patient.merged", subject, f"{prior.patient_id}^{prior.issuer}")]
     patient_ref = upsert_patient(txn, patient, journal_ref, strict_merged, cause=f"ADT^{trigger}")
     if patient.visit_number:
@@ -85,4 +103,7 @@ def register(txn: Transaction, trigger: str, patient: PatientData, prior: Patien
         patients.upsert_visit(txn, patient_ref, patient.visit_number, patient.patient_class, patient.location, status)
         if trigger in CANCEL_VISIT:
             patients.add_history(txn, patient_ref, "visit cancelled", patient.visit_number, journal_ref)
+    stored = patients.by_ref(txn, patient_ref)
+    if stored is not None:
+        reconcile(txn, patient.identity.patient_id, patient.identity.issuer, stored, f"ADT^{trigger}", journal_ref)
     return [DomainEvent("patient.updated" if trigger == "A08" else "patient.registered", subject, trigger)]

@@ -35,7 +35,7 @@ from ..store.database import Store, Transaction
 from ..store.files import FileStore, PendingFile, encode_file_meta
 from ..store.incoming import IncomingDataSet
 from ..rules.stations import NO_STATIONS, StationPolicies
-from . import images_without_mpps, study_stability
+from . import images_without_mpps, reconciliation, study_stability
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,10 @@ def index_instance(txn: Transaction, instance: ReceivedInstance, duplicate_polic
     else:
         instance_ref = existing.id
         indexed.replace(txn, instance_ref, entry)
+        reconciliation.reapply(txn, instance_ref)
         outcome = REPLACED
+    if entry.patient_id:
+        reconciliation.reconcile_arrival(txn, entry.patient_id, instance.text("IssuerOfPatientID"))
     if new_series:
         order_ref = None
         accession = entry.accession_number

@@ -14,6 +14,7 @@ from tests.api_client import Api
 from tests.conftest import ROOT, free_port, run_swf
 from tests.integration.test_api_order_actions import NEW_ORDER
 from tests.integration.test_forwarding import DCMTK
+from tests.integration.test_mpps import Modality, in_progress
 from tests.integration.test_outbound import _fast_retry_routes
 from tests.integration.test_swf_day import ACCESSION, STUDY, commit, mpps, write_images
 from tests.mllp_receiver import Receiver
@@ -92,6 +93,11 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
     assert detail["summary"]["patient_id"] == "PAT4711" and detail["dataset"]["00400252"]["Value"] == ["COMPLETED"]
     assert api.checked_call("GET", "/api/v1/mpps/{uid}", "/api/v1/mpps/PPS-8831", 200) == detail
     api.checked_call("GET", "/api/v1/mpps/{uid}", "/api/v1/mpps/1.2.3.4", 404)
+    link = f"/api/v1/mpps/{performed['sop_instance_uid']}/link"   # 200: tests/integration/test_mpps_link.py
+    refused = api.checked_call("POST", "/api/v1/mpps/{uid}/link", link, 409,
+                               json.dumps({"accession": ACCESSION}).encode())
+    assert "already linked" in refused["error"]
+    api.checked_call("POST", "/api/v1/mpps/{uid}/link", "/api/v1/mpps/1.2.3.4/link", 404, b'{"accession": "X"}')
 
     view = api.checked_call("GET", "/api/v1/cluster", "/api/v1/cluster", 200)   # this one engine, its leases
     [instance] = view["instances"]
@@ -231,6 +237,16 @@ def test_every_operation_answers_as_its_document_says(start_engine, tmp_path: Pa
                      json.dumps({"name": "watcher", "role": "viewer", "password": "long enough"}).encode())
     assert [user["name"] for user in api.checked_call("GET", "/api/v1/users", "/api/v1/users", 200)] == ["ops", "watcher"]
     api.checked_call("DELETE", "/api/v1/users/{name}", "/api/v1/users/watcher", 200)
+
+    # an unscheduled MPPS linked to a new order (the bad inputs: tests/integration/test_mpps_link.py)
+    modality = Modality(engine.dicom_port)
+    assert modality.create(in_progress(accession="", rp="", sps="", study="2.25.1616"), "2.25.16161")[0].Status == 0
+    modality.close()
+    api.checked_call("POST", "/api/v1/orders", "/api/v1/orders", 200, json.dumps(
+        {**NEW_ORDER, "placer_order_number": "PLC-API-2", "accession_number": "ACC-API-2"}).encode())
+    linked = api.checked_call("POST", "/api/v1/mpps/{uid}/link", "/api/v1/mpps/2.25.16161/link", 200,
+                              b'{"accession": "ACC-API-2"}')
+    assert linked["order_statuses"] == {"ACC-API-2": "IP"}
 
     answered = {(method, template) for method, template, status in api.checked if status == 200}
     assert answered == api.operations(), api.operations() - answered

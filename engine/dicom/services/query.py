@@ -1,9 +1,9 @@
 """Query/Retrieve SCP (RAD-11 and retrieval for viewers): Study Root and Patient Root C-FIND, C-MOVE, C-GET.
 
 Handlers only translate: identifier -> ``QueryRequest`` -> ``workflow/availability.py`` (matching in SQL)
--> response datasets; retrievals read the stored Part 10 files and send them as they are (the stored
-transfer syntax is proposed; uncompressed ones may also go as another uncompressed syntax, never
-recompressed or decompressed).
+-> response datasets; retrievals read the stored Part 10 files and send them as they are, with the index's
+corrections applied over them (engine/workflow/reconciliation.py); the stored transfer syntax is proposed;
+uncompressed ones may also go as another uncompressed syntax, never recompressed or decompressed.
 
 * C-FIND: every requested key comes back (stored value or zero-length); Query/Retrieve Level, Retrieve
   AE Title, Instance Availability (ONLINE), the unique keys and the Number of Study/Series Related
@@ -112,6 +112,20 @@ def build_response(match: availability.Match, identifier: Dataset, request: Quer
     return response
 
 
+def apply_corrections(dataset: Dataset, corrections: dict[str, Any]) -> Dataset:
+    """The stored data set as a retrieve sends it: the index's corrections (the surviving patient after an
+    ADT A08 / A40, the order's accession after ``swf link``) over the file's values.  A non-ASCII value
+    makes the whole data set UTF-8 (ISO_IR 192)."""
+    if not corrections:
+        return dataset
+    if not all(_is_ascii(value) for value in corrections.values()):
+        dataset.decode()
+        dataset.SpecificCharacterSet = "ISO_IR 192"
+    for keyword, value in corrections.items():
+        setattr(dataset, keyword, value)
+    return dataset
+
+
 def _contexts_for(items: list[availability.RetrieveItem]) -> list[PresentationContext]:
     """One context per SOP class and stored transfer syntax (uncompressed ones also offer the other
     uncompressed syntaxes), at most 128."""
@@ -195,7 +209,7 @@ class QueryRetrieveService(ForegroundService):
                 yield CANCEL, None
                 return
             try:
-                dataset = dcmread(self.files.absolute(item.path))
+                dataset = apply_corrections(dcmread(self.files.absolute(item.path)), item.corrections)
             except Exception as exc:  # noqa: BLE001 - a lost or unreadable file fails this sub-operation
                 log.error("retrieve: cannot read %s (%s): %s", item.sop_instance_uid, item.path, exc)
                 dataset = Dataset()   # sending it fails, so it counts as a failed sub-operation

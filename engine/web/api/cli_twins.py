@@ -22,6 +22,7 @@ TWINS: dict[str, tuple[str, ...]] = {
     "users list": ("listUsers",),
     "users remove": ("removeUser",),
     "mpps": ("listMpps", "getMpps"),
+    "link": ("linkMpps",),
     "cluster": ("getCluster",),
     "conformance": ("getConformance",),
 }

@@ -429,4 +429,11 @@ MIGRATIONS.append([
     "CREATE INDEX study_arrivals_due ON study_arrivals (pending, stable_due_at)",
 ])
 
+MIGRATIONS.append([
+    # 17 (issue 15): the instance that received a storage commitment request (and holds its N-ACTION's
+    #    association while it is open), so the holder of the requester's lease knows when a report for a
+    #    requester without host/port must wait for that instance instead of being parked as dead
+    "ALTER TABLE commitments ADD COLUMN received_by TEXT NOT NULL DEFAULT ''",
+])
+
 LATEST_VERSION = len(MIGRATIONS)

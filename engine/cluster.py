@@ -109,6 +109,15 @@ class LeaseKeeper:
             if self.lease is not None and self.lease.generation == lease.generation:
                 self.lease = None
 
+    def hand_over(self, store: Store, why: str) -> None:
+        """End the lease now rather than at its expiry, so that another instance takes it at once: the work
+        that comes next can only be done there (``why``).  Nothing when it is not held or was taken over."""
+        with self._lock:
+            lease, self.lease = self.lease, None
+        if lease is not None and store.write(lambda txn: cluster.hand_over(txn, lease)):
+            log.info("lease %s handed over by instance %s (generation %d): %s", self.name, self.owner.name,
+                     lease.generation, why)
+
     def take_blocking(self, store: Store) -> Lease | None:
         """For a delivery thread: the fresh lease, or take it now (None while another instance holds it)."""
         return self.fresh() or self.taken(store.write(self.take))

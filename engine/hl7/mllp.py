@@ -16,6 +16,7 @@ from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from ..config import MllpConfig
+from ..connection_caps import ConnectionCounts
 from ..refusal_log import RefusalLog
 from ..security_events import SecurityEvents
 from ..tls.identity import certificate_names
@@ -269,12 +270,9 @@ class MLLPServerFactory(protocol.Factory):
         self.max_message_bytes = limits.max_message_bytes
         self.idle_timeout = limits.idle_timeout
         self.frame_timeout = limits.frame_timeout
-        self.max_connections = limits.max_connections
-        self.max_connections_per_peer = limits.max_connections_per_peer
+        self.caps = ConnectionCounts("mllp", limits.max_connections, limits.max_connections_per_peer)
         self.max_buffered_bytes = limits.max_buffered_bytes
         self.max_unanswered_bytes = limits.max_unanswered_bytes
-        self.connections = 0
-        self.connections_by_host: dict[str, int] = {}
         self.buffered_bytes = 0     # held for frames in progress (partial)
         self.unanswered_bytes = 0   # of whole frames handed on and not yet answered by the store
         self._throttled: set[MLLPServerProtocol] = set()
@@ -285,27 +283,21 @@ class MLLPServerFactory(protocol.Factory):
     def buildProtocol(self, addr: IAddress) -> protocol.Protocol | None:
         """None (Twisted then closes the socket at once) when a connection cap is reached."""
         host = str(getattr(addr, "host", "?"))
-        if self.connections >= self.max_connections:
-            self.note_refusal(host, f"{self.connections} MLLP connections open (mllp.max_connections): "
-                                    f"new connection from {host} refused")
-            return None
-        if self.connections_by_host.get(host, 0) >= self.max_connections_per_peer:
-            self.note_refusal(host, f"{self.connections_by_host[host]} MLLP connections open from {host} "
-                                    f"(mllp.max_connections_per_peer): new connection refused")
+        refusal = self.caps.refusal(host)
+        if refusal is not None:
+            self.note_refusal(host, refusal)
             return None
         return super().buildProtocol(addr)
 
+    @property
+    def connections(self) -> int:
+        return self.caps.total
+
     def opened(self, host: str) -> None:
-        self.connections += 1
-        self.connections_by_host[host] = self.connections_by_host.get(host, 0) + 1
+        self.caps.opened(host)
 
     def closed(self, host: str) -> None:
-        self.connections -= 1
-        left = self.connections_by_host.get(host, 0) - 1
-        if left > 0:
-            self.connections_by_host[host] = left
-        else:
-            self.connections_by_host.pop(host, None)
+        self.caps.closed(host)
 
     def hold_unanswered(self, connection: MLLPServerProtocol, size: int) -> None:
         """Count a frame handed on; past ``max_unanswered_bytes`` the connection that sent it stops reading

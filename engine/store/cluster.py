@@ -118,6 +118,18 @@ def fence(txn: Transaction, lease: Lease, now: float, seconds: float) -> Lease:
     return Lease(lease.name, lease.holder, lease.generation, now + seconds)
 
 
+def hand_over(txn: Transaction, lease: Lease) -> bool:
+    """End ``lease`` now if its holder still holds that generation, so another instance may take it at
+    once (work it cannot do waits for another instance); False when it had been taken over already."""
+    return txn.execute("UPDATE cluster_leases SET expires_at = 0 WHERE name = ? AND holder = ? AND generation = ?",
+                       (lease.name, lease.holder, lease.generation)).rowcount == 1
+
+
+def alive(txn: Transaction, since: float) -> set[str]:
+    """The names of the instances whose heartbeat is younger than ``since`` (epoch seconds)."""
+    return {row[0] for row in txn.rows("SELECT name FROM cluster_instances WHERE heartbeat_at >= ?", (since,))}
+
+
 def release(txn: Transaction, holder: str) -> None:
     """At a clean stop: the instance's leases expire now, so another instance takes over at once."""
     txn.execute("UPDATE cluster_leases SET expires_at = 0 WHERE holder = ?", (holder,))

@@ -11,17 +11,23 @@ pending request is evaluated, the time a report is due, or the lease of a report
 The report queue follows engine/store/queues.py: ``reports_due`` lists what is due (to group it per
 requester), ``claim_reports`` is the one claim, and a claimed report ends in ``report_delivered``,
 ``reschedule_report`` (failed, retried later) or ``report_dead``, each handed the record the claim
-returned.  The claim leases: it moves a report's ``next_attempt_at`` to the lease's end only if it is
-still the value listed, so two senders on one database (several engines, issue 15) never take one report,
-and every completion checks that value as its fencing token: a sender whose lease ran out and whose
-report was claimed again by another cannot record its outcome over the new claim's.
+returned.  With several engines on one database (issue 15) a requester's reports are delivered by the
+one instance holding its lease ``commitment:<AE title>`` (``report_lease``, engine/store/cluster.py), so
+they go out in request order; the claim and every completion are fenced by that lease's generation
+(``StaleLease`` when another instance took it over; the fence renews the lease, which is returned).  The
+claim also moves a report's ``next_attempt_at`` to the claim's end only if it is still the value listed,
+and every completion checks that value too: a sender whose claim ran out and whose report was claimed
+again cannot record its outcome over the new claim's.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from . import cluster
+from .cluster import Lease
 from .database import Transaction
 from .json_columns import dumps, loads
 
@@ -93,6 +99,7 @@ class PendingReport:
     attempts: int
     next_attempt_at: str    # UTC ISO-8601; after a claim, the end of its lease
     result: dict[str, Any]  # event_type, evaluated_at, committed [...], failed [...] (with failure_reason, why)
+    received_by: str = ""   # the instance whose listener took the N-ACTION ("" before migration 17)
 
 
 @dataclass(frozen=True)
@@ -121,15 +128,16 @@ def active_request(txn: Transaction, transaction_uid: str) -> int | None:
 
 def add_request(txn: Transaction, *, transaction_uid: str, calling_ae_title: str,
                 references: Iterable[CommitmentReference], peer: str, duplicate_of: int | None, at: str,
-                due: datetime) -> int:
-    """A new pending request, to be evaluated from ``due``; its id."""
+                due: datetime, received_by: str = "") -> int:
+    """A new pending request, to be evaluated from ``due``; its id (``received_by``: the instance that
+    holds its N-ACTION's association)."""
     body: dict[str, Any] = {"references": [r.as_dict() for r in references], "peer": peer}
     if duplicate_of is not None:
         body["duplicate_of"] = duplicate_of
     return txn.insert(
         "INSERT INTO commitments (transaction_uid, calling_ae_title, requested_at, status, request, next_attempt_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (transaction_uid, calling_ae_title, at, PENDING, dumps(body), utc_iso(due), at))
+        " updated_at, received_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (transaction_uid, calling_ae_title, at, PENDING, dumps(body), utc_iso(due), at, received_by))
 
 
 def _request(id: int, transaction_uid: str, calling_ae_title: str, requested_at: str,
@@ -211,28 +219,38 @@ def enqueue_report(txn: Transaction, commitment_id: int, result: dict[str, Any],
 def reports_due(txn: Transaction, now: datetime, limit: int = 100) -> list[PendingReport]:
     """The reports due at ``now``, oldest first (not yet claimed)."""
     return [PendingReport(id, transaction_uid, calling, requested_at, attempts, next_attempt_at,
-                          loads(result))
-            for id, transaction_uid, calling, requested_at, attempts, next_attempt_at, result in txn.rows(
-                "SELECT id, transaction_uid, calling_ae_title, requested_at, attempts, next_attempt_at, result"
-                " FROM commitments WHERE status = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                          loads(result), received_by)
+            for id, transaction_uid, calling, requested_at, attempts, next_attempt_at, result, received_by
+            in txn.rows(
+                "SELECT id, transaction_uid, calling_ae_title, requested_at, attempts, next_attempt_at, result,"
+                " received_by FROM commitments WHERE status = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
                 (REPORTING, utc_iso(now), limit))]
 
 
-def claim_reports(txn: Transaction, reports: Iterable[PendingReport], lease_until: datetime) -> list[PendingReport]:
-    """Take listed reports for one delivery attempt: each one's next attempt moves to ``lease_until`` so that
-    no other sender (another engine process on the same database) picks it up meanwhile; those still as
-    listed are returned, with their lease."""
-    lease = utc_iso(lease_until)
-    return [replace(report, next_attempt_at=lease) for report in reports if txn.execute(
+def report_lease(calling_ae_title: str) -> str:
+    """The name of the lease whose holder delivers the reports to requester ``calling_ae_title``."""
+    return f"commitment:{calling_ae_title}"
+
+
+def claim_reports(txn: Transaction, reports: Iterable[PendingReport], claim_until: datetime, lease: Lease,
+                  lease_seconds: float) -> tuple[list[PendingReport], Lease]:
+    """Take listed reports of one requester for one delivery attempt, under its lease (fenced, renewed and
+    returned): each one's next attempt moves to ``claim_until`` so that no other sender picks it up
+    meanwhile; those still as listed are returned, with their claim."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
+    until = utc_iso(claim_until)
+    return [replace(report, next_attempt_at=until) for report in reports if txn.execute(
         "UPDATE commitments SET next_attempt_at = ? WHERE id = ? AND status = ? AND next_attempt_at = ?",
-        (lease, report.id, REPORTING, report.next_attempt_at)).rowcount == 1]
+        (until, report.id, REPORTING, report.next_attempt_at)).rowcount == 1], renewed
 
 
-def report_delivered(txn: Transaction, report: PendingReport, at: str) -> None:
-    """The requester acknowledged the report: the transaction is closed."""
+def report_delivered(txn: Transaction, report: PendingReport, at: str, lease: Lease, lease_seconds: float) -> Lease:
+    """The requester acknowledged the report: the transaction is closed (fenced by ``lease``)."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
     txn.execute("UPDATE commitments SET status = ?, attempts = attempts + 1, last_error = '', next_attempt_at = '',"
                 " updated_at = ? WHERE id = ? AND status = ? AND next_attempt_at = ?",
                 (DELIVERED, at, report.id, REPORTING, report.next_attempt_at))
+    return renewed
 
 
 def report_attempts(txn: Transaction, report: PendingReport) -> ReportAttempts | None:
@@ -243,16 +261,20 @@ def report_attempts(txn: Transaction, report: PendingReport) -> ReportAttempts |
 
 
 def reschedule_report(txn: Transaction, report: PendingReport, *, attempts: int, error: str, next_attempt: datetime,
-                      at: str) -> None:
-    """A failed delivery attempt: counted, with its error, and the next one due at ``next_attempt``."""
+                      at: str, lease: Lease, lease_seconds: float) -> Lease:
+    """A failed delivery attempt: counted, with its error, and the next one due at ``next_attempt`` (fenced
+    by ``lease``)."""
+    renewed = cluster.fence(txn, lease, time.time(), lease_seconds)
     txn.execute("UPDATE commitments SET attempts = ?, last_error = ?, next_attempt_at = ?, updated_at = ?"
                 " WHERE id = ?", (attempts, error, utc_iso(next_attempt), at, report.id))
+    return renewed
 
 
-def report_dead(txn: Transaction, report: PendingReport, reason: str, *, attempted: bool,
-                at: str) -> GivenUpReport | None:
-    """Park a report that will not be delivered, with the reason (``attempted``: this attempt counts);
-    None when it was no longer reporting."""
+def report_dead(txn: Transaction, report: PendingReport, reason: str, *, attempted: bool, at: str, lease: Lease,
+                lease_seconds: float) -> GivenUpReport | None:
+    """Park a report that will not be delivered, with the reason (``attempted``: this attempt counts; fenced
+    by ``lease``); None when it was no longer reporting."""
+    cluster.fence(txn, lease, time.time(), lease_seconds)
     row = txn.row("SELECT transaction_uid, calling_ae_title FROM commitments WHERE id = ?", (report.id,))
     changed = txn.execute(
         "UPDATE commitments SET status = ?, attempts = attempts + ?, last_error = ?, next_attempt_at = '',"

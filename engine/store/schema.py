@@ -430,7 +430,7 @@ MIGRATIONS.append([
 ])
 
 MIGRATIONS.append([
-    # 15 (issue 16): worklist housekeeping.  A step aged out with age_out.mode remove keeps its status but
+    # 13 (issue 16): worklist housekeeping.  A step aged out with age_out.mode remove keeps its status but
     #    leaves the worklist (aged_out_at); retention purges by age, each table read through an index on it
     "ALTER TABLE scheduled_steps ADD COLUMN aged_out_at TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX outbox_delivered ON outbox (status, delivered_at)",
@@ -441,7 +441,7 @@ MIGRATIONS.append([
 ])
 
 MIGRATIONS.append([
-    # 16 (issue 16): modalities without MPPS: the steps their images complete once quiet (due time pushed by
+    # 14 (issue 16): modalities without MPPS: the steps their images complete once quiet (due time pushed by
     #    each new instance), and steps taken off the worklist without MPPS (drop_on_study_arrival)
     """CREATE TABLE image_completions (
         step_ref INTEGER PRIMARY KEY REFERENCES scheduled_steps (id),
@@ -455,7 +455,7 @@ MIGRATIONS.append([
 ])
 
 MIGRATIONS.append([
-    # 14 (issue 16): DICOM Instance Availability Notifications (RAD-49): one row per study per stable point
+    # 15 (issue 16): DICOM Instance Availability Notifications (RAD-49): one row per study per stable point
     #    with the encoded IAN data set and its SOP Instance UID; each receiving AE gets a dicom_forwards row
     #    of kind 'ian' naming it (source_ref), delivered as N-CREATE in the forwards' order with their retries
     """CREATE TABLE availability_notices (
@@ -470,10 +470,17 @@ MIGRATIONS.append([
 ])
 
 MIGRATIONS.append([
-    # 13 (issue 16): what a retrieve applies over an instance's stored file (the file stays as received):
+    # 16 (issue 16): what a retrieve applies over an instance's stored file (the file stays as received):
     #    the surviving patient's ID and demographics after an ADT A08 / A40 (IHE PIR), the order's
     #    accession after an operator linked an unscheduled MPPS (swf link); keyword -> value, JSON
     "ALTER TABLE instances ADD COLUMN corrections TEXT NOT NULL DEFAULT '{{}}'",
+])
+
+MIGRATIONS.append([
+    # 17 (issue 15): the instance that received a storage commitment request (and holds its N-ACTION's
+    #    association while it is open), so the holder of the requester's lease knows when a report for a
+    #    requester without host/port must wait for that instance instead of being parked as dead
+    "ALTER TABLE commitments ADD COLUMN received_by TEXT NOT NULL DEFAULT ''",
 ])
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.protocols import policies
 from twisted.web import resource, server
 
+from ..connection_caps import ConnectionCounts
 from ..refusal_log import RefusalLog
 from ..security_events import SecurityEvents
 
@@ -142,41 +143,31 @@ class ConnectionCaps(policies.WrappingFactory):
     def __init__(self, site: server.Site, max_connections: int, max_connections_per_peer: int,
                  request_timeout: float, clock: Any = reactor, security_events: SecurityEvents | None = None):
         super().__init__(site)
-        self.max_connections = max_connections
-        self.max_connections_per_peer = max_connections_per_peer
+        self.caps = ConnectionCounts("http", max_connections, max_connections_per_peer)
         self.request_timeout = request_timeout
         self.clock = clock
-        self.by_peer: dict[str, int] = {}
         self.refused = 0                    # connections refused over a cap or dropped as too slow (/metrics)
         self._refusals = RefusalLog(log, REFUSAL_LOG_SECONDS, security_events)
 
     @property
     def open_connections(self) -> int:
-        return len(self.protocols)
+        return self.caps.total
 
     def buildProtocol(self, addr: IAddress) -> Any:
         """None (Twisted closes the socket at once) over a cap."""
         host = str(getattr(addr, "host", "?"))
-        if len(self.protocols) >= self.max_connections:
-            self.note_refusal(host, f"{len(self.protocols)} HTTP connections open (http.max_connections): new "
-                                    f"connection from {host} refused")
+        refusal = self.caps.refusal(host)
+        if refusal is not None:
+            self.note_refusal(host, refusal)
             return None
-        if self.by_peer.get(host, 0) >= self.max_connections_per_peer:
-            self.note_refusal(host, f"{self.by_peer[host]} HTTP connections open from {host} "
-                                    f"(http.max_connections_per_peer): new connection refused")
-            return None
-        self.by_peer[host] = self.by_peer.get(host, 0) + 1
+        self.caps.opened(host)
         wrapper = super().buildProtocol(addr)
         wrapper.host = host
         return wrapper
 
     def unregisterProtocol(self, p: Any) -> None:
         super().unregisterProtocol(p)
-        left = self.by_peer.get(p.host, 0) - 1
-        if left > 0:
-            self.by_peer[p.host] = left
-        else:
-            self.by_peer.pop(p.host, None)
+        self.caps.closed(p.host)
 
     def note_refusal(self, host: str, reason: str) -> None:
         self.refused += 1

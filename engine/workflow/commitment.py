@@ -28,6 +28,7 @@ from ..store import commitments, files, queues
 from ..store import orders as order_store
 from ..store.commitments import (DEAD, REPORTING, CommitmentReference, IndexedInstance, PendingReport, PendingRequest,
                                  parse_time)
+from ..store.cluster import Lease
 from ..store.database import Store, Transaction
 from ..store.timestamps import now_iso
 from . import study_stability
@@ -66,6 +67,7 @@ class CommitmentRequest:
     calling_ae_title: str
     references: list[CommitmentReference]
     peer: str = ""              # host:port the N-ACTION came from (for the operator; reports go to the known AE)
+    received_by: str = ""       # the engine instance whose listener holds the N-ACTION's association
 
 
 @dataclass
@@ -151,7 +153,8 @@ def receive_request(txn: Transaction, request: CommitmentRequest) -> Receipt:
     active = commitments.active_request(txn, request.transaction_uid)
     commitment_id = commitments.add_request(
         txn, transaction_uid=request.transaction_uid, calling_ae_title=request.calling_ae_title,
-        references=request.references, peer=request.peer, duplicate_of=active, at=stamp, due=utc_now())
+        references=request.references, peer=request.peer, duplicate_of=active, at=stamp, due=utc_now(),
+        received_by=request.received_by)
     if active is None:
         return Receipt(commitment_id, duplicate=False)
     why = f"transaction UID still active in commitment #{active}"
@@ -278,9 +281,12 @@ def _evaluate(store: Store, request: PendingRequest, storage_dir: Path, grace_se
 
 
 # -- reporting (N-EVENT-REPORT) -----------------------------------------------------------------
-def report_dead(txn: Transaction, report: PendingReport, reason: str, attempted: bool = False) -> None:
-    """Park a report that will not be delivered, with the reason (shown by ``swf commitments``)."""
-    given_up = commitments.report_dead(txn, report, reason, attempted=attempted, at=now_iso())
+def report_dead(txn: Transaction, report: PendingReport, reason: str, lease: Lease, lease_seconds: float,
+                attempted: bool = False) -> None:
+    """Park a report that will not be delivered, with the reason (shown by ``swf commitments``); fenced by
+    the requester's ``lease`` (``StaleLease`` when another instance took it over)."""
+    given_up = commitments.report_dead(txn, report, reason, attempted=attempted, at=now_iso(), lease=lease,
+                                       lease_seconds=lease_seconds)
     if given_up is not None:
         queues.record_event(txn, "commitment.undeliverable", given_up.transaction_uid,
                             f"report to {given_up.calling_ae_title} given up: {reason}")
@@ -288,11 +294,11 @@ def report_dead(txn: Transaction, report: PendingReport, reason: str, attempted:
                     given_up.transaction_uid, given_up.calling_ae_title, reason)
 
 
-def report_failed(txn: Transaction, report: PendingReport, error: str, policy: RetryPolicy,
-                  now: datetime | None = None) -> str:
+def report_failed(txn: Transaction, report: PendingReport, error: str, policy: RetryPolicy, lease: Lease,
+                  lease_seconds: float, now: datetime | None = None) -> str:
     """Count a failed delivery attempt; schedule the next one by the retry policy (never later than
-    ``give_up_hours`` after the request), or park the report as dead once they have passed.  Returns the
-    new status ("" when the report was no longer reporting)."""
+    ``give_up_hours`` after the request), or park the report as dead once they have passed (fenced by the
+    requester's ``lease``).  Returns the new status ("" when the report was no longer reporting)."""
     now = now or utc_now()
     state = commitments.report_attempts(txn, report)
     if state is None:
@@ -301,8 +307,9 @@ def report_failed(txn: Transaction, report: PendingReport, error: str, policy: R
     wait = policy.retry_in(attempts, (now - parse_time(state.requested_at)).total_seconds())
     if wait is None:
         report_dead(txn, report, f"given up after {attempts} attempt(s) in {policy.give_up_hours:g} h;"
-                    f" last error: {error}", attempted=True)
+                    f" last error: {error}", lease, lease_seconds, attempted=True)
         return DEAD
     commitments.reschedule_report(txn, report, attempts=attempts, error=error,
-                                  next_attempt=now + timedelta(seconds=wait), at=now_iso())
+                                  next_attempt=now + timedelta(seconds=wait), at=now_iso(), lease=lease,
+                                  lease_seconds=lease_seconds)
     return REPORTING

@@ -90,17 +90,19 @@ def test_uids_with_dot_dot_slash_are_refused_and_write_no_file(start_engine, mix
     """``../`` in the SOP Instance UID (0x0117) or in the Study / Series UID (0xA900): no file, nothing indexed."""
     engine = start_engine()
     association = RawAssociation(engine, mixed=mixed)
+    peer = "%s:%d" % association.sock.getsockname()[:2]   # where the engine sees the association come from
     assert association.store(b"../../../../tmp/x", identity(b"../../../../tmp/x")) == 0x0117
     good = b"1.2.826.0.1.3680043.9.7781.3.7"
     assert association.store(good, identity(good, study=b"../../..", series=b"../x")) == 0xA900
     association.release()
     assert indexed(engine) == set()
     assert not [path for path in Path(engine.data_dir).rglob("*.dcm")]
-    # each raised on the engine's security event bus (the ATNA trail's Security Alert), with the calling AE
-    assert "security: uid-refused from -: Affected SOP Instance UID: malformed UID '../../../../tmp/x' (RAWSCU)" \
-        in engine.log()
-    assert "security: uid-refused from -: C-STORE 1.2.826.0.1.3680043.9.7781.3.7: StudyInstanceUID: malformed UID" \
-        in engine.log()
+    # each raised on the engine's security event bus (the ATNA trail's Security Alert), with the peer and the
+    # calling AE
+    assert f"security: uid-refused from {peer}: Affected SOP Instance UID: malformed UID '../../../../tmp/x'" \
+        " (RAWSCU)" in engine.log()
+    assert f"security: uid-refused from {peer}: C-STORE 1.2.826.0.1.3680043.9.7781.3.7: StudyInstanceUID:" \
+        " malformed UID" in engine.log()
     assert not list(Path(engine.data_dir).parent.glob("tmp/x*")) and not Path("/tmp/x.dcm").exists()
     still_serving(engine, f"DOTDOT{int(mixed)}")
 

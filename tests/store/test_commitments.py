@@ -4,11 +4,13 @@ each completion) as frozen records."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.store import commitments, orders, patients
+from engine.store import cluster, commitments, orders, patients
+from engine.store.cluster import Lease, StaleLease
 from engine.store.commitments import CommitmentReference, PendingReport
 from engine.store.database import Store, Transaction
 
@@ -34,6 +36,13 @@ def reporting(store: Store, transaction_uid: str = "2.25.1") -> PendingReport:
     assert store.write(lambda txn: commitments.enqueue_report(txn, commitment_id, result("2.25.11"), NOW, AT)) == "CT1"
     [report] = [r for r in store.read(lambda txn: commitments.reports_due(txn, NOW)) if r.id == commitment_id]
     return report
+
+
+def lease(store: Store, holder: str = "swf-a", ae: str = "CT1") -> Lease:
+    """The requester's report lease, taken for ``holder`` for a minute."""
+    taken = store.write(lambda txn: cluster.take(txn, commitments.report_lease(ae), holder, time.time(), 60))
+    assert taken is not None
+    return taken
 
 
 def row(store: Store, commitment_id: int) -> tuple:
@@ -90,13 +99,15 @@ def test_a_result_is_stored_once_and_its_report_is_claimed_once(store: Store) ->
     assert store.write(lambda txn: commitments.enqueue_report(txn, report.id, result(), NOW, AT)) is None  # not pending
     assert (report.transaction_uid, report.calling_ae_title, report.attempts) == ("2.25.1", "CT1", 0)
     assert report.result == result("2.25.11") and report.next_attempt_at == commitments.utc_iso(NOW)
-    lease = NOW + timedelta(seconds=60)
-    [claimed] = store.write(lambda txn: commitments.claim_reports(txn, [report], lease))
-    assert claimed.next_attempt_at == commitments.utc_iso(lease) and claimed.id == report.id
-    assert store.write(lambda txn: commitments.claim_reports(txn, [report], lease)) == []   # taken already
+    until = NOW + timedelta(seconds=60)
+    held = lease(store)
+    [claimed], renewed = store.write(lambda txn: commitments.claim_reports(txn, [report], until, held, 60))
+    assert renewed.generation == held.generation
+    assert claimed.next_attempt_at == commitments.utc_iso(until) and claimed.id == report.id
+    assert store.write(lambda txn: commitments.claim_reports(txn, [report], until, held, 60))[0] == []   # taken
     assert store.read(lambda txn: commitments.reports_due(txn, NOW)) == []
-    assert store.read(commitments.next_due) == lease
-    store.write(lambda txn: commitments.report_delivered(txn, claimed, AT))
+    assert store.read(commitments.next_due) == until
+    store.write(lambda txn: commitments.report_delivered(txn, claimed, AT, held, 60))
     assert row(store, report.id) == ("delivered", 1, "", "")
     assert store.read(commitments.next_due) is None
     assert store.read(lambda txn: commitments.active_request(txn, "2.25.1")) is None
@@ -106,15 +117,47 @@ def test_a_failed_report_is_rescheduled_then_parked_dead(store: Store) -> None:
     report = reporting(store)
     assert store.read(lambda txn: commitments.report_attempts(txn, report)) == commitments.ReportAttempts(AT, 0)
     later = NOW + timedelta(seconds=30)
+    held = lease(store)
     store.write(lambda txn: commitments.reschedule_report(txn, report, attempts=1, error="refused",
-                                                           next_attempt=later, at=AT))
+                                                           next_attempt=later, at=AT, lease=held, lease_seconds=60))
     assert row(store, report.id) == ("reporting", 1, commitments.utc_iso(later), "refused")
     # the claim's next_attempt_at is the fencing token: a completion with the old one is refused
-    assert store.write(lambda txn: commitments.report_dead(txn, report, "stale", attempted=True, at=AT)) is None
+    assert store.write(lambda txn: commitments.report_dead(txn, report, "stale", attempted=True, at=AT,
+                                                             lease=held, lease_seconds=60)) is None
     assert row(store, report.id) == ("reporting", 1, commitments.utc_iso(later), "refused")
     report = dataclasses.replace(report, next_attempt_at=commitments.utc_iso(later))
-    given_up = store.write(lambda txn: commitments.report_dead(txn, report, "gone", attempted=True, at=AT))
+    given_up = store.write(lambda txn: commitments.report_dead(txn, report, "gone", attempted=True, at=AT,
+                                                             lease=held, lease_seconds=60))
     assert given_up == commitments.GivenUpReport("2.25.1", "CT1")
     assert row(store, report.id) == ("dead", 2, "", "gone")
     assert store.read(lambda txn: commitments.report_attempts(txn, report)) is None
-    assert store.write(lambda txn: commitments.report_dead(txn, report, "again", attempted=False, at=AT)) is None
+    assert store.write(lambda txn: commitments.report_dead(txn, report, "again", attempted=False, at=AT,
+                                                             lease=held, lease_seconds=60)) is None
+
+
+def test_report_completions_are_fenced_by_the_requesters_lease(store: Store) -> None:
+    """Instance A claims a report under the requester's lease, is paused past it, and B takes the lease over:
+    A's late completions (delivered, failed, dead) change nothing; B's, under the new generation, count."""
+    report = reporting(store)
+    held = lease(store, "swf-a")
+    until = NOW + timedelta(seconds=60)
+    [claimed], _ = store.write(lambda txn: commitments.claim_reports(txn, [report], until, held, 60))
+    name = commitments.report_lease("CT1")
+    assert name == "commitment:CT1"
+    store.write(lambda txn: txn.execute("UPDATE cluster_leases SET expires_at = 0 WHERE name = ?", (name,)))
+    taken = store.write(lambda txn: cluster.take(txn, name, "swf-b", time.time(), 60))
+    assert taken is not None and taken.generation == held.generation + 1
+    before = row(store, report.id)
+    with pytest.raises(StaleLease, match="swf-b holds generation"):
+        store.write(lambda txn: commitments.report_delivered(txn, claimed, AT, held, 60))
+    with pytest.raises(StaleLease):
+        store.write(lambda txn: commitments.reschedule_report(txn, claimed, attempts=1, error="late", next_attempt=NOW,
+                                                               at=AT, lease=held, lease_seconds=60))
+    with pytest.raises(StaleLease):
+        store.write(lambda txn: commitments.report_dead(txn, claimed, "late", attempted=True, at=AT, lease=held,
+                                                         lease_seconds=60))
+    with pytest.raises(StaleLease):   # nor can the stale holder claim anything more
+        store.write(lambda txn: commitments.claim_reports(txn, [claimed], until, held, 60))
+    assert row(store, report.id) == before
+    store.write(lambda txn: commitments.report_delivered(txn, claimed, AT, taken, 60))
+    assert row(store, report.id)[0] == "delivered"

@@ -9,6 +9,7 @@ import dataclasses
 import errno
 import json
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from engine import cli
 from engine.dicom.services.commitment import InvalidRequest, parse_action_information
 from engine.dicom.services.commitment_reports import build_event_report
 from engine.domain.retry import RetryPolicy
-from engine.store import commitments
+from engine.store import cluster, commitments
+from engine.store.cluster import Lease
 from engine.store.commitments import CommitmentReference as Reference
 from engine.store.commitments import PendingReport
 from engine.store.timestamps import now_iso
@@ -42,6 +44,13 @@ def order(pipeline: Pipeline, accession: str = "ACC1", study: str = STUDY) -> No
         f"OBR|1|PLC-{accession}^HIS|FIL-{accession}^RIS|CTCHEST^CT chest^99RAD||||||||||||||{accession}|RP-{accession}"
         "|SPS-1||||CT", f"ZDS|{study}^RIS^Application^DICOM"))
     assert result.ack_code == "AA", result
+
+
+def lease(pipeline: Pipeline, ae: str = "MODALITY1") -> Lease:
+    """The requester's report lease (a single engine holds it)."""
+    taken = pipeline.store.write(lambda txn: cluster.take(txn, commitments.report_lease(ae), "test", time.time(), 60))
+    assert taken is not None
+    return taken
 
 
 class Instances:
@@ -152,7 +161,8 @@ def test_a_closed_transaction_uid_is_a_new_request_not_a_duplicate(pipeline: Pip
     first = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
     report = due_report(pipeline)
-    pipeline.store.write(lambda txn: commitments.report_delivered(txn, report, now_iso()))
+    held = lease(pipeline)
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, report, now_iso(), held, 60))
     assert commitment(pipeline, first.commitment_id)["status"] == "delivered"
     assert not receive(pipeline, request("2.25.1", (CT, "2.25.11"))).duplicate
 
@@ -271,20 +281,21 @@ def test_failed_deliveries_back_off_then_the_report_is_parked_dead(pipeline: Pip
     evaluate(pipeline, storage_dir)
     report = due_report(pipeline)
     policy = RetryPolicy(first_seconds=10, max_seconds=25, give_up_hours=1)
+    held = lease(pipeline)
     start = wf.utc_now()
     for attempt, delay in ((1, 10), (2, 20), (3, 25)):
-        assert pipeline.store.write(lambda txn: wf.report_failed(txn, report, "refused", policy,
+        assert pipeline.store.write(lambda txn: wf.report_failed(txn, report, "refused", policy, held, 60,
                                                                  now=start)) == "reporting"
         row = commitment(pipeline, receipt.commitment_id)
         assert row["attempts"] == attempt and row["last_error"] == "refused"
         assert row["next_attempt_at"] == commitments.utc_iso(start + timedelta(seconds=delay))
         stale = report   # the next attempt's claim has the new next_attempt_at: the old one is refused
         report = dataclasses.replace(report, next_attempt_at=row["next_attempt_at"])
-    assert pipeline.store.write(lambda txn: wf.report_failed(txn, stale, "late", policy, now=start)) == ""
+    assert pipeline.store.write(lambda txn: wf.report_failed(txn, stale, "late", policy, held, 60, now=start)) == ""
     assert pipeline.store.read(lambda txn: commitments.reports_due(txn, start)) == []
     assert len(pipeline.store.read(lambda txn: commitments.reports_due(txn, start + timedelta(seconds=25)))) == 1
     later = start + timedelta(hours=1, seconds=1)
-    assert pipeline.store.write(lambda txn: wf.report_failed(txn, report, "refused", policy,
+    assert pipeline.store.write(lambda txn: wf.report_failed(txn, report, "refused", policy, held, 60,
                                                              now=later)) == "dead"
     row = commitment(pipeline, receipt.commitment_id)
     assert row["status"] == "dead" and row["attempts"] == 4
@@ -298,8 +309,9 @@ def test_the_last_attempt_is_made_at_the_give_up_deadline(pipeline: Pipeline, st
     evaluate(pipeline, storage_dir)
     requested = commitments.parse_time(commitment(pipeline, receipt.commitment_id)["requested_at"])
     policy = RetryPolicy(first_seconds=3600, max_seconds=3600, give_up_hours=0.5)
+    held = lease(pipeline)
     report = due_report(pipeline)
-    pipeline.store.write(lambda txn: wf.report_failed(txn, report, "down", policy, now=requested))
+    pipeline.store.write(lambda txn: wf.report_failed(txn, report, "down", policy, held, 60, now=requested))
     assert commitment(pipeline, receipt.commitment_id)["next_attempt_at"] == commitments.utc_iso(
         requested + timedelta(minutes=30))
 
@@ -308,13 +320,14 @@ def test_a_claimed_report_is_not_taken_twice_and_delivery_closes_it(pipeline: Pi
     receipt = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
     [row] = pipeline.store.read(lambda txn: commitments.reports_due(txn, wf.utc_now()))
-    lease = wf.utc_now() + timedelta(seconds=60)
-    [claimed] = pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
-    assert not pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], lease))
+    until = wf.utc_now() + timedelta(seconds=60)
+    held = lease(pipeline)
+    [claimed], _ = pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], until, held, 60))
+    assert not pipeline.store.write(lambda txn: commitments.claim_reports(txn, [row], until, held, 60))[0]
     assert pipeline.store.read(lambda txn: commitments.reports_due(txn, wf.utc_now())) == []
-    pipeline.store.write(lambda txn: commitments.report_delivered(txn, row, now_iso()))   # unclaimed: refused
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, row, now_iso(), held, 60))   # unclaimed: refused
     assert commitment(pipeline, receipt.commitment_id)["status"] == "reporting"
-    pipeline.store.write(lambda txn: commitments.report_delivered(txn, claimed, now_iso()))
+    pipeline.store.write(lambda txn: commitments.report_delivered(txn, claimed, now_iso(), held, 60))
     row = commitment(pipeline, receipt.commitment_id)
     assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("delivered", 1, "")
 
@@ -323,7 +336,8 @@ def test_unknown_requester_is_parked_dead_with_the_reason(pipeline: Pipeline, st
     receipt = receive(pipeline, request("2.25.1", (VERIFICATION, "2.25.11")))
     evaluate(pipeline, storage_dir)
     report = due_report(pipeline)
-    pipeline.store.write(lambda txn: wf.report_dead(txn, report, "requester X is not known"))
+    held = lease(pipeline)
+    pipeline.store.write(lambda txn: wf.report_dead(txn, report, "requester X is not known", held, 60))
     row = commitment(pipeline, receipt.commitment_id)
     assert (row["status"], row["last_error"], row["attempts"]) == ("dead", "requester X is not known", 0)
 

@@ -109,7 +109,8 @@ class CommitmentService:
             return status_dataset(INVALID_ARGUMENT_VALUE, "cannot decode the Action Information"), None
         requestor = event.assoc.requestor
         commitment_request = CommitmentRequest(transaction_uid, calling, references,
-                                               peer=f"{requestor.address}:{requestor.port}")
+                                               peer=f"{requestor.address}:{requestor.port}",
+                                               received_by=self.context.cluster.name)
         # Known before the request is committed: the sender may evaluate it the moment it is.
         key = (calling, transaction_uid)
         waiting = self.sender.expect_report(event.assoc, event.context.context_id, key)

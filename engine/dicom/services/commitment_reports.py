@@ -11,7 +11,18 @@ get it on a new association.
 
 The open association needs no address: a requester admitted by ``allow_any_ae`` or listed without
 host/port gets its report on it whenever it is still open (the wait limit does not apply, there is no
-other way); only when it has closed is such a report parked as dead, with the reason.  An unreachable
+other way); only when it has closed is such a report parked as dead, with the reason.
+
+Several instances on one database (issue 15): a requester's reports are sent by the one instance holding
+its lease ``commitment:<AE title>`` (taken before the claim; the claim and every completion are fenced by
+its generation), oldest first, so they reach it in request order.  The N-ACTION's association is open on
+the instance that received it (``received_by``), which need not hold the lease.  For a requester with
+host/port the lease holder does not wait for it: it sends on a new association (as after the wait).  For
+one without, only that instance can deliver, so the lease holder stops at such a report and hands the
+lease over (``LeaseKeeper.hand_over``), and an instance not holding the lease does not take it while the
+oldest due report is one the other instance received; the report waits, and is parked as dead only by the
+instance that received it (it knows its association closed) or, once that instance's heartbeat is older
+than a lease (it died, and its associations with it), by whichever instance holds the lease.  An unreachable
 requester or a non-0x0000 answer is retried by the shared retry policy (engine/domain/retry.py:
 ``commitment_retry_seconds`` doubling up to ``commitment_max_retry_seconds``), then parked as dead after
 ``commitment_give_up_hours``.  The report queue's SQL is in engine/store/commitments.py.
@@ -24,7 +35,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from io import BytesIO
-from typing import Any
+from typing import Any, Callable
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -33,8 +44,12 @@ from pynetdicom.dimse_primitives import N_EVENT_REPORT
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
+from ...cluster import LeaseKeeper
 from ...domain.retry import RetryPolicy
+from ...store import cluster as cluster_store
 from ...store import commitments
+from ...store.cluster import Lease, StaleLease
+from ...store.database import Transaction
 from ...store.timestamps import now_iso
 from ...store.commitments import PendingReport
 from ...workflow import commitment as workflow
@@ -48,6 +63,7 @@ log = logging.getLogger(__name__)
 SUCCESS = 0x0000              # the requester's answer to an N-EVENT-REPORT that closes the transaction
 N_EVENT_REPORT_RSP = 0x8100   # Command Field (0000,0100) of an N-EVENT-REPORT response
 IDLE_POLL_SECONDS = 5.0       # look at the table at least this often (requests persisted by another process)
+OTHER_INSTANCE_POLL_SECONDS = 0.5   # how often due reports another instance delivers are looked at again
 
 
 class _Checkpoint:
@@ -212,6 +228,10 @@ def build_event_report(transaction_uid: str, result: dict[str, Any], retrieve_ae
     return (2 if failed else 1), dataset
 
 
+class _LeaseLost(Exception):
+    """A completion was refused: another instance holds the requester's lease now (the round stops)."""
+
+
 class ReportSender:
     """Evaluates due requests and delivers their reports, in its own thread (``start`` / ``stop``); the SCP
     tells it of each N-ACTION's association (``expect_report``) and wakes it (``wake``)."""
@@ -229,6 +249,7 @@ class ReportSender:
         # (calling AE, Transaction UID) -> the N-ACTION associations of its requests, oldest first
         self._waiting: dict[tuple[str, str], list[WaitingReport]] = {}
         self._waiting_lock = threading.Lock()
+        self._deferred = False   # the last round left some requester's reports to another instance
 
     # -- what the SCP tells ---------------------------------------------------------------------
     def expect_report(self, assoc: Any, context_id: int, key: tuple[str, str]) -> WaitingReport | None:
@@ -304,7 +325,9 @@ class ReportSender:
                 due = None
             wait = IDLE_POLL_SECONDS
             if due is not None:
-                wait = min(max((due - workflow.utc_now()).total_seconds(), 0.05), IDLE_POLL_SECONDS)
+                # reports left to another instance stay due: look again at the pace of OTHER_INSTANCE_POLL
+                floor = OTHER_INSTANCE_POLL_SECONDS if self._deferred else 0.05
+                wait = min(max((due - workflow.utc_now()).total_seconds(), floor), IDLE_POLL_SECONDS)
             self._wake.wait(wait)
             self._wake.clear()
 
@@ -318,30 +341,90 @@ class ReportSender:
         by_ae: dict[str, list[PendingReport]] = {}
         for report in due:
             by_ae.setdefault(report.calling_ae_title, []).append(report)
+        self._deferred = False
         for calling, reports in by_ae.items():
             if self._stopping.is_set():
                 return
-            self._deliver(calling, reports)
+            try:
+                self._deliver(calling, reports)
+            except _LeaseLost:
+                self._deferred = True   # another instance took the requester's lease over: it delivers
         self._prune_closed()
 
     # -- delivery -------------------------------------------------------------------------------
+    def _keeper(self, calling: str) -> LeaseKeeper:
+        return self.context.cluster.keeper(commitments.report_lease(calling))
+
+    def _record(self, lease: Lease, what: str, work: Callable[[Transaction], Any]) -> Any:
+        """Write how a delivery ended, fenced by ``lease``; raises ``_LeaseLost`` (logged) when another
+        instance took the lease over meanwhile, so the round stops there."""
+        keeper = self.context.cluster.keeper(lease.name)
+        try:
+            result = self.context.store.write(work)
+        except StaleLease as exc:
+            keeper.stale(lease, what, exc)
+            raise _LeaseLost(lease.name) from exc
+        if isinstance(result, Lease):
+            keeper.taken(result)
+        return result
+
+    def _held_elsewhere(self, reports: list[PendingReport], reachable: bool) -> int:
+        """How many of the requester's due reports (oldest first) this instance may deliver before one
+        that only another instance can: a requester without host/port gets a report on its N-ACTION's
+        association alone, and that is open (if at all) on the instance that received it, so while that
+        instance is alive its reports wait for it; here they would be parked as dead."""
+        me = self.context.cluster.name
+        if reachable or all(report.received_by in ("", me) for report in reports):
+            return len(reports)
+        since = time.time() - self.context.cluster.lease_seconds
+        alive = self.context.store.read(lambda txn: cluster_store.alive(txn, since))
+        return next((index for index, report in enumerate(reports)
+                     if report.received_by not in ("", me) and report.received_by in alive), len(reports))
+
     def _deliver(self, calling: str, reports: list[PendingReport]) -> None:
-        """The open N-ACTION association first (it needs no address); only the reports left over need the
-        requester's host/port for a new association, and are parked as dead when it has none."""
+        """Under the requester's lease (one instance delivers to it at a time, so its reports go out in
+        request order): the open N-ACTION association first (it needs no address); only the reports left
+        over need the requester's host/port for a new association, and are parked as dead when it has none."""
         store = self.context.store
         known = self.context.directory.get(calling)
         reachable = known is not None and known.reachable
-        dicom = self.context.config.dicom
-        lease = workflow.utc_now() + timedelta(seconds=dicom.acse_timeout + dicom.dimse_timeout * (len(reports) + 1))
-        claimed = store.write(lambda txn: commitments.claim_reports(txn, reports, lease))
-        claimed = [report for report in claimed if not self._send_on_open_association(report, fallback=reachable)]
-        if not claimed:
+        keeper = self._keeper(calling)
+        mine = self._held_elsewhere(reports, reachable)
+        if mine == 0:   # the oldest waits for the instance holding its association: let that one take over
+            keeper.hand_over(store, f"the report of transaction {reports[0].transaction_uid} to {calling} can only"
+                                    f" go on its N-ACTION association, open on instance {reports[0].received_by}")
+            self._deferred = True
             return
+        lease = keeper.take_blocking(store)
+        if lease is None:
+            self._deferred = True   # another instance delivers this requester's reports
+            return
+        dicom = self.context.config.dicom
+        seconds = self.context.cluster.lease_seconds
+        until = workflow.utc_now() + timedelta(seconds=dicom.acse_timeout + dicom.dimse_timeout * (mine + 1))
+        claimed = self._record(lease, f"claim of the reports to {calling}",
+                               lambda txn: commitments.claim_reports(txn, reports[:mine], until, lease, seconds))
+        claimed = [report for report in claimed[0]
+                   if not self._send_on_open_association(report, fallback=reachable, lease=lease)]
+        if claimed:
+            self._deliver_claimed(calling, claimed, lease)
+        if mine < len(reports):
+            keeper.hand_over(store, f"the report of transaction {reports[mine].transaction_uid} to {calling} can"
+                                    f" only go on its N-ACTION association, open on instance"
+                                    f" {reports[mine].received_by}")
+            self._deferred = True
+
+    def _deliver_claimed(self, calling: str, claimed: list[PendingReport], lease: Lease) -> None:
+        """The claimed reports the open association did not take, on a new association to the requester."""
+        known = self.context.directory.get(calling)
+        dicom = self.context.config.dicom
         if known is None or not known.reachable:
             reason = (f"requester {calling} is not in the known-AE list (dicom.aes)" if known is None else
                       f"requester {calling} has no host/port in the known-AE list (dicom.aes)")
             reason += ": the report can only go on its N-ACTION association, which is closed or did not take it"
-            store.write(lambda txn: [workflow.report_dead(txn, report, reason) for report in claimed])
+            seconds = self.context.cluster.lease_seconds
+            self._record(lease, f"reports to {calling} parked as dead", lambda txn: [
+                workflow.report_dead(txn, report, reason, lease, seconds) for report in claimed])
             return
         assert self._requester is not None
         try:
@@ -349,11 +432,11 @@ class ReportSender:
                                               ext_neg=COMMITMENT_REPORT.role_selection(),
                                               tls_args=tls_args(known, dicom.tls))
         except Exception as exc:  # noqa: BLE001 - bad address and the like: counts as unreachable
-            self._failed(claimed, f"cannot connect to {calling} at {known.host}:{known.port}: {exc}")
+            self._failed(claimed, f"cannot connect to {calling} at {known.host}:{known.port}: {exc}", lease)
             return
         if not assoc.is_established:
             what = "rejected the association" if assoc.is_rejected else "not reachable (or aborted the association)"
-            self._failed(claimed, f"{calling} at {known.host}:{known.port} {what}")
+            self._failed(claimed, f"{calling} at {known.host}:{known.port} {what}", lease)
             return
         set_no_delay(assoc)
         try:
@@ -361,18 +444,18 @@ class ReportSender:
                         if cx.abstract_syntax == workflow.STORAGE_COMMITMENT_PUSH_MODEL and cx.as_scp]
             if not accepted:
                 self._failed(claimed, f"{calling} did not accept Storage Commitment with the engine as SCP"
-                             " (SCP/SCU role selection refused)")
+                             " (SCP/SCU role selection refused)", lease)
                 return
             for index, report in enumerate(claimed):
                 if not assoc.is_established:
-                    self._failed(claimed[index:], f"{calling} closed the association")
+                    self._failed(claimed[index:], f"{calling} closed the association", lease)
                     return
-                self._send(assoc, report, message_id=index + 1)
+                self._send(assoc, report, index + 1, lease)
         finally:
             if assoc.is_established:
                 assoc.release()
 
-    def _send_on_open_association(self, report: PendingReport, fallback: bool) -> bool:
+    def _send_on_open_association(self, report: PendingReport, fallback: bool, lease: Lease) -> bool:
         """Deliver the report on its N-ACTION's association if that is still open (SWF.md 7.4); False when
         it is gone, too late, or the attempt failed: the new-association path takes over.
 
@@ -401,12 +484,12 @@ class ReportSender:
                      " using a new association", report.transaction_uid, calling,
                      "not answered" if code is None else f"answered 0x{code:04X}")
             return False
-        self.context.store.write(lambda txn: commitments.report_delivered(txn, report, now_iso()))
+        self._delivered(report, lease)
         log.info("storage commitment transaction %s: report (event type %d, %s) delivered to %s on the N-ACTION"
                  " association", report.transaction_uid, event_type, workflow.summary(report.result), calling)
         return True
 
-    def _send(self, assoc: Any, report: PendingReport, message_id: int) -> None:
+    def _send(self, assoc: Any, report: PendingReport, message_id: int, lease: Lease) -> None:
         event_type, information = build_event_report(report.transaction_uid, report.result, self.context.ae_title)
         calling = report.calling_ae_title
         try:
@@ -414,21 +497,28 @@ class ReportSender:
                                                workflow.WELL_KNOWN_INSTANCE, msg_id=message_id)
             status, _reply = answer
         except Exception as exc:  # noqa: BLE001
-            self._failed([report], f"N-EVENT-REPORT to {calling} failed: {exc}")
+            self._failed([report], f"N-EVENT-REPORT to {calling} failed: {exc}", lease)
             return
         code = getattr(status, "Status", None)
         if code == SUCCESS:
-            self.context.store.write(lambda txn: commitments.report_delivered(txn, report, now_iso()))
+            self._delivered(report, lease)
             log.info("storage commitment transaction %s: report (event type %d, %s) delivered to %s",
                      report.transaction_uid, event_type, workflow.summary(report.result), calling)
         elif code is None:
-            self._failed([report], f"no answer from {calling} to the N-EVENT-REPORT")
+            self._failed([report], f"no answer from {calling} to the N-EVENT-REPORT", lease)
         else:
-            self._failed([report], f"{calling} answered the N-EVENT-REPORT with 0x{code:04X}")
+            self._failed([report], f"{calling} answered the N-EVENT-REPORT with 0x{code:04X}", lease)
 
-    def _failed(self, reports: list[PendingReport], error: str) -> None:
-        statuses = self.context.store.write(
-            lambda txn: [workflow.report_failed(txn, report, error, self.policy) for report in reports])
+    def _delivered(self, report: PendingReport, lease: Lease) -> None:
+        seconds = self.context.cluster.lease_seconds
+        self._record(lease, f"storage commitment transaction {report.transaction_uid}: report delivered to"
+                            f" {report.calling_ae_title}",
+                     lambda txn: commitments.report_delivered(txn, report, now_iso(), lease, seconds))
+
+    def _failed(self, reports: list[PendingReport], error: str, lease: Lease) -> None:
+        seconds = self.context.cluster.lease_seconds
+        statuses = self._record(lease, f"reports to {reports[0].calling_ae_title} not delivered ({error})", lambda txn: [
+            workflow.report_failed(txn, report, error, self.policy, lease, seconds) for report in reports])
         for report, status in zip(reports, statuses):
             if status == commitments.REPORTING:
                 log.warning("storage commitment transaction %s: report to %s not delivered (%s); will retry",

@@ -125,7 +125,7 @@ class StorageService:
         try:
             return self.receive(event.assoc.requestor.ae_title.strip(), uids["AffectedSOPClassUID"],
                                 uids["AffectedSOPInstanceUID"], str(event.context.transfer_syntax), data,
-                                str(event.assoc.requestor.address or ""))
+                                str(event.assoc.requestor.address or ""), int(event.assoc.requestor.port or 0))
         finally:
             data.close()
 
@@ -165,14 +165,16 @@ class StorageService:
         after_each_pdata(assoc, receive_bounded)
 
     def receive(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
-                data: IncomingDataSet, address: str = "") -> int | Dataset:
-        """Store one received data set; the C-STORE response status (with a comment on failure)."""
-        status = self._checked_store(calling, sop_class_uid, sop_instance_uid, transfer_syntax, data, address)
+                data: IncomingDataSet, address: str = "", port: int = 0) -> int | Dataset:
+        """Store one received data set; the C-STORE response status (with a comment on failure).
+        ``address`` and ``port``: where the association came from."""
+        peer = f"{address}:{port}" if address else ""
+        status = self._checked_store(calling, sop_class_uid, sop_instance_uid, transfer_syntax, data, address, peer)
         self.context.metrics.instance_stored("accepted" if status == SUCCESS else "refused", data.size)
         return status
 
     def _checked_store(self, calling: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
-                       data: IncomingDataSet, address: str = "") -> int | Dataset:
+                       data: IncomingDataSet, address: str, peer: str) -> int | Dataset:
         command_uid = sop_instance_uid.strip()
         if not self.context.directory.allows(calling, "store"):
             log.warning("C-STORE %r from %s refused: not authorised (permission 'store')", command_uid, calling)
@@ -181,7 +183,7 @@ class StorageService:
         if problem:
             log.warning("C-STORE %r from %s refused: Affected SOP Instance UID: %s", command_uid[:80], calling,
                         problem)
-            self._uid_refused(calling, f"Affected SOP Instance UID: {problem}")
+            self._uid_refused(calling, peer, f"Affected SOP Instance UID: {problem}")
             return status_dataset(INVALID_SOP_INSTANCE, f"SOP Instance UID: {problem}")
         problem = uid_problem(sop_class_uid.strip(), self.leading_zeros)
         if problem:
@@ -204,7 +206,7 @@ class StorageService:
         if problem:
             log.warning("C-STORE %s from %s refused: %s", command_uid, calling, problem)
             if malformed:
-                self._uid_refused(calling, f"C-STORE {command_uid}: {problem}")
+                self._uid_refused(calling, peer, f"C-STORE {command_uid}: {problem}")
             return status_dataset(DOES_NOT_MATCH_SOP_CLASS, problem)
         outcome = self.storage.store_received(header, transfer_syntax, calling, data, self.policy)
         if outcome.result is not None:
@@ -212,10 +214,10 @@ class StorageService:
                                                  str(header.get("PatientID") or ""), sop_class_uid.strip())
         return self._status(outcome)
 
-    def _uid_refused(self, calling: str, detail: str) -> None:
+    def _uid_refused(self, calling: str, peer: str, detail: str) -> None:
         """A UID that is no UID (``../``, 200 characters) is hostile more often than broken: a security
         event (the ATNA trail audits it), besides the log line and the failure status."""
-        self.context.security_events.raise_event(SecurityEvent("uid-refused", "", detail, calling))
+        self.context.security_events.raise_event(SecurityEvent("uid-refused", peer, detail, calling))
 
     def _too_large(self, uid: str, calling: str, what: str) -> Dataset:
         log.warning("C-STORE %s from %s refused: %s, over dicom.max_instance_bytes (%d)", uid, calling, what,

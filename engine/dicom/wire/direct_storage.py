@@ -179,7 +179,7 @@ class DirectStorage:
                             raise AbortAssociation(f"PDV on presentation context {context_id}, not accepted")
                         message = exchange.add(context_id, control, fragment)
                         if message is not None:
-                            self._answer(exchange, calling, str(address[0]), accepted, *message)
+                            self._answer(exchange, calling, address, accepted, *message)
                 elif kind == ul.RELEASE_RQ:
                     sock.sendall(ul.release_rp())
                     log.debug("DICOM association from %s released", calling)
@@ -201,7 +201,7 @@ class DirectStorage:
         finally:
             exchange.close()
 
-    def _answer(self, exchange: _Exchange, calling: str, address: str, accepted: dict[int, str], context_id: int,
+    def _answer(self, exchange: _Exchange, calling: str, address: Any, accepted: dict[int, str], context_id: int,
                 command: dict[int, bytes], data: IncomingDataSet | None) -> None:
         command_field = _us(command.get(COMMAND_FIELD, b""))
         message_id = _us(command.get(MESSAGE_ID, b""))
@@ -215,7 +215,8 @@ class DirectStorage:
             raise AbortAssociation(f"command 0x{command_field:04X} on a storage association")
         sop_instance = command.get(AFFECTED_SOP_INSTANCE, b"").decode("ascii", "replace").rstrip("\0 ")
         try:
-            outcome = self.storage.receive(calling, sop_class, sop_instance, accepted[context_id], data, address)
+            outcome = self.storage.receive(calling, sop_class, sop_instance, accepted[context_id], data,
+                                           str(address[0]), int(address[1]))
         except Exception:  # noqa: BLE001 - answered as pynetdicom answers a failing handler
             log.exception("C-STORE %r from %s failed", sop_instance, calling)
             outcome = UNABLE_TO_PROCESS

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pynetdicom import build_role
-from pynetdicom._globals import DEFAULT_TRANSFER_SYNTAXES
+from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, StorageCommitmentPushModel
 

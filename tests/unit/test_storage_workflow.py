@@ -316,7 +316,7 @@ def store_event(ds: Dataset, calling: str = "CT1_AE", transfer_syntax: str = EXP
 
     request = _Fake(DataSet=BytesIO(encoded(ds, transfer_syntax) if data is None else data),
                     AffectedSOPInstanceUID=sop_instance or ds.SOPInstanceUID, AffectedSOPClassUID=ds.SOPClassUID)
-    return _Fake(assoc=_Fake(requestor=_Fake(ae_title=calling, address="127.0.0.1")), request=request,
+    return _Fake(assoc=_Fake(requestor=_Fake(ae_title=calling, address="127.0.0.1", port=40104)), request=request,
                  context=_Fake(transfer_syntax=transfer_syntax))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -115,6 +116,15 @@ class EngineProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def read_rows(self, sql: str, params: tuple = ()) -> list[dict]:
+        """Rows of the engine's SQLite file, read-only (the engine alone writes)."""
+        connection = sqlite3.connect(f"file:{self.data_dir / 'swf.sqlite'}?mode=ro", uri=True, timeout=10)
+        connection.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in connection.execute(sql, params)]
+        finally:
+            connection.close()
 
     def swf(self, *args: str) -> subprocess.CompletedProcess:
         return run_swf(*args)

@@ -14,7 +14,6 @@ import json
 import os
 import queue
 import shutil
-import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -150,14 +149,8 @@ def store_instances(engine: EngineProcess, count: int, title: str = "MODALITY1",
 
 
 def commitment_rows(engine: EngineProcess, transaction_uid: str) -> list[dict]:
-    """The engine's rows for a transaction (read-only; the engine alone writes)."""
-    connection = sqlite3.connect(f"file:{engine.data_dir / 'swf.sqlite'}?mode=ro", uri=True, timeout=10)
-    connection.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in connection.execute(
-            "SELECT * FROM commitments WHERE transaction_uid = ? ORDER BY id", (transaction_uid,))]
-    finally:
-        connection.close()
+    """The engine's rows for a transaction."""
+    return engine.read_rows("SELECT * FROM commitments WHERE transaction_uid = ? ORDER BY id", (transaction_uid,))
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -4,7 +4,6 @@ that receive one N-CREATE per study per stable point, checked against PS3.4 Anne
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -115,14 +114,9 @@ def engine_config(tmp_path: Path, receivers: list[IanReceiver], *extra: str, aes
 
 
 def ian_forwards(engine: Any, destination: str) -> list[dict]:
-    """The engine's ``ian`` forwards to ``destination`` (read-only; the engine alone writes)."""
-    connection = sqlite3.connect(f"file:{engine.data_dir / 'swf.sqlite'}?mode=ro", uri=True, timeout=10)
-    connection.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in connection.execute(
-            "SELECT * FROM dicom_forwards WHERE kind = 'ian' AND destination = ? ORDER BY id", (destination,))]
-    finally:
-        connection.close()
+    """The engine's ``ian`` forwards to ``destination``."""
+    return engine.read_rows("SELECT * FROM dicom_forwards WHERE kind = 'ian' AND destination = ? ORDER BY id",
+                            (destination,))
 
 
 def test_one_notice_per_stable_point_to_a_receiver_down_then_up_and_110514_makes_unavailable(

@@ -4,7 +4,6 @@ C-STORE SCU, the worklist asked with DCMTK findscu, a stand-in RIS receiving the
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
@@ -41,14 +40,10 @@ def order_statuses(ris: Receiver) -> list[tuple[str, str]]:
 
 
 def history(engine: EngineProcess, accession: str) -> list[tuple[str, str]]:
-    """(kind, detail) of the order's history, oldest first (read-only; the engine alone writes)."""
-    connection = sqlite3.connect(f"file:{engine.data_dir / 'swf.sqlite'}?mode=ro", uri=True, timeout=10)
-    try:
-        return connection.execute(
-            "SELECT h.kind, h.detail FROM order_history h JOIN requested_procedures r ON r.order_ref = h.order_ref"
-            " WHERE r.accession_number = ? ORDER BY h.id", (accession,)).fetchall()
-    finally:
-        connection.close()
+    """(kind, detail) of the order's history, oldest first."""
+    return [(row["kind"], row["detail"]) for row in engine.read_rows(
+        "SELECT h.kind, h.detail FROM order_history h JOIN requested_procedures r ON r.order_ref = h.order_ref"
+        " WHERE r.accession_number = ? ORDER BY h.id", (accession,))]
 
 
 def details(engine: EngineProcess, accession: str, kind: str) -> list[str]:

@@ -1127,7 +1127,8 @@ COMMANDS = (
                   arg("--dead", action="store_true", help="list the messages parked as dead"),
                   arg("--all", action="store_true", help="list every message, delivered ones included"),
                   arg("--limit", type=int, default=100, metavar="N")),
-    _data_command("forwards", "DICOM forwarding queue (instances, MPPS) to downstream AEs", cmd_forwards,
+    _data_command("forwards", "DICOM forwarding queue (instances, MPPS, availability notices) to downstream AEs",
+                  cmd_forwards,
                   "Rows of the DICOM forwarding queue: pending by default, --dead for those given up, --all for "
                   "every row.",
                   arg("--dead", action="store_true"),
